@@ -1,0 +1,29 @@
+# pg_eventstore: built with PGXS.  The version lives in META.json only.
+EXTENSION = pg_eventstore
+EXTVERSION = $(shell sed -n 's/^   "version": "\(.*\)",/\1/p' META.json)
+
+MODULE_big = pg_eventstore
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+# pg_regress (exact output and pgTAP plans) and isolation specs, each on a
+# temporary instance with the library preloaded, as in production.
+TESTS = $(sort $(basename $(notdir $(wildcard test/sql/*.sql))))
+REGRESS = $(TESTS)
+REGRESS_OPTS = --inputdir=test --temp-instance=./tmp_check --temp-config=test/pg_eventstore.conf
+ISOLATION = $(sort $(basename $(notdir $(wildcard test/specs/*.spec))))
+ISOLATION_OPTS = --inputdir=test --temp-instance=./tmp_check_iso --temp-config=test/pg_eventstore.conf
+
+EXTRA_CLEAN = tmp_check tmp_check_iso results output_iso regression.* 
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The control file's default_version must match META.json.
+CONTROL_VERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+ifneq ($(CONTROL_VERSION),$(EXTVERSION))
+$(error $(EXTENSION).control says $(CONTROL_VERSION) but META.json says $(EXTVERSION))
+endif

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set everything up on a Debian 12 machine and run every test of
+# pg_eventstore: pg_regress (exact output and pgTAP plans) and isolation
+# specs, each on a temporary PostgreSQL instance with the library preloaded.
+# Works as root (PostgreSQL then runs as "postgres") and as a normal user
+# with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+install_dependencies
+prepare_workdir test
+cd "$WORKDIR"
+
+echo "== building"
+$RUN make -s clean >/dev/null
+$RUN make -s
+echo "== installing the extension"
+as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+
+echo "== running the tests"
+status=0
+$RUN make -s installcheck 2>&1 | tee installcheck.log || status=$?
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+for f in regression.diffs output_iso/regression.diffs; do
+	if [ -s "$f" ]; then
+		echo "== $f"
+		cat "$f"
+	fi
+done
+passed=$(grep -cE '\.\.\. ok' installcheck.log || true)
+failed=$(grep -cE '\.\.\. FAILED|\.\.\. failed' installcheck.log || true)
+echo "${passed} passed, ${failed} failed"
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ]

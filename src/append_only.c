@@ -1,0 +1,37 @@
+/*
+ * append_only.c
+ *		The trigger that keeps the event log append-only for every role.
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "pg_eventstore.h"
+
+PG_FUNCTION_INFO_V1(eventstore_refuse_log_change);
+
+/* Statement trigger on UPDATE, DELETE and TRUNCATE of eventstore.events. */
+Datum
+eventstore_refuse_log_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *operation;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "refuse_log_change must be called as a trigger");
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		operation = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		operation = "DELETE";
+	else
+		operation = "TRUNCATE";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_APPEND_ONLY),
+			 errmsg("the event log is append-only: %s of eventstore.events is not allowed",
+					operation),
+			 errdetail("Stored events are facts; they are never changed or removed in place."),
+			 errhint("Append a compensating event to the stream instead.")));
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,71 @@
+/*
+ * pg_eventstore.h
+ *		Declarations shared between the source files of pg_eventstore.
+ */
+#ifndef PG_EVENTSTORE_H
+#define PG_EVENTSTORE_H
+
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+#include "utils/xid8.h"
+
+/*
+ * SQLSTATEs of the event store's own class "SE".  Every one is listed in the
+ * README; keep the two in step.
+ */
+#define ERRCODE_ES_WRONG_EXPECTED_REVISION	MAKE_SQLSTATE('S','E','0','0','1')
+#define ERRCODE_ES_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('S','E','0','0','2')
+#define ERRCODE_ES_UNKNOWN_POSITION			MAKE_SQLSTATE('S','E','0','0','3')
+#define ERRCODE_ES_APPEND_ONLY				MAKE_SQLSTATE('S','E','0','0','4')
+
+/* expected_revision values with a meaning of their own */
+#define ES_EXPECT_NO_STREAM		(-1)
+#define ES_EXPECT_STREAM_EXISTS	(-2)
+
+/* One event of a batch, validated and ready to insert. */
+typedef struct EventInput
+{
+	pg_uuid_t	id;
+	bool		id_given;		/* the caller chose the id */
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;
+} EventInput;
+
+/* A validated batch of events for one stream. */
+typedef struct EventBatch
+{
+	int			count;
+	bool		any_id_given;
+	EventInput *events;
+} EventBatch;
+
+/* event_batch.c */
+extern EventBatch *EventBatchFromJsonb(Jsonb *events);
+extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,
+									 pg_uuid_t *id);
+
+/* uuid_v7.c */
+extern void GenerateUuidV7(pg_uuid_t *out, int count);
+
+/* spi_plans.c */
+extern SPIPlanPtr KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
+						   const Oid *argtypes);
+extern int	ExecKeptPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
+						 bool read_only, long count);
+extern void ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan,
+								Datum *values, const char *nulls,
+								long count);
+extern bool GetInt64Result(int column, int64 *value);
+
+/* stream_hash.c */
+extern uint32 StreamHash(const char *stream_id, int len);
+
+/* validation helpers (event_batch.c) */
+extern text *RequireStreamId(FunctionCallInfo fcinfo, int argno);
+
+#endif							/* PG_EVENTSTORE_H */

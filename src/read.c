@@ -1,0 +1,231 @@
+/*
+ * read.c
+ *		read_stream, read_all and stream_revision.
+ *
+ * read_all serves the global log in the order (transaction_id,
+ * global_position) and returns only events of transactions older than every
+ * transaction still running in the reader's snapshot.  Those transactions are
+ * over, so every event they committed is visible; any event that becomes
+ * visible later belongs to a transaction at or above that horizon, after
+ * everything returned so far.  A consumer that passes back the position of
+ * the last event it received therefore never skips or repeats one, however
+ * late a transaction that took its positions early commits.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "pg_eventstore.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(eventstore_read_stream);
+PG_FUNCTION_INFO_V1(eventstore_read_all);
+PG_FUNCTION_INFO_V1(eventstore_stream_revision);
+
+static SPIPlanPtr read_forwards_plan;
+static SPIPlanPtr read_backwards_plan;
+static SPIPlanPtr read_all_plan;
+static SPIPlanPtr cursor_plan;
+static SPIPlanPtr revision_plan;
+
+/* The max_count argument: NULL for no limit, else at least 1. */
+static Datum
+GetMaxCount(FunctionCallInfo fcinfo, int argno, char *null_flag)
+{
+	int32		max_count;
+
+	*null_flag = ' ';
+	if (PG_ARGISNULL(argno))
+	{
+		*null_flag = 'n';
+		return (Datum) 0;
+	}
+	max_count = PG_GETARG_INT32(argno);
+	if (max_count < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be at least 1"),
+				 errdetail("Got %d.", max_count),
+				 errhint("Pass NULL to read without a limit.")));
+	return Int64GetDatum(max_count);
+}
+
+/*
+ * SQL: read_stream(stream_id, from_revision, max_count, backwards)
+ * A stream that does not exist reads as empty.
+ */
+Datum
+eventstore_read_stream(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = RequireStreamId(fcinfo, 0);
+	bool		backwards = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+	int64		from;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
+	SPIPlanPtr	plan;
+
+	if (PG_ARGISNULL(1))
+		from = backwards ? PG_INT64_MAX : 0;
+	else
+	{
+		from = PG_GETARG_INT64(1);
+		if (backwards && from == -1)
+			from = PG_INT64_MAX;
+		else if (from < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("from_revision must be a revision >= 0"),
+					 errdetail("Got " INT64_FORMAT ".", from),
+					 errhint(backwards ? "Pass NULL or -1 to read backwards from the stream's end."
+							 : "Pass 0 to read from the stream's start.")));
+	}
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int64GetDatum(from);
+	values[2] = GetMaxCount(fcinfo, 2, &nulls[2]);
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (backwards)
+		plan = KeptPlan(&read_backwards_plan,
+						"SELECT * FROM eventstore.events"
+						" WHERE stream_id = $1 AND revision <= $2"
+						" ORDER BY revision DESC LIMIT $3",
+						3, argtypes);
+	else
+		plan = KeptPlan(&read_forwards_plan,
+						"SELECT * FROM eventstore.events"
+						" WHERE stream_id = $1 AND revision >= $2"
+						" ORDER BY revision LIMIT $3",
+						3, argtypes);
+	ExecKeptPlanIntoSRF(fcinfo, plan, values, nulls, 0);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* Validate read_all's consumer-group arguments; false when not grouped. */
+static bool
+GetGroup(FunctionCallInfo fcinfo, int32 *member, int32 *size)
+{
+	if (PG_ARGISNULL(3) && PG_ARGISNULL(4))
+		return false;
+	if (PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group_member and group_size must be given together"),
+				 errhint("Pass both to read one partition of the log, or neither to read all of it.")));
+	*member = PG_GETARG_INT32(3);
+	*size = PG_GETARG_INT32(4);
+	if (*size < 1 || *member < 0 || *member >= *size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("group_member must be between 0 and group_size - 1"),
+				 errdetail("Got group_member %d and group_size %d.", *member, *size),
+				 errhint("Number the members of a group of N consumers 0 to N - 1.")));
+	return true;
+}
+
+/*
+ * Resolve a cursor position to its place in the log order; error when no
+ * event has that position.
+ */
+static Datum
+CursorTransaction(int64 position)
+{
+	Datum		values[1] = {Int64GetDatum(position)};
+	Oid			argtypes[1] = {INT8OID};
+	bool		isnull;
+
+	ExecKeptPlan(KeptPlan(&cursor_plan,
+						  "SELECT transaction_id FROM eventstore.events"
+						  " WHERE global_position = $1",
+						  1, argtypes),
+				 values, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_UNKNOWN_POSITION),
+				 errmsg("position " INT64_FORMAT " is not in the event log", position),
+				 errhint("Pass the global_position of the last event received, or NULL to read from the start.")));
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+/*
+ * SQL: read_all(after_position, max_count, event_types, group_member,
+ *				 group_size)
+ */
+Datum
+eventstore_read_all(PG_FUNCTION_ARGS)
+{
+	int64		after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	int32		member = 0;
+	int32		size = 1;
+	bool		grouped = GetGroup(fcinfo, &member, &size);
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[6] = {XID8OID, INT8OID, TEXTARRAYOID, INT4OID, INT4OID,
+	INT8OID};
+
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must not be negative"),
+				 errdetail("Got " INT64_FORMAT ".", after),
+				 errhint("Pass NULL or 0 to read from the start of the log.")));
+	values[5] = GetMaxCount(fcinfo, 1, &nulls[5]);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = Int32GetDatum(member);
+	values[4] = Int32GetDatum(size);
+	nulls[3] = grouped ? ' ' : 'n';
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* the start of the log sorts before every real transaction id */
+	values[0] = after == 0 ? FullTransactionIdGetDatum(InvalidFullTransactionId)
+		: CursorTransaction(after);
+	values[1] = Int64GetDatum(after);
+
+	ExecKeptPlanIntoSRF(fcinfo,
+						KeptPlan(&read_all_plan,
+								 "SELECT * FROM eventstore.events"
+								 " WHERE (transaction_id, global_position) > ($1, $2)"
+								 " AND transaction_id <"
+								 " pg_snapshot_xmin(pg_current_snapshot())"
+								 " AND ($3 IS NULL OR event_type = ANY ($3))"
+								 " AND ($4 IS NULL OR"
+								 " eventstore.stream_partition(stream_id, $5) = $4)"
+								 " ORDER BY transaction_id, global_position"
+								 " LIMIT $6",
+								 6, argtypes),
+						values, nulls, 0);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* SQL: stream_revision(stream_id): the last event's revision, or NULL */
+Datum
+eventstore_stream_revision(PG_FUNCTION_ARGS)
+{
+	Datum		values[1] = {PG_GETARG_DATUM(0)};
+	Oid			argtypes[1] = {TEXTOID};
+	int64		revision;
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ExecKeptPlan(KeptPlan(&revision_plan,
+						  "SELECT revision FROM eventstore.streams"
+						  " WHERE stream_id = $1",
+						  1, argtypes),
+				 values, NULL, true, 1);
+	found = GetInt64Result(1, &revision);
+	SPI_finish();
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(revision);
+}

@@ -1,0 +1,110 @@
+/*
+ * spi_plans.c
+ *		Prepared SPI plans kept for the life of the backend, so the hot paths
+ *		parse and plan their statements once.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "executor/tstoreReceiver.h"
+#include "funcapi.h"
+#include "pg_eventstore.h"
+#include "utils/builtins.h"
+
+/*
+ * Return the plan cached in *cache, preparing and keeping it on first use.
+ * The caller must be connected to SPI.
+ */
+SPIPlanPtr
+KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	if (*cache != NULL)
+		return *cache;
+	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	*cache = plan;
+	return plan;
+}
+
+/* Execute a kept plan; returns the number of rows processed. */
+int
+ExecKeptPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
+			 bool read_only, long count)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/*
+ * Run a read-only kept plan and stream its rows straight into the
+ * materialized result of the set-returning function fcinfo, with no copy in
+ * between.
+ */
+void
+ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum *values,
+					const char *nulls, long count)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SPIExecuteOptions options;
+	DestReceiver *dest;
+	ParamListInfo params;
+	int			nargs = SPI_getargcount(plan);
+	int			rc;
+
+	params = makeParamList(nargs);
+	for (int i = 0; i < nargs; i++)
+	{
+		ParamExternData *prm = &params->params[i];
+
+		prm->value = values[i];
+		prm->isnull = nulls != NULL && nulls[i] == 'n';
+		prm->pflags = PARAM_FLAG_CONST;
+		prm->ptype = SPI_getargtypeid(plan, i);
+	}
+
+	dest = CreateDestReceiver(DestTuplestore);
+	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
+									rsinfo->econtext->ecxt_per_query_memory,
+									true, NULL, NULL);
+
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	options.tcount = count;
+	options.dest = dest;
+
+	rc = SPI_execute_plan_extended(plan, &options);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan_extended failed: %s",
+			 SPI_result_code_string(rc));
+	dest->rDestroy(dest);
+}
+
+/*
+ * Read column `column` (1-based) of the first result row as int64; false
+ * when there is no row or the value is NULL.
+ */
+bool
+GetInt64Result(int column, int64 *value)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_processed == 0)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column,
+					  &isnull);
+	if (isnull)
+		return false;
+	*value = DatumGetInt64(d);
+	return true;
+}
