@@ -32,12 +32,13 @@ install_dependencies() {
 # PostgreSQL refuses to run as root.  As root, work in a copy of the checkout
 # owned by the unprivileged user "postgres" (the checkout itself may sit
 # where that user cannot reach, such as /root); otherwise work in place.
-# Sets WORKDIR and RUN (the prefix that runs a command as that user).
+# Sets WORKDIR (PG_EVENTSTORE_WORKDIR overrides the copy's place) and RUN
+# (the prefix that runs a command as that user).
 prepare_workdir() {
 	local name=$1 src
 	src=$(pwd)
 	if [ "$(id -u)" -eq 0 ]; then
-		WORKDIR=/tmp/pg_eventstore-$name
+		WORKDIR=${PG_EVENTSTORE_WORKDIR:-/tmp/pg_eventstore-$name}
 		rm -rf "$WORKDIR"
 		mkdir -p "$WORKDIR"
 		tar -C "$src" --exclude=./.git --exclude=./tmp --exclude='./tmp_check*' \
