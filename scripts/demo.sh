@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Set everything up on a Debian 12 machine and run the pg_eventstore demo: a
+# private PostgreSQL cluster inside the checkout (tmp/demo) with the library
+# preloaded, a shopping-cart workload appended by several concurrent
+# clients, and the streams and the global log shown.
+#
+#   scripts/demo.sh          set up, (re)start the cluster, run the demo
+#   scripts/demo.sh stop     stop the demo cluster
+#
+# Works as root (PostgreSQL then runs as "postgres") and as a normal user
+# with sudo.  DEMO_PORT (default 5488), DEMO_CLIENTS (4), DEMO_SECONDS (8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+PORT=${DEMO_PORT:-5488}
+CLIENTS=${DEMO_CLIENTS:-4}
+SECONDS_TO_RUN=${DEMO_SECONDS:-8}
+CHECKOUT=$(pwd)
+
+install_dependencies
+
+# The cluster lives in tmp/demo inside the checkout.  As root it belongs to
+# "postgres"; if that user cannot reach the checkout (say, under /root), the
+# cluster goes to /tmp/pg_eventstore-demo instead.
+if [ "$(id -u)" -eq 0 ]; then
+	RUN="runuser -u postgres -- env PATH=$PATH"
+	DEMO_DIR=$CHECKOUT/tmp/demo
+	if ! runuser -u postgres -- test -x "$CHECKOUT"; then
+		DEMO_DIR=/tmp/pg_eventstore-demo
+		echo "== postgres cannot reach $CHECKOUT: the demo cluster goes to $DEMO_DIR"
+	fi
+	mkdir -p "$DEMO_DIR"
+	chown postgres: "$DEMO_DIR"
+	PSQL_AS="sudo -u postgres "
+else
+	RUN="env"
+	DEMO_DIR=$CHECKOUT/tmp/demo
+	mkdir -p "$DEMO_DIR"
+	PSQL_AS=""
+fi
+DATA=$DEMO_DIR/data
+PSQL="$RUN psql -X -q -h $DEMO_DIR -p $PORT -d postgres -v ON_ERROR_STOP=1"
+
+stop_cluster() {
+	if [ -f "$DATA/postmaster.pid" ]; then
+		$RUN pg_ctl -D "$DATA" -m fast -w stop >/dev/null || true
+	fi
+}
+
+if [ "${1:-}" = "stop" ]; then
+	stop_cluster
+	echo "demo cluster stopped"
+	exit 0
+fi
+
+echo "== building and installing pg_eventstore"
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+
+echo "== starting a private cluster in $DATA (port $PORT)"
+stop_cluster
+rm -rf "$DATA"
+$RUN initdb -D "$DATA" -A trust -U postgres >/dev/null
+cat >>"$DATA/postgresql.conf" <<CONF
+# pg_eventstore demo
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$DEMO_DIR'
+shared_preload_libraries = 'pg_eventstore'
+CONF
+$RUN pg_ctl -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
+
+$PSQL -c "CREATE EXTENSION pg_eventstore" -f demo/workload.sql
+
+echo "== $CLIENTS clients handling shopping-cart commands for $SECONDS_TO_RUN s"
+echo "SELECT demo.handle_command((1 + floor(random() * 3000))::int);" >"$DEMO_DIR/command.sql"
+chmod a+r "$DEMO_DIR/command.sql"
+$RUN pgbench -n -h "$DEMO_DIR" -p "$PORT" -c "$CLIENTS" -j 2 -T "$SECONDS_TO_RUN" \
+	-f "$DEMO_DIR/command.sql" postgres | grep -E "^(number of transactions actually processed|tps)"
+
+$PSQL -f demo/show.sql
+
+cat <<MSG
+
+== the demo cluster is still running; connect with
+   ${PSQL_AS}psql -h $DEMO_DIR -p $PORT -d postgres
+   and try: SELECT * FROM eventstore.read_stream('cart-7');
+== stop it with
+   scripts/demo.sh stop
+MSG
