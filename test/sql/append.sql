@@ -1,5 +1,9 @@
 -- append_to_stream and append_event: results, expected revisions, errors.
+-- Each test file starts from an empty store (the tests share one database).
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
 CREATE EXTENSION pg_eventstore;
+RESET client_min_messages;
 \set VERBOSITY default
 \pset null '(null)'
 
