@@ -20,8 +20,8 @@ as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 
 echo "== running the tests"
 status=0
-$RUN make -s installcheck 2>&1 | tee installcheck.log || status=$?
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+$RUN make -s installcheck >installcheck.log 2>&1 || status=$?
+cat installcheck.log
 
 for f in regression.diffs output_iso/regression.diffs; do
 	if [ -s "$f" ]; then
@@ -29,7 +29,11 @@ for f in regression.diffs output_iso/regression.diffs; do
 		cat "$f"
 	fi
 done
-passed=$(grep -cE '\.\.\. ok' installcheck.log || true)
-failed=$(grep -cE '\.\.\. FAILED|\.\.\. failed' installcheck.log || true)
+passed=$(grep -cE '\.\.\. +ok' installcheck.log || true)
+failed=$(grep -cE '\.\.\. +(FAILED|failed)|diff command failed' installcheck.log || true)
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+	echo "make installcheck failed (exit $status) outside any single test"
+	failed=1
+fi
 echo "${passed} passed, ${failed} failed"
 [ "$status" -eq 0 ] && [ "$failed" -eq 0 ]

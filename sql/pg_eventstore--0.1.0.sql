@@ -10,18 +10,21 @@ GRANT USAGE ON SCHEMA eventstore TO PUBLIC;
 -- so a losing writer burns none.
 CREATE SEQUENCE eventstore.global_position_seq AS bigint;
 
+-- Every append updates its stream's row (a HOT update), and each update
+-- prunes the row's page: pages holding few rows prune cheaply, where full
+-- ones made every append scan some 130 rows.
 CREATE TABLE eventstore.streams (
 	stream_id	text PRIMARY KEY,
-	revision	bigint NOT NULL CHECK (revision >= 0),
+	revision	bigint NOT NULL,
 	created_at	timestamptz NOT NULL,
 	updated_at	timestamptz NOT NULL
-);
+) WITH (fillfactor = 25);
 
 CREATE TABLE eventstore.events (
 	global_position	bigint NOT NULL PRIMARY KEY,
 	transaction_id	xid8 NOT NULL,
 	stream_id		text NOT NULL,
-	revision		bigint NOT NULL CHECK (revision >= 0),
+	revision		bigint NOT NULL,
 	event_id		uuid NOT NULL UNIQUE,
 	event_type		text NOT NULL,
 	data			jsonb NOT NULL,

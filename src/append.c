@@ -6,10 +6,9 @@
  * Appends to one stream serialize on that stream's row in
  * eventstore.streams, and on nothing else.  The expected revision is checked
  * while that row is locked and before any global position is taken, so a
- * losing writer burns no position.  Batches without caller-chosen ids take
- * the short path: one UPDATE both checks and advances the stream.  Batches
- * with ids lock the row first, so that a retry racing with its original
- * sees the original once it commits and succeeds as a retry.
+ * losing writer burns no position.  A batch carrying ids of its own is
+ * compared with the log after the lock is taken, so a retry racing with its
+ * original waits for it and then succeeds as a retry.
  */
 #include "postgres.h"
 
@@ -42,17 +41,27 @@ typedef struct Expectation
 	int64		revision;		/* otherwise: -1, -2 or n >= 0 */
 } Expectation;
 
-static SPIPlanPtr advance_any_plan;
-static SPIPlanPtr advance_expected_plan;
 static SPIPlanPtr create_stream_plan;
-static SPIPlanPtr lock_stream_plan;
-static SPIPlanPtr set_revision_plan;
-static SPIPlanPtr current_revision_plan;
 static SPIPlanPtr find_ids_plan;
-static SPIPlanPtr insert_one_plan;
-static SPIPlanPtr insert_many_plan;
 
-static const Oid stream_args[] = {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+static const Oid stream_args[] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
+
+/*
+ * Whether this append has connected to SPI: only creating a stream and
+ * looking for a retry's events use it.
+ */
+static bool spi_connected = false;
+
+/* Connect to SPI on first use within an append. */
+static void
+UseSpi(void)
+{
+	if (spi_connected)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_connected = true;
+}
 
 /* Retries of "create the stream row" lost to a concurrent creator. */
 #define MAX_CREATE_RACES 10
@@ -84,20 +93,6 @@ ReportWrongRevision(text *stream_id, Expectation expect, bool exists,
 			 errhint("Read the stream to decide again, then retry with its current revision.")));
 }
 
-/* The committed revision of a stream, for an error report. */
-static bool
-CurrentRevision(text *stream_id, int64 *revision)
-{
-	Datum		values[1] = {PointerGetDatum(stream_id)};
-	SPIPlanPtr	plan = KeptPlan(&current_revision_plan,
-								"SELECT revision FROM eventstore.streams"
-								" WHERE stream_id = $1",
-								1, stream_args);
-
-	ExecKeptPlan(plan, values, NULL, false, 1);
-	return GetInt64Result(1, revision);
-}
-
 /*
  * Insert the stream's row for a first append of count events; false when
  * another transaction created it first.
@@ -107,88 +102,16 @@ CreateStream(text *stream_id, int count, TimestampTz now)
 {
 	Datum		values[3] = {PointerGetDatum(stream_id), Int64GetDatum(count),
 	TimestampTzGetDatum(now)};
-	SPIPlanPtr	plan = KeptPlan(&create_stream_plan,
-								"INSERT INTO eventstore.streams"
-								" (stream_id, revision, created_at, updated_at)"
-								" VALUES ($1, $2 - 1, $3, $3)"
-								" ON CONFLICT (stream_id) DO NOTHING",
-								3, stream_args);
+	SPIPlanPtr	plan;
 
+	UseSpi();
+	plan = KeptPlan(&create_stream_plan,
+					"INSERT INTO eventstore.streams"
+					" (stream_id, revision, created_at, updated_at)"
+					" VALUES ($1, $2 - 1, $3, $3)"
+					" ON CONFLICT (stream_id) DO NOTHING",
+					3, stream_args);
 	return ExecKeptPlan(plan, values, NULL, false, 0) == 1;
-}
-
-/*
- * The short path, for batches whose ids we generated: check and advance the
- * stream in one statement.  Returns the revision of the batch's first event.
- */
-static int64
-AdvanceStream(text *stream_id, int count, Expectation expect, TimestampTz now)
-{
-	Datum		values[4] = {PointerGetDatum(stream_id), Int64GetDatum(count),
-	TimestampTzGetDatum(now), Int64GetDatum(expect.revision)};
-	int64		last;
-	int64		actual;
-
-	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
-	{
-		if (expect.any || expect.revision == ES_EXPECT_STREAM_EXISTS)
-		{
-			/* READ COMMITTED re-checks the row after waiting for its locker */
-			ExecKeptPlan(KeptPlan(&advance_any_plan,
-								  "UPDATE eventstore.streams"
-								  " SET revision = revision + $2, updated_at = $3"
-								  " WHERE stream_id = $1 RETURNING revision",
-								  3, stream_args),
-						 values, NULL, false, 0);
-			if (GetInt64Result(1, &last))
-				return last - count + 1;
-			if (!expect.any)
-				ReportWrongRevision(stream_id, expect, false, 0);
-		}
-		else if (expect.revision >= 0)
-		{
-			ExecKeptPlan(KeptPlan(&advance_expected_plan,
-								  "UPDATE eventstore.streams"
-								  " SET revision = revision + $2, updated_at = $3"
-								  " WHERE stream_id = $1 AND revision = $4"
-								  " RETURNING revision",
-								  4, stream_args),
-						 values, NULL, false, 0);
-			if (GetInt64Result(1, &last))
-				return last - count + 1;
-			if (CurrentRevision(stream_id, &actual))
-				ReportWrongRevision(stream_id, expect, true, actual);
-			ReportWrongRevision(stream_id, expect, false, 0);
-		}
-
-		/* no stream yet, and NULL or -1 allows creating it */
-		if (CreateStream(stream_id, count, now))
-			return 0;
-		if (expect.revision == ES_EXPECT_NO_STREAM && !expect.any)
-		{
-			if (CurrentRevision(stream_id, &actual))
-				ReportWrongRevision(stream_id, expect, true, actual);
-			ReportWrongRevision(stream_id, expect, false, 0);
-		}
-		/* a concurrent first append created the stream: advance it instead */
-	}
-	elog(ERROR, "stream \"%s\" could not be created or advanced",
-		 text_to_cstring(stream_id));
-	return 0;					/* keep the compiler quiet */
-}
-
-/* Lock the stream's row; false when the stream does not exist. */
-static bool
-LockStream(text *stream_id, int64 *revision)
-{
-	Datum		values[1] = {PointerGetDatum(stream_id)};
-
-	ExecKeptPlan(KeptPlan(&lock_stream_plan,
-						  "SELECT revision FROM eventstore.streams"
-						  " WHERE stream_id = $1 FOR UPDATE",
-						  1, stream_args),
-				 values, NULL, false, 1);
-	return GetInt64Result(1, revision);
 }
 
 /* Does revision `first` fit where the caller expected the batch to go? */
@@ -237,6 +160,7 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	TupleDesc	desc;
 	int64		first_revision = 0;
 
+	UseSpi();
 	for (int i = 0; i < batch->count; i++)
 		if (batch->events[i].id_given)
 			ids[nids++] = UUIDPGetDatum(&batch->events[i].id);
@@ -305,41 +229,42 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	return true;
 }
 
+/* Does the existing stream's revision match the expectation? */
+static bool
+MatchesExistingStream(Expectation expect, int64 current)
+{
+	return expect.any || expect.revision == ES_EXPECT_STREAM_EXISTS ||
+		expect.revision == current;
+}
+
 /*
- * The careful path, for batches with caller-chosen ids: lock the stream row,
- * recognise a retry, then check the expectation.  Returns the revision of
- * the batch's first event, or -1 with *result filled for a retry.
+ * Lock or create the stream and check the expectation.  Returns the revision
+ * of the batch's first event, or -1 with *result filled when the batch is a
+ * retry of one already stored.
  */
 static int64
-LockAndCheckStream(text *stream_id, EventBatch *batch, Expectation expect,
-				   TimestampTz now, AppendResult *result)
+LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
+				   Expectation expect, TimestampTz now, AppendResult *result)
 {
 	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
 	{
 		int64		current;
 
-		if (LockStream(stream_id, &current))
+		if (LogWriterLockStream(writer, stream_id, &current))
 		{
-			Datum		values[3] = {PointerGetDatum(stream_id),
-				Int64GetDatum(current + batch->count),
-			TimestampTzGetDatum(now)};
-
-			if (FindRetry(stream_id, batch, expect, result))
+			if (batch->any_id_given &&
+				FindRetry(stream_id, batch, expect, result))
 				return -1;
-			if (!expect.any && expect.revision != ES_EXPECT_STREAM_EXISTS &&
-				expect.revision != current)
+			if (!MatchesExistingStream(expect, current))
 				ReportWrongRevision(stream_id, expect, true, current);
-			ExecKeptPlan(KeptPlan(&set_revision_plan,
-								  "UPDATE eventstore.streams"
-								  " SET revision = $2, updated_at = $3"
-								  " WHERE stream_id = $1",
-								  3, stream_args),
-						 values, NULL, false, 0);
+			LogWriterAdvanceStream(writer, current + batch->count, now);
 			return current + 1;
 		}
 
-		if (FindRetry(stream_id, batch, expect, result))
-			return -1;			/* cannot happen: its stream would exist */
+		/* a new stream: none of the batch's ids can be a retry */
+		if (batch->any_id_given &&
+			FindRetry(stream_id, batch, expect, result))
+			elog(ERROR, "events of a batch are stored but their stream is not");
 		if (!expect.any && expect.revision != ES_EXPECT_NO_STREAM)
 			ReportWrongRevision(stream_id, expect, false, 0);
 		if (CreateStream(stream_id, batch->count, now))
@@ -351,88 +276,6 @@ LockAndCheckStream(text *stream_id, EventBatch *batch, Expectation expect,
 	return 0;					/* keep the compiler quiet */
 }
 
-/*
- * Insert the batch's events from first_revision on, in one statement, and
- * note their first and last positions.
- */
-static void
-InsertEvents(text *stream_id, EventBatch *batch, int64 first_revision,
-			 TimestampTz now, AppendResult *result)
-{
-	Datum		xid = FullTransactionIdGetDatum(result->xid);
-	int			n = batch->count;
-	bool		isnull;
-
-	if (n == 1)
-	{
-		EventInput *e = &batch->events[0];
-		Oid			argtypes[8] = {XID8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID,
-		JSONBOID, JSONBOID, TIMESTAMPTZOID};
-		Datum		values[8] = {xid, PointerGetDatum(stream_id),
-			Int64GetDatum(first_revision), UUIDPGetDatum(&e->id),
-			PointerGetDatum(e->type), JsonbPGetDatum(e->data),
-		JsonbPGetDatum(e->metadata), TimestampTzGetDatum(now)};
-
-		ExecKeptPlan(KeptPlan(&insert_one_plan,
-							  "INSERT INTO eventstore.events VALUES"
-							  " (nextval('eventstore.global_position_seq'),"
-							  " $1, $2, $3, $4, $5, $6, $7, $8)"
-							  " RETURNING global_position",
-							  8, argtypes),
-					 values, NULL, false, 0);
-	}
-	else
-	{
-		Oid			argtypes[8] = {XID8OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
-		UUIDARRAYOID, TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
-		Datum	   *ids = palloc(sizeof(Datum) * n);
-		Datum	   *types = palloc(sizeof(Datum) * n);
-		Datum	   *datas = palloc(sizeof(Datum) * n);
-		Datum	   *metas = palloc(sizeof(Datum) * n);
-		Datum		values[8];
-
-		for (int i = 0; i < n; i++)
-		{
-			ids[i] = UUIDPGetDatum(&batch->events[i].id);
-			types[i] = PointerGetDatum(batch->events[i].type);
-			datas[i] = JsonbPGetDatum(batch->events[i].data);
-			metas[i] = JsonbPGetDatum(batch->events[i].metadata);
-		}
-		values[0] = xid;
-		values[1] = PointerGetDatum(stream_id);
-		values[2] = Int64GetDatum(first_revision);
-		values[3] = TimestampTzGetDatum(now);
-		values[4] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN,
-													false, TYPALIGN_CHAR));
-		values[5] = PointerGetDatum(construct_array(types, n, TEXTOID, -1,
-													false, TYPALIGN_INT));
-		values[6] = PointerGetDatum(construct_array(datas, n, JSONBOID, -1,
-													false, TYPALIGN_INT));
-		values[7] = PointerGetDatum(construct_array(metas, n, JSONBOID, -1,
-													false, TYPALIGN_INT));
-		ExecKeptPlan(KeptPlan(&insert_many_plan,
-							  "INSERT INTO eventstore.events SELECT"
-							  " nextval('eventstore.global_position_seq'),"
-							  " $1, $2, $3 + e.ord - 1, e.id, e.type, e.data,"
-							  " e.meta, $4"
-							  " FROM unnest($5, $6, $7, $8) WITH ORDINALITY"
-							  " AS e(id, type, data, meta, ord)"
-							  " RETURNING global_position",
-							  8, argtypes),
-					 values, NULL, false, 0);
-	}
-
-	if (SPI_processed != (uint64) n)
-		elog(ERROR, "inserted " UINT64_FORMAT " events of %d", SPI_processed, n);
-	result->first_position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc,
-														 1, &isnull));
-	result->last_position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[n - 1],
-														SPI_tuptable->tupdesc,
-														1, &isnull));
-	result->last_revision = first_revision + n - 1;
-}
-
 /* Append a validated batch and return the append_result datum. */
 static Datum
 AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
@@ -440,6 +283,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	AppendResult result;
+	LogWriter  *writer;
 	TupleDesc	desc;
 	Datum		values[5];
 	bool		nulls[5] = {false};
@@ -454,23 +298,41 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "append_result is not a composite type");
 
-	for (int i = 0; i < batch->count; i++)
-		if (!batch->events[i].id_given)
-			GenerateUuidV7(&batch->events[i].id, 1);
+	if (!batch->all_ids_given)
+	{
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * batch->count);
+		int			next = 0;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (batch->any_id_given)
-		first_revision = LockAndCheckStream(stream_id, batch, expect, now,
-											&result);
-	else
-		first_revision = AdvanceStream(stream_id, batch->count, expect, now);
+		GenerateUuidV7(ids, batch->count);
+		for (int i = 0; i < batch->count; i++)
+			if (!batch->events[i].id_given)
+				batch->events[i].id = ids[next++];
+	}
+
+	spi_connected = false;
+	writer = LogWriterOpen();
+	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,
+										&result);
 	if (first_revision >= 0)
 	{
 		result.xid = GetTopFullTransactionId();
-		InsertEvents(stream_id, batch, first_revision, now, &result);
+		for (int i = 0; i < batch->count; i++)
+		{
+			int64		position = LogWriterInsertEvent(writer, result.xid,
+														stream_id,
+														first_revision + i,
+														&batch->events[i], now);
+
+			if (i == 0)
+				result.first_position = position;
+			result.last_position = position;
+		}
+		result.last_revision = first_revision + batch->count - 1;
 	}
-	SPI_finish();
+	LogWriterClose(writer);
+	if (spi_connected)
+		SPI_finish();
+	spi_connected = false;
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(result.last_revision);

@@ -122,6 +122,7 @@ EventBatchFromJsonb(Jsonb *events)
 				 errhint("Pass at least one event object.")));
 
 	batch->events = palloc0(sizeof(EventInput) * batch->count);
+	batch->all_ids_given = true;
 	for (int i = 0; i < batch->count; i++)
 	{
 		JsonbValue *element = getIthJsonbValueFromContainer(&events->root, i);
@@ -134,6 +135,7 @@ EventBatchFromJsonb(Jsonb *events)
 					 errhint("Each element of events must be an object with at least a \"type\" key.")));
 		ParseEvent(element->val.binary.data, i, &batch->events[i]);
 		batch->any_id_given |= batch->events[i].id_given;
+		batch->all_ids_given &= batch->events[i].id_given;
 	}
 
 	RequireDistinctIds(batch);
@@ -274,6 +276,7 @@ EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata, pg_uuid_t *id)
 	}
 	batch->count = 1;
 	batch->any_id_given = event->id_given;
+	batch->all_ids_given = event->id_given;
 	batch->events = event;
 	return batch;
 }

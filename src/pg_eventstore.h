@@ -10,6 +10,7 @@
 #include "access/transam.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/xid8.h"
 
@@ -41,6 +42,7 @@ typedef struct EventBatch
 {
 	int			count;
 	bool		any_id_given;
+	bool		all_ids_given;
 	EventInput *events;
 } EventBatch;
 
@@ -48,6 +50,17 @@ typedef struct EventBatch
 extern EventBatch *EventBatchFromJsonb(Jsonb *events);
 extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,
 									 pg_uuid_t *id);
+
+/* log_writer.c */
+typedef struct LogWriter LogWriter;
+extern LogWriter *LogWriterOpen(void);
+extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision);
+extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
+								   TimestampTz now);
+extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,
+								  text *stream_id, int64 revision,
+								  EventInput *event, TimestampTz now);
+extern void LogWriterClose(LogWriter *w);
 
 /* uuid_v7.c */
 extern void GenerateUuidV7(pg_uuid_t *out, int count);
