@@ -143,11 +143,31 @@ ReportStoredId(pg_uuid_t *id, HeapTuple row, TupleDesc desc)
 			 errhint("A retry must resend the original batch unchanged to the same stream; a new event needs a new id.")));
 }
 
+/* Is the text datum equal to text t, byte for byte? */
+static bool
+TextEquals(Datum d, text *t)
+{
+	text	   *dt = DatumGetTextPP(d);
+
+	return VARSIZE_ANY_EXHDR(dt) == VARSIZE_ANY_EXHDR(t) &&
+		memcmp(VARDATA_ANY(dt), VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == 0;
+}
+
+/* Are two jsonb datums equal as JSON values? */
+static bool
+JsonbEquals(Datum d, Jsonb *j)
+{
+	return compareJsonbContainers(&DatumGetJsonbP(d)->root, &j->root) == 0;
+}
+
 /*
  * With the stream row locked, look for the batch's ids in the log.  Returns
  * true, with *result filled from the stored events, when the batch is a
- * retry of one already appended whole at this place in this stream; false
- * when none of the ids is stored; raises an error otherwise.
+ * retry: every event stored, in this stream, contiguously from where the
+ * caller expected, by one transaction, with the same type, data and
+ * metadata.  Returns false when none of the ids is stored, and raises
+ * SE002 otherwise.  The stored events come back in (stream, revision) order,
+ * so a retry lines up with the batch event for event.
  */
 static bool
 FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
@@ -158,7 +178,9 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	Datum		values[1];
 	Oid			argtypes[1] = {UUIDARRAYOID};
 	TupleDesc	desc;
-	int64		first_revision = 0;
+	HeapTuple  *rows;
+	bool		isnull;
+	int64		first_revision;
 
 	UseSpi();
 	for (int i = 0; i < batch->count; i++)
@@ -168,64 +190,47 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 												false, TYPALIGN_CHAR));
 	ExecKeptPlan(KeptPlan(&find_ids_plan,
 						  "SELECT event_id, stream_id, revision, global_position,"
-						  " transaction_id, event_type, data"
-						  " FROM eventstore.events WHERE event_id = ANY ($1)",
+						  " transaction_id, event_type, data, metadata"
+						  " FROM eventstore.events WHERE event_id = ANY ($1)"
+						  " ORDER BY stream_id, revision",
 						  1, argtypes),
 				 values, NULL, false, 0);
 	if (SPI_processed == 0)
 		return false;
 
 	desc = SPI_tuptable->tupdesc;
+	rows = SPI_tuptable->vals;
+	if (SPI_processed != (uint64) batch->count)
+	{
+		/* some of the batch is stored and some is not */
+		ReportStoredId(DatumGetUUIDP(SPI_getbinval(rows[0], desc, 1, &isnull)),
+					   rows[0], desc);
+	}
+
+	first_revision = DatumGetInt64(SPI_getbinval(rows[0], desc, 3, &isnull));
+	result->first_position = DatumGetInt64(SPI_getbinval(rows[0], desc, 4, &isnull));
+	result->xid = DatumGetFullTransactionId(SPI_getbinval(rows[0], desc, 5, &isnull));
 	for (int i = 0; i < batch->count; i++)
 	{
 		EventInput *event = &batch->events[i];
-		HeapTuple	row = NULL;
-		bool		isnull;
-		int64		revision;
-		FullTransactionId xid;
+		HeapTuple	row = rows[i];
 
-		for (uint64 r = 0; event->id_given && r < SPI_processed; r++)
-		{
-			HeapTuple	candidate = SPI_tuptable->vals[r];
-			pg_uuid_t  *stored = DatumGetUUIDP(SPI_getbinval(candidate, desc, 1,
-															 &isnull));
-
-			if (memcmp(stored, &event->id, sizeof(pg_uuid_t)) == 0)
-				row = candidate;
-		}
-		if (row == NULL)
-		{
-			/* some ids are stored, this one is not: a partial batch */
-			HeapTuple	any = SPI_tuptable->vals[0];
-
-			ReportStoredId(DatumGetUUIDP(SPI_getbinval(any, desc, 1, &isnull)),
-						   any, desc);
-		}
-
-		revision = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
-		xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, 5, &isnull));
-		if (i == 0)
-		{
-			first_revision = revision;
-			result->first_position = DatumGetInt64(SPI_getbinval(row, desc, 4,
-																 &isnull));
-			result->xid = xid;
-		}
-		result->last_position = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
-		result->last_revision = revision;
-
-		if (strcmp(TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)),
-				   text_to_cstring(stream_id)) != 0 ||
-			revision != first_revision + i ||
-			!FullTransactionIdEquals(xid, result->xid) ||
-			strcmp(TextDatumGetCString(SPI_getbinval(row, desc, 6, &isnull)),
-				   text_to_cstring(event->type)) != 0 ||
-			compareJsonbContainers(&DatumGetJsonbP(SPI_getbinval(row, desc, 7,
-																 &isnull))->root,
-								   &event->data->root) != 0 ||
+		if (memcmp(DatumGetUUIDP(SPI_getbinval(row, desc, 1, &isnull)),
+				   &event->id, sizeof(pg_uuid_t)) != 0 ||
+			!TextEquals(SPI_getbinval(row, desc, 2, &isnull), stream_id) ||
+			DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull)) != first_revision + i ||
+			!FullTransactionIdEquals(DatumGetFullTransactionId(SPI_getbinval(row, desc, 5, &isnull)),
+									 result->xid) ||
+			!TextEquals(SPI_getbinval(row, desc, 6, &isnull), event->type) ||
+			!JsonbEquals(SPI_getbinval(row, desc, 7, &isnull), event->data) ||
+			!JsonbEquals(SPI_getbinval(row, desc, 8, &isnull), event->metadata) ||
 			!FitsExpectation(expect, first_revision))
-			ReportStoredId(&event->id, row, desc);
+			ReportStoredId(DatumGetUUIDP(SPI_getbinval(row, desc, 1, &isnull)),
+						   row, desc);
 	}
+	result->last_position = DatumGetInt64(SPI_getbinval(rows[batch->count - 1],
+														desc, 4, &isnull));
+	result->last_revision = first_revision + batch->count - 1;
 	return true;
 }
 

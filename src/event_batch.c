@@ -83,6 +83,12 @@ RequireStreamId(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("stream_id must not be empty"),
 				 errhint("Pass the id of the stream, for example 'cart-42'.")));
+	if (VARSIZE_ANY_EXHDR(stream_id) > ES_MAX_STREAM_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream_id is longer than %d bytes", ES_MAX_STREAM_ID_BYTES),
+				 errdetail("It has %d bytes.", (int) VARSIZE_ANY_EXHDR(stream_id)),
+				 errhint("Stream ids are index keys: use a short name, or a hash of a long one.")));
 	return stream_id;
 }
 

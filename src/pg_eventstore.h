@@ -23,6 +23,9 @@
 #define ERRCODE_ES_UNKNOWN_POSITION			MAKE_SQLSTATE('S','E','0','0','3')
 #define ERRCODE_ES_APPEND_ONLY				MAKE_SQLSTATE('S','E','0','0','4')
 
+/* Stream ids are btree keys, whose size is bounded. */
+#define ES_MAX_STREAM_ID_BYTES	1000
+
 /* expected_revision values with a meaning of their own */
 #define ES_EXPECT_NO_STREAM		(-1)
 #define ES_EXPECT_STREAM_EXISTS	(-2)

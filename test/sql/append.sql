@@ -54,6 +54,7 @@ SELECT eventstore.append_to_stream('s', '[{"type": "A", "payload": {}}]');
 SELECT eventstore.append_to_stream('s',
   '[{"type": "A", "id": "00000000-0000-4000-8000-000000000001"},
     {"type": "B", "id": "00000000-0000-4000-8000-000000000001"}]');
+SELECT eventstore.append_event(repeat('x', 1001), 'A', '{}');
 SELECT eventstore.append_event('s', NULL, '{}');
 SELECT eventstore.append_event('s', '', '{}');
 SELECT eventstore.append_event('s', 'A', '{}', '"text"');
@@ -106,6 +107,9 @@ SELECT eventstore.append_to_stream('order-1',
 SELECT eventstore.append_to_stream('order-1',
   '[{"type": "OrderPaid", "id": "0190e3a0-0000-7000-8000-000000000002", "data": {"eur": 10}},
     {"type": "OrderShipped", "id": "0190e3a0-0000-7000-8000-000000000003"}]');
+-- same ids and data, other metadata
+SELECT eventstore.append_to_stream('order-1',
+  '[{"type": "OrderPlaced", "id": "0190e3a0-0000-7000-8000-000000000001", "metadata": {"by": "x"}}]');
 -- stored events and new ones
 SELECT eventstore.append_to_stream('order-1',
   '[{"type": "OrderPlaced", "id": "0190e3a0-0000-7000-8000-000000000001"},
