@@ -25,7 +25,7 @@ CREATE TABLE eventstore.events (
 	transaction_id	xid8 NOT NULL,
 	stream_id		text NOT NULL,
 	revision		bigint NOT NULL,
-	event_id		uuid NOT NULL UNIQUE,
+	event_id		uuid NOT NULL CONSTRAINT events_event_id_key UNIQUE,
 	event_type		text NOT NULL,
 	data			jsonb NOT NULL,
 	metadata		jsonb NOT NULL,

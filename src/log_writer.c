@@ -208,11 +208,26 @@ LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision)
 		return false;
 	}
 
+	/*
+	 * Under READ COMMITTED, wait for a concurrent appender and lock the
+	 * version it leaves.  A transaction-snapshot isolation level must not
+	 * build on a version its snapshot cannot see: as UPDATE does, it gets a
+	 * serialization failure instead.
+	 */
 	result = table_tuple_lock(streams, &tid, snapshot, w->locked_stream,
 							  w->estate->es_output_cid, LockTupleNoKeyExclusive,
-							  LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							  LockWaitBlock,
+							  IsolationUsesXactSnapshot() ? 0
+							  : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 							  &tmfd);
 	UnregisterSnapshot(snapshot);
+	if ((result == TM_Updated || result == TM_Deleted) &&
+		IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent append to stream \"%s\"",
+						text_to_cstring(stream_id)),
+				 errhint("Retry the transaction; appends in READ COMMITTED never fail this way.")));
 	if (result != TM_Ok)
 		elog(ERROR, "unexpected result %d locking the row of stream \"%s\"",
 			 (int) result, text_to_cstring(stream_id));
@@ -262,6 +277,41 @@ LogWriterInsertEvent(LogWriter *w, FullTransactionId xid, text *stream_id,
 	slot->tts_values[EVENTS_METADATA - 1] = JsonbPGetDatum(event->metadata);
 	slot->tts_values[EVENTS_CREATED_AT - 1] = TimestampTzGetDatum(now);
 	ExecStoreVirtualTuple(slot);
-	ExecSimpleRelationInsert(w->events, w->estate, slot);
+	if (!event->id_given)
+		ExecSimpleRelationInsert(w->events, w->estate, slot);
+	else
+	{
+		/*
+		 * A caller's id may be taken by a concurrent append to another
+		 * stream after our check of the log: report that as the store's own
+		 * duplicate-id error, not as the index's.
+		 */
+		MemoryContext context = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			ExecSimpleRelationInsert(w->events, w->estate, slot);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *error;
+
+			MemoryContextSwitchTo(context);
+			error = CopyErrorData();
+			if (error->sqlerrcode != ERRCODE_UNIQUE_VIOLATION ||
+				error->constraint_name == NULL ||
+				strcmp(error->constraint_name, "events_event_id_key") != 0)
+				PG_RE_THROW();
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(ERRCODE_ES_DUPLICATE_EVENT_ID),
+					 errmsg("event id %s is already stored",
+							DatumGetCString(DirectFunctionCall1(uuid_out,
+																UUIDPGetDatum(&event->id)))),
+					 errdetail("A concurrent append stored it first."),
+					 errhint("A retry must resend the original batch unchanged to the same stream; a new event needs a new id.")));
+		}
+		PG_END_TRY();
+	}
 	return position;
 }
