@@ -61,7 +61,7 @@ as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 echo "== starting a private cluster in $DATA (port $PORT)"
 stop_cluster
 rm -rf "$DATA"
-$RUN initdb -D "$DATA" -A trust -U postgres >/dev/null
+$RUN initdb -D "$DATA" -A trust >/dev/null
 cat >>"$DATA/postgresql.conf" <<CONF
 # pg_eventstore demo
 listen_addresses = ''
