@@ -7,7 +7,9 @@
 
 #include "postgres.h"
 
+#include "access/skey.h"
 #include "access/transam.h"
+#include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -53,6 +55,21 @@ typedef struct EventBatch
 extern EventBatch *EventBatchFromJsonb(Jsonb *events);
 extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,
 									 pg_uuid_t *id);
+
+/* table_writer.c */
+typedef struct TableWriter TableWriter;
+extern Oid	EventstoreRelid(const char *name);
+extern TableWriter *TableWriterOpen(int ntables, const char *const *names,
+									const int *natts);
+extern void TableWriterClose(TableWriter *w);
+extern void TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
+						   RegProcedure eqproc, Datum value);
+extern TupleTableSlot *TableWriterLockRow(TableWriter *w, int t, int nkeys,
+										  ScanKey keys, const char *what);
+extern TupleTableSlot *TableWriterNewRow(TableWriter *w, int t);
+extern TupleTableSlot *TableWriterCopyOfLocked(TableWriter *w, int t);
+extern void TableWriterInsert(TableWriter *w, int t, TupleTableSlot *row);
+extern void TableWriterUpdate(TableWriter *w, int t, TupleTableSlot *row);
 
 /* log_writer.c */
 typedef struct LogWriter LogWriter;

@@ -1,0 +1,251 @@
+/*
+ * table_writer.c
+ *		Row-level writes to the extension's own tables through the table and
+ *		index access methods, for hot paths where an SQL statement's
+ *		executor start-up would cost more than the work itself.
+ *
+ * It uses the executor's single-row entry points (the ones logical
+ * replication applies changes with), so constraints, indexes and any user
+ * triggers are honoured exactly as for INSERT and UPDATE.  Row locking
+ * follows UPDATE: under READ COMMITTED a row is found with a fresh snapshot
+ * and locked in its newest version, waiting for a concurrent writer to
+ * finish; under REPEATABLE READ or SERIALIZABLE a row changed after the
+ * snapshot raises a serialization failure.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "pg_eventstore.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#define MAX_TABLES 4
+
+struct TableWriter
+{
+	EState	   *estate;
+	EPQState	epqstate;
+	int			ntables;
+	ResultRelInfo *tables[MAX_TABLES];
+	TupleTableSlot *locked[MAX_TABLES];	/* the row locked, per table */
+	TupleTableSlot *building[MAX_TABLES];	/* a row being built, per table */
+};
+
+/* The OID of relation eventstore.<name>; the extension must exist. */
+Oid
+EventstoreRelid(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("eventstore", false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation eventstore.%s does not exist", name);
+	return relid;
+}
+
+/* A range table entry for a written relation. */
+static RangeTblEntry *
+WrittenRelation(Relation rel)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	return rte;
+}
+
+/*
+ * Open eventstore.<names[i]> for writing, checking each has natts[i]
+ * columns (the layout the caller's column numbers assume).  Makes the
+ * transaction's own earlier writes visible first, as a new SQL statement
+ * would.
+ */
+TableWriter *
+TableWriterOpen(int ntables, const char *const *names, const int *natts)
+{
+	TableWriter *w = palloc0(sizeof(TableWriter));
+	Relation	rels[MAX_TABLES];
+	List	   *range_table = NIL;
+
+	Assert(ntables <= MAX_TABLES);
+	CommandCounterIncrement();
+
+	for (int i = 0; i < ntables; i++)
+	{
+		rels[i] = table_open(EventstoreRelid(names[i]), RowExclusiveLock);
+		if (RelationGetDescr(rels[i])->natts != natts[i])
+			elog(ERROR, "eventstore.%s does not have the %d columns this library writes",
+				 names[i], natts[i]);
+		range_table = lappend(range_table, WrittenRelation(rels[i]));
+	}
+
+	w->estate = CreateExecutorState();
+#if PG_VERSION_NUM >= 160000
+	ExecInitRangeTable(w->estate, range_table, NIL);
+#else
+	ExecInitRangeTable(w->estate, range_table);
+#endif
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+	w->estate->es_snapshot = GetActiveSnapshot();
+#if PG_VERSION_NUM >= 160000
+	EvalPlanQualInit(&w->epqstate, w->estate, NULL, NIL, -1, NIL);
+#else
+	EvalPlanQualInit(&w->epqstate, w->estate, NULL, NIL, -1);
+#endif
+
+	w->ntables = ntables;
+	for (int i = 0; i < ntables; i++)
+	{
+		TupleDesc	desc = RelationGetDescr(rels[i]);
+
+		w->tables[i] = makeNode(ResultRelInfo);
+		InitResultRelInfo(w->tables[i], rels[i], i + 1, NULL, 0);
+		ExecOpenIndices(w->tables[i], false);
+		w->locked[i] = ExecInitExtraTupleSlot(w->estate, desc,
+											  table_slot_callbacks(rels[i]));
+		w->building[i] = ExecInitExtraTupleSlot(w->estate, desc,
+												&TTSOpsVirtual);
+	}
+	AfterTriggerBeginQuery();
+	return w;
+}
+
+/* Fire queued AFTER triggers and release everything the writer holds. */
+void
+TableWriterClose(TableWriter *w)
+{
+	AfterTriggerEndQuery(w->estate);
+	EvalPlanQualEnd(&w->epqstate);
+	for (int i = 0; i < w->ntables; i++)
+		ExecCloseIndices(w->tables[i]);
+	ExecResetTupleTable(w->estate->es_tupleTable, false);
+	FreeExecutorState(w->estate);
+	for (int i = 0; i < w->ntables; i++)
+		table_close(w->tables[i]->ri_RelationDesc, NoLock);
+	pfree(w);
+}
+
+/*
+ * Set key k of a primary key lookup on table t: column attno equals value,
+ * compared with eqproc under the column's collation, which orders the index.
+ */
+void
+TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
+			   RegProcedure eqproc, Datum value)
+{
+	TupleDesc	desc = RelationGetDescr(w->tables[t]->ri_RelationDesc);
+
+	ScanKeyEntryInitialize(key, 0, attno, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(desc, attno - 1)->attcollation,
+						   eqproc, value);
+}
+
+/*
+ * Find table t's row by its primary key and lock its newest version for
+ * update.  Returns the locked row, or NULL when there is none.  Each call
+ * looks with a fresh snapshot under READ COMMITTED, so a row inserted
+ * concurrently is found on the next try.  "what" names the row in errors,
+ * for example: stream "cart-1".
+ */
+TupleTableSlot *
+TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
+				   const char *what)
+{
+	Relation	rel = w->tables[t]->ri_RelationDesc;
+	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	SysScanDesc scan;
+	HeapTuple	found;
+	ItemPointerData tid;
+	TM_FailureData tmfd;
+	TM_Result	result;
+
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
+							  snapshot, nkeys, keys);
+	found = systable_getnext(scan);
+	if (found != NULL)
+		tid = found->t_self;
+	systable_endscan(scan);
+	if (found == NULL)
+	{
+		UnregisterSnapshot(snapshot);
+		return NULL;
+	}
+
+	/*
+	 * A transaction-snapshot isolation level must not build on a version
+	 * its snapshot cannot see: as UPDATE does, it fails instead of following
+	 * the row's update chain.
+	 */
+	result = table_tuple_lock(rel, &tid, snapshot, w->locked[t],
+							  w->estate->es_output_cid, LockTupleNoKeyExclusive,
+							  LockWaitBlock,
+							  IsolationUsesXactSnapshot() ? 0
+							  : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							  &tmfd);
+	UnregisterSnapshot(snapshot);
+	if ((result == TM_Updated || result == TM_Deleted) &&
+		IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update of %s",
+						what),
+				 errhint("Retry the transaction; in READ COMMITTED this waits instead.")));
+	if (result != TM_Ok)
+		elog(ERROR, "unexpected result %d locking %s", (int) result, what);
+	return w->locked[t];
+}
+
+/*
+ * An empty row of table t to fill in (values and isnull of every column),
+ * then pass to TableWriterInsert or TableWriterUpdate.
+ */
+TupleTableSlot *
+TableWriterNewRow(TableWriter *w, int t)
+{
+	TupleTableSlot *slot = w->building[t];
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, 0, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	return slot;
+}
+
+/* A row of table t, filled in like the locked one, to change and update. */
+TupleTableSlot *
+TableWriterCopyOfLocked(TableWriter *w, int t)
+{
+	TupleTableSlot *locked = w->locked[t];
+	TupleTableSlot *slot = w->building[t];
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	slot_getallattrs(locked);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, locked->tts_values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, locked->tts_isnull, sizeof(bool) * natts);
+	return slot;
+}
+
+/* Insert a filled-in row into table t. */
+void
+TableWriterInsert(TableWriter *w, int t, TupleTableSlot *row)
+{
+	ExecStoreVirtualTuple(row);
+	ExecSimpleRelationInsert(w->tables[t], w->estate, row);
+}
+
+/* Replace table t's locked row with a filled-in one. */
+void
+TableWriterUpdate(TableWriter *w, int t, TupleTableSlot *row)
+{
+	ExecStoreVirtualTuple(row);
+	ExecSimpleRelationUpdate(w->tables[t], w->estate, &w->epqstate,
+							 w->locked[t], row);
+}
