@@ -12,6 +12,7 @@
 #include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/xid8.h"
@@ -56,6 +57,20 @@ extern EventBatch *EventBatchFromJsonb(Jsonb *events);
 extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,
 									 pg_uuid_t *id);
 
+/* A place in the global log's order: (transaction_id, global_position). */
+typedef struct LogPlace
+{
+	FullTransactionId xid;
+	int64		position;
+} LogPlace;
+
+/* log_order.c */
+extern const LogPlace LogStart;
+extern bool LookupLogPlace(int64 position, Snapshot snapshot, LogPlace *place);
+extern LogPlace RequireLogPlace(int64 position, Snapshot snapshot,
+								const char *argname, const char *hint);
+extern int	CompareLogPlaces(LogPlace a, LogPlace b);
+
 /* table_writer.c */
 typedef struct TableWriter TableWriter;
 extern Oid	EventstoreRelid(const char *name);
@@ -66,6 +81,7 @@ extern void TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 						   RegProcedure eqproc, Datum value);
 extern TupleTableSlot *TableWriterLockRow(TableWriter *w, int t, int nkeys,
 										  ScanKey keys, const char *what);
+extern TupleTableSlot *TableWriterLockedRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterNewRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterCopyOfLocked(TableWriter *w, int t);
 extern void TableWriterInsert(TableWriter *w, int t, TupleTableSlot *row);
@@ -98,7 +114,8 @@ extern bool GetInt64Result(int column, int64 *value);
 /* stream_hash.c */
 extern uint32 StreamHash(const char *stream_id, int len);
 
-/* validation helpers (event_batch.c) */
+/* validation helpers (event_batch.c, checkpoints.c) */
 extern text *RequireStreamId(FunctionCallInfo fcinfo, int argno);
+extern text *RequireName(FunctionCallInfo fcinfo, int argno, const char *argname);
 
 #endif							/* PG_EVENTSTORE_H */

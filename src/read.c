@@ -19,6 +19,7 @@
 #include "pg_eventstore.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(eventstore_read_stream);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
@@ -27,7 +28,6 @@ PG_FUNCTION_INFO_V1(eventstore_stream_revision);
 static SPIPlanPtr read_forwards_plan;
 static SPIPlanPtr read_backwards_plan;
 static SPIPlanPtr read_all_plan;
-static SPIPlanPtr cursor_plan;
 static SPIPlanPtr revision_plan;
 
 /* The max_count argument: NULL for no limit, else at least 1. */
@@ -129,30 +129,6 @@ GetGroup(FunctionCallInfo fcinfo, int32 *member, int32 *size)
 }
 
 /*
- * Resolve a cursor position to its place in the log order; error when no
- * event has that position.
- */
-static Datum
-CursorTransaction(int64 position)
-{
-	Datum		values[1] = {Int64GetDatum(position)};
-	Oid			argtypes[1] = {INT8OID};
-	bool		isnull;
-
-	ExecKeptPlan(KeptPlan(&cursor_plan,
-						  "SELECT transaction_id FROM eventstore.events"
-						  " WHERE global_position = $1",
-						  1, argtypes),
-				 values, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_UNKNOWN_POSITION),
-				 errmsg("position " INT64_FORMAT " is not in the event log", position),
-				 errhint("Pass the global_position of the last event received, or NULL to read from the start.")));
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-}
-
-/*
  * SQL: read_all(after_position, max_count, event_types, group_member,
  *				 group_size)
  */
@@ -162,6 +138,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	int64		after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
 	int32		member = 0;
 	int32		size = 1;
+	LogPlace	cursor;
 	bool		grouped = GetGroup(fcinfo, &member, &size);
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
@@ -185,10 +162,11 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* the start of the log sorts before every real transaction id */
-	values[0] = after == 0 ? FullTransactionIdGetDatum(InvalidFullTransactionId)
-		: CursorTransaction(after);
-	values[1] = Int64GetDatum(after);
+	/* resolve the cursor to its place in log order (0: the start) */
+	cursor = RequireLogPlace(after, GetActiveSnapshot(), "after_position",
+							 "Pass the global_position of the last event received, or NULL to read from the start.");
+	values[0] = FullTransactionIdGetDatum(cursor.xid);
+	values[1] = Int64GetDatum(cursor.position);
 
 	ExecKeptPlanIntoSRF(fcinfo,
 						KeptPlan(&read_all_plan,

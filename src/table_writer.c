@@ -204,6 +204,13 @@ TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
 	return w->locked[t];
 }
 
+/* The row of table t that TableWriterLockRow locked last. */
+TupleTableSlot *
+TableWriterLockedRow(TableWriter *w, int t)
+{
+	return w->locked[t];
+}
+
 /*
  * An empty row of table t to fill in (values and isnull of every column),
  * then pass to TableWriterInsert or TableWriterUpdate.

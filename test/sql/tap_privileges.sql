@@ -65,7 +65,7 @@ SELECT is(ARRAY(SELECT proname::text FROM pg_proc
                 WHERE pronamespace = 'eventstore'::regnamespace
                   AND has_function_privilege('es_tap_nobody', oid, 'EXECUTE')
                 ORDER BY 1),
-          ARRAY['stream_partition', 'uuid_v7'],
+          ARRAY['processor_claim_key', 'stream_partition', 'uuid_v7'],
           'a role without grants may execute only the data-free helpers');
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events',
                                   'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),

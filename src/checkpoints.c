@@ -1,0 +1,285 @@
+/*
+ * checkpoints.c
+ *		store_checkpoint, read_checkpoint and reset_checkpoint.
+ *
+ * A checkpoint is compared in log order, (transaction_id, global_position),
+ * never by raw position: a position taken early by a transaction that
+ * committed late is further on than higher positions of transactions that
+ * committed before it.  The checkpoint's row keeps its place in that order,
+ * so a store looks up at most one position: the new one when it is stored,
+ * or the expected one when the outcome depends on the order.  The store
+ * happens in the caller's transaction: a read model and its checkpoint
+ * commit together or not at all.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "pg_eventstore.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(eventstore_store_checkpoint);
+PG_FUNCTION_INFO_V1(eventstore_read_checkpoint);
+PG_FUNCTION_INFO_V1(eventstore_reset_checkpoint);
+
+/* Column numbers of eventstore.checkpoints. */
+enum
+{
+	CP_PROCESSOR_ID = 1,
+	CP_PARTITION,
+	CP_POSITION,
+	CP_TRANSACTION_ID,
+	CP_OWNER_INSTANCE,
+	CP_OWNER_PID,
+	CP_CLAIMED_AT,
+	CP_UPDATED_AT,
+	CP_NATTS = CP_UPDATED_AT
+};
+
+#define CHECKPOINT_HINT "A checkpoint is the global_position of an event received from the log, or 0 for its start."
+
+static SPIPlanPtr create_checkpoint_plan;
+static SPIPlanPtr read_checkpoint_plan;
+
+/* A processor or partition argument: not NULL, not empty. */
+text *
+RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	text	   *name;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname),
+				 errhint("Pass a name, for example 'order-summary'.")));
+	name = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname),
+				 errhint("Pass a name, for example 'order-summary'.")));
+	if (VARSIZE_ANY_EXHDR(name) > ES_MAX_STREAM_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is longer than %d bytes", argname, ES_MAX_STREAM_ID_BYTES),
+				 errhint("Use a shorter name.")));
+	return name;
+}
+
+/* Insert a processor's checkpoint row if there is none yet. */
+static void
+CreateCheckpointRow(text *processor, text *partition)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3] = {PointerGetDatum(processor), PointerGetDatum(partition),
+	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ExecKeptPlan(KeptPlan(&create_checkpoint_plan,
+						  "INSERT INTO eventstore.checkpoints"
+						  " (processor_id, partition, updated_at)"
+						  " VALUES ($1, $2, $3)"
+						  " ON CONFLICT (processor_id, partition) DO NOTHING",
+						  3, argtypes),
+				 values, NULL, false, 0);
+	SPI_finish();
+}
+
+/*
+ * Open the checkpoints table and lock the processor's row, creating it
+ * (with no checkpoint) when missing.  Returns the writer; the row is its
+ * locked row.
+ */
+static TableWriter *
+LockCheckpointRow(text *processor, text *partition)
+{
+	static const char *const names[] = {"checkpoints"};
+	static const int natts[] = {CP_NATTS};
+	char	   *what = NULL;
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		TableWriter *w = TableWriterOpen(1, names, natts);
+		ScanKeyData keys[2];
+
+		if (what == NULL)
+			what = psprintf("the checkpoint of processor \"%s\", partition \"%s\"",
+							text_to_cstring(processor), text_to_cstring(partition));
+		TableWriterKey(w, 0, &keys[0], CP_PROCESSOR_ID, F_TEXTEQ,
+					   PointerGetDatum(processor));
+		TableWriterKey(w, 0, &keys[1], CP_PARTITION, F_TEXTEQ,
+					   PointerGetDatum(partition));
+		if (TableWriterLockRow(w, 0, 2, keys, what) != NULL)
+			return w;
+		TableWriterClose(w);
+		CreateCheckpointRow(processor, partition);
+	}
+	elog(ERROR, "%s could not be created", what);
+	return NULL;				/* keep the compiler quiet */
+}
+
+/* The stored checkpoint of the locked row, as a place in log order. */
+static bool
+StoredPlace(TupleTableSlot *row, LogPlace *place)
+{
+	bool		isnull;
+	Datum		position = slot_getattr(row, CP_POSITION, &isnull);
+
+	if (isnull)
+	{
+		*place = LogStart;
+		return false;
+	}
+	place->position = DatumGetInt64(position);
+	place->xid = DatumGetFullTransactionId(slot_getattr(row, CP_TRANSACTION_ID,
+														&isnull));
+	return true;
+}
+
+/* Set the locked row's checkpoint to `place` (NULL when `none`). */
+static void
+WriteCheckpoint(TableWriter *w, LogPlace place, bool none)
+{
+	TupleTableSlot *row = TableWriterCopyOfLocked(w, 0);
+
+	row->tts_values[CP_POSITION - 1] = Int64GetDatum(place.position);
+	row->tts_values[CP_TRANSACTION_ID - 1] = FullTransactionIdGetDatum(place.xid);
+	row->tts_isnull[CP_POSITION - 1] = none;
+	row->tts_isnull[CP_TRANSACTION_ID - 1] = none;
+	row->tts_values[CP_UPDATED_AT - 1] =
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	TableWriterUpdate(w, 0, row);
+}
+
+/* The checkpoint_result enum value named `label`. */
+static Datum
+CheckpointResult(const char *label)
+{
+	Oid			enum_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+											CStringGetDatum("checkpoint_result"),
+											ObjectIdGetDatum(get_namespace_oid("eventstore", false)));
+
+	return DirectFunctionCall2(enum_in, CStringGetDatum(label),
+							   ObjectIdGetDatum(enum_type));
+}
+
+/*
+ * SQL: store_checkpoint(processor_id, position, expected_position, partition)
+ *
+ * stored:  the stored checkpoint was expected_position (NULL and 0 both
+ *			mean the start of the log); it is now position.
+ * ignored: the stored checkpoint already is position (a retry).
+ * further: the stored checkpoint is ahead of expected_position in log
+ *			order: another instance has progressed.
+ * older:	any other mismatch.
+ */
+Datum
+eventstore_store_checkpoint(PG_FUNCTION_ARGS)
+{
+	text	   *processor = RequireName(fcinfo, 0, "processor_id");
+	text	   *partition = RequireName(fcinfo, 3, "partition");
+	int64		position;
+	int64		expected = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
+	TableWriter *w;
+	LogPlace	stored;
+	Snapshot	snapshot;
+	const char *outcome;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("position must not be null"),
+				 errhint("Pass the global_position of the last event processed; reset_checkpoint clears a checkpoint.")));
+	position = PG_GETARG_INT64(1);
+	if (expected < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_position must not be negative"),
+				 errdetail("Got " INT64_FORMAT ".", expected),
+				 errhint("Pass the checkpoint read before processing, or NULL when none was stored.")));
+
+	w = LockCheckpointRow(processor, partition);
+	StoredPlace(TableWriterLockedRow(w, 0), &stored);
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+	/* positions are unique, so equality needs no look-up */
+	if (stored.position == expected)
+	{
+		WriteCheckpoint(w, RequireLogPlace(position, snapshot, "position", CHECKPOINT_HINT), false);
+		outcome = "stored";
+	}
+	else if (stored.position == position)
+		outcome = "ignored";
+	else if (CompareLogPlaces(stored,
+							  RequireLogPlace(expected, snapshot,
+											  "expected_position",
+											  CHECKPOINT_HINT)) > 0)
+		outcome = "further";
+	else
+		outcome = "older";
+
+	UnregisterSnapshot(snapshot);
+	TableWriterClose(w);
+	PG_RETURN_DATUM(CheckpointResult(outcome));
+}
+
+/* SQL: read_checkpoint(processor_id, partition): the position, or NULL */
+Datum
+eventstore_read_checkpoint(PG_FUNCTION_ARGS)
+{
+	text	   *processor = RequireName(fcinfo, 0, "processor_id");
+	text	   *partition = RequireName(fcinfo, 1, "partition");
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {PointerGetDatum(processor), PointerGetDatum(partition)};
+	int64		position;
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ExecKeptPlan(KeptPlan(&read_checkpoint_plan,
+						  "SELECT \"position\" FROM eventstore.checkpoints"
+						  " WHERE processor_id = $1 AND partition = $2",
+						  2, argtypes),
+				 values, NULL, true, 1);
+	found = GetInt64Result(1, &position);
+	SPI_finish();
+	if (!found)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(position);
+}
+
+/*
+ * SQL: reset_checkpoint(processor_id, position, partition): set the
+ * checkpoint unconditionally; NULL (or 0) puts the processor back at the
+ * start of the log, another position must be in the log.
+ */
+Datum
+eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
+{
+	text	   *processor = RequireName(fcinfo, 0, "processor_id");
+	text	   *partition = RequireName(fcinfo, 2, "partition");
+	bool		none = PG_ARGISNULL(1) || PG_GETARG_INT64(1) == 0;
+	LogPlace	place = LogStart;
+	TableWriter *w;
+
+	if (!none)
+	{
+		Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+
+		place = RequireLogPlace(PG_GETARG_INT64(1), snapshot, "position",
+								CHECKPOINT_HINT);
+		UnregisterSnapshot(snapshot);
+	}
+	w = LockCheckpointRow(processor, partition);
+	WriteCheckpoint(w, place, none);
+	TableWriterClose(w);
+	PG_RETURN_VOID();
+}
