@@ -12,11 +12,15 @@ DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 # temporary instance with the library preloaded, as in production.
 TESTS = $(sort $(basename $(notdir $(wildcard test/sql/*.sql))))
 REGRESS = $(TESTS)
-REGRESS_OPTS = --inputdir=test --temp-instance=./tmp_check --temp-config=test/pg_eventstore.conf
+REGRESS_OPTS = --inputdir=test --temp-instance=./tmp_check_regress --temp-config=test/pg_eventstore.conf
 ISOLATION = $(sort $(basename $(notdir $(wildcard test/specs/*.spec))))
 ISOLATION_OPTS = --inputdir=test --temp-instance=./tmp_check_iso --temp-config=test/pg_eventstore.conf
 
-EXTRA_CLEAN = tmp_check tmp_check_iso results output_iso regression.* 
+# TAP tests (PostgreSQL::Test::Cluster) for crashes and restarts.
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+EXTRA_CLEAN = tmp_check tmp_check_regress tmp_check_iso results output_iso regression.* installcheck.log
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

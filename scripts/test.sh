@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up on a Debian 12 machine and run every test of
-# pg_eventstore: pg_regress (exact output and pgTAP plans) and isolation
-# specs, each on a temporary PostgreSQL instance with the library preloaded.
+# pg_eventstore: pg_regress (exact output and pgTAP plans), isolation specs
+# and TAP tests (crashes and restarts), each on temporary PostgreSQL
+# instances with the library preloaded.
 # Works as root (PostgreSQL then runs as "postgres") and as a normal user
 # with sudo.
 set -euo pipefail
@@ -29,8 +30,10 @@ for f in regression.diffs output_iso/regression.diffs; do
 		cat "$f"
 	fi
 done
-passed=$(grep -cE '\.\.\. +ok' installcheck.log || true)
-failed=$(grep -cE '\.\.\. +(FAILED|failed)|diff command failed' installcheck.log || true)
+# pg_regress and pg_isolation_regress print "test name ... ok", prove
+# prints "test/t/name.pl .. ok"
+passed=$(grep -cE '\.\.\. +ok|^test/t/[^ ]+\.pl \.+ ok' installcheck.log || true)
+failed=$(grep -cE '\.\.\. +(FAILED|failed)|diff command failed|^test/t/[^ ]+\.pl \.+ (Dubious|Failed)' installcheck.log || true)
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	echo "make installcheck failed (exit $status) outside any single test"
 	failed=1
