@@ -20,6 +20,7 @@
 #include "pg_eventstore.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(eventstore_append_to_stream);
@@ -315,7 +316,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	}
 
 	spi_connected = false;
-	writer = LogWriterOpen();
+	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
 	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,
 										&result);
 	if (first_revision >= 0)

@@ -99,7 +99,7 @@ CreateCheckpointRow(text *processor, text *partition)
  * locked row.
  */
 static TableWriter *
-LockCheckpointRow(text *processor, text *partition)
+LockCheckpointRow(const char *operation, text *processor, text *partition)
 {
 	static const char *const names[] = {"checkpoints"};
 	static const int natts[] = {CP_NATTS};
@@ -107,7 +107,7 @@ LockCheckpointRow(text *processor, text *partition)
 
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		TableWriter *w = TableWriterOpen(1, names, natts);
+		TableWriter *w = TableWriterOpen(operation, 1, names, natts);
 		ScanKeyData keys[2];
 
 		if (what == NULL)
@@ -206,7 +206,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 				 errdetail("Got " INT64_FORMAT ".", expected),
 				 errhint("Pass the checkpoint read before processing, or NULL when none was stored.")));
 
-	w = LockCheckpointRow(processor, partition);
+	w = LockCheckpointRow("store_checkpoint", processor, partition);
 	StoredPlace(TableWriterLockedRow(w, 0), &stored);
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
@@ -278,7 +278,7 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 								CHECKPOINT_HINT);
 		UnregisterSnapshot(snapshot);
 	}
-	w = LockCheckpointRow(processor, partition);
+	w = LockCheckpointRow("reset_checkpoint", processor, partition);
 	WriteCheckpoint(w, place, none);
 	TableWriterClose(w);
 	PG_RETURN_VOID();

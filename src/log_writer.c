@@ -47,15 +47,15 @@ struct LogWriter
 	Oid			sequence;
 };
 
-/* Open the log's tables for one append. */
+/* Open the log's tables for one append by SQL function `operation`. */
 LogWriter *
-LogWriterOpen(void)
+LogWriterOpen(const char *operation)
 {
 	static const char *const names[] = {"streams", "events"};
 	static const int natts[] = {STREAMS_NATTS, EVENTS_NATTS};
 	LogWriter  *w = palloc(sizeof(LogWriter));
 
-	w->tables = TableWriterOpen(2, names, natts);
+	w->tables = TableWriterOpen(operation, 2, names, natts);
 	w->sequence = EventstoreRelid("global_position_seq");
 	return w;
 }

@@ -74,13 +74,16 @@ extern int	CompareLogPlaces(LogPlace a, LogPlace b);
 /* table_writer.c */
 typedef struct TableWriter TableWriter;
 extern Oid	EventstoreRelid(const char *name);
-extern TableWriter *TableWriterOpen(int ntables, const char *const *names,
-									const int *natts);
+extern TableWriter *TableWriterOpen(const char *operation, int ntables,
+									const char *const *names, const int *natts);
 extern void TableWriterClose(TableWriter *w);
 extern void TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 						   RegProcedure eqproc, Datum value);
 extern TupleTableSlot *TableWriterLockRow(TableWriter *w, int t, int nkeys,
 										  ScanKey keys, const char *what);
+extern TupleTableSlot *TableWriterTryLockRow(TableWriter *w, int t, int nkeys,
+											 ScanKey keys, bool *busy);
+extern bool TableWriterRowExists(TableWriter *w, int t, int nkeys, ScanKey keys);
 extern TupleTableSlot *TableWriterLockedRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterNewRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterCopyOfLocked(TableWriter *w, int t);
@@ -89,7 +92,7 @@ extern void TableWriterUpdate(TableWriter *w, int t, TupleTableSlot *row);
 
 /* log_writer.c */
 typedef struct LogWriter LogWriter;
-extern LogWriter *LogWriterOpen(void);
+extern LogWriter *LogWriterOpen(const char *operation);
 extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision);
 extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
 								   TimestampTz now);

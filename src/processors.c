@@ -1,6 +1,6 @@
 /*
  * processors.c
- *		claim_processor, release_processor and processor_owner_pid: one live
+ *		claim_processor, release_processor and processor_claim_key: one live
  *		instance per processor (and partition).
  *
  * The live owner is whoever holds a session-level lock of the extension's
@@ -8,9 +8,13 @@
  * cleanly or by a crash, so a dead owner never blocks the next claim.  The
  * lock is an advisory lock whose fourth key field (objsubid in pg_locks,
  * 17747) no SQL advisory-lock function uses, keyed by a 64-bit hash of the
- * processor and partition.  The checkpoint row records who claimed last
- * (instance id and pid), for eventstore.processors; it is written in the
- * caller's transaction, while the lock itself is not transactional.
+ * processor and partition.
+ *
+ * Each backend remembers the claims it holds and for which instance; a
+ * claim taken in a (sub)transaction that aborts is given back, so the
+ * claim and the owner it records in eventstore.checkpoints stay together.
+ * Recording the owner never waits: when another transaction has the row
+ * locked, the claim still holds and the row keeps its previous owner.
  */
 #include "postgres.h"
 
@@ -23,6 +27,9 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(eventstore_claim_processor);
 PG_FUNCTION_INFO_V1(eventstore_release_processor);
@@ -31,8 +38,26 @@ PG_FUNCTION_INFO_V1(eventstore_processor_claim_key);
 /* The advisory lock key field that marks pg_eventstore's claims. */
 #define CLAIM_LOCK_FIELD4 0x4553
 
-static SPIPlanPtr record_claim_plan;
-static SPIPlanPtr record_release_plan;
+/* A claim this backend holds. */
+typedef struct HeldClaim
+{
+	LOCKTAG		tag;
+	char	   *instance;		/* in TopMemoryContext */
+	SubTransactionId subid;		/* taken in; Invalid once committed */
+	struct HeldClaim *next;
+} HeldClaim;
+
+static HeldClaim *held_claims = NULL;
+static bool callbacks_registered = false;
+
+/* Column numbers of eventstore.checkpoints used here. */
+#define CP_PROCESSOR_ID 1
+#define CP_PARTITION 2
+#define CP_OWNER_INSTANCE 5
+#define CP_OWNER_PID 6
+#define CP_CLAIMED_AT 7
+#define CP_UPDATED_AT 8
+#define CP_NATTS 8
 
 /* The lock tag of a processor's claim in this database. */
 static LOCKTAG
@@ -56,9 +81,9 @@ ClaimLockTag(text *processor, text *partition)
 	return tag;
 }
 
-/* Does this session hold the claim? */
+/* Does this session hold the lock? */
 static bool
-ClaimHeldHere(const LOCKTAG *tag)
+LockHeldHere(const LOCKTAG *tag)
 {
 #if PG_VERSION_NUM >= 170000
 	return LockHeldByMe(tag, ExclusiveLock, false);
@@ -67,60 +92,180 @@ ClaimHeldHere(const LOCKTAG *tag)
 #endif
 }
 
-/*
- * Run a kept plan over ($1 processor, $2 partition, $3 instance, $4 this
- * backend's pid, $5 now, $6 held_before); returns the rows it changed.
- */
-static int
-RecordOwner(SPIPlanPtr *cache, const char *sql, text *processor,
-			text *partition, text *instance, bool held_before)
+/* Forget a held claim, giving its lock back if we still hold it. */
+static void
+DropClaim(HeldClaim **link)
 {
-	Oid			argtypes[6] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
-	BOOLOID};
-	Datum		values[6] = {PointerGetDatum(processor), PointerGetDatum(partition),
-		PointerGetDatum(instance), Int32GetDatum(MyProcPid),
-		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-	BoolGetDatum(held_before)};
-	int			rows;
+	HeldClaim  *claim = *link;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rows = ExecKeptPlan(KeptPlan(cache, sql, 6, argtypes), values, NULL, false, 0);
-	SPI_finish();
-	return rows;
+	if (LockHeldHere(&claim->tag))
+		LockRelease(&claim->tag, ExclusiveLock, true);
+	*link = claim->next;
+	pfree(claim->instance);
+	pfree(claim);
+}
+
+/*
+ * The claim this backend holds on tag, or NULL.  A claim whose lock went
+ * away behind our back (pg_advisory_unlock_all, DISCARD ALL) is forgotten.
+ */
+static HeldClaim **
+FindClaim(const LOCKTAG *tag)
+{
+	for (HeldClaim **link = &held_claims; *link != NULL; link = &(*link)->next)
+	{
+		if (memcmp(&(*link)->tag, tag, sizeof(LOCKTAG)) != 0)
+			continue;
+		if (!LockHeldHere(tag))
+		{
+			DropClaim(link);
+			return NULL;
+		}
+		return link;
+	}
+	return NULL;
+}
+
+/* At commit, claims become the session's; at abort, they are given back. */
+static void
+ClaimsXactCallback(XactEvent event, void *arg)
+{
+	HeldClaim **link = &held_claims;
+
+	while (*link != NULL)
+	{
+		if ((*link)->subid == InvalidSubTransactionId)
+			link = &(*link)->next;
+		else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+			DropClaim(link);
+		else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		{
+			(*link)->subid = InvalidSubTransactionId;
+			link = &(*link)->next;
+		}
+		else
+			link = &(*link)->next;
+	}
+}
+
+/* A claim taken in an aborted savepoint is given back; one committed moves up. */
+static void
+ClaimsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	HeldClaim **link = &held_claims;
+
+	while (*link != NULL)
+	{
+		if ((*link)->subid != mySubid)
+			link = &(*link)->next;
+		else if (event == SUBXACT_EVENT_ABORT_SUB)
+			DropClaim(link);
+		else
+		{
+			if (event == SUBXACT_EVENT_COMMIT_SUB)
+				(*link)->subid = parentSubid;
+			link = &(*link)->next;
+		}
+	}
+}
+
+/*
+ * Record in the checkpoint row who holds the claim (instance NULL: nobody),
+ * without waiting: a row another transaction has locked, or is inserting,
+ * keeps its previous owner.
+ */
+static void
+RecordOwner(text *processor, text *partition, const char *instance)
+{
+	static const char *const names[] = {"checkpoints"};
+	static const int natts[] = {CP_NATTS};
+	TableWriter *w = TableWriterOpen(instance ? "claim_processor" : "release_processor",
+									 1, names, natts);
+	ScanKeyData keys[2];
+	TupleTableSlot *row;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		busy;
+
+	TableWriterKey(w, 0, &keys[0], CP_PROCESSOR_ID, F_TEXTEQ,
+				   PointerGetDatum(processor));
+	TableWriterKey(w, 0, &keys[1], CP_PARTITION, F_TEXTEQ,
+				   PointerGetDatum(partition));
+	row = TableWriterTryLockRow(w, 0, 2, keys, &busy);
+	if (row != NULL)
+	{
+		row = TableWriterCopyOfLocked(w, 0);
+		row->tts_isnull[CP_OWNER_INSTANCE - 1] = (instance == NULL);
+		row->tts_isnull[CP_OWNER_PID - 1] = (instance == NULL);
+		if (instance != NULL)
+		{
+			row->tts_values[CP_OWNER_INSTANCE - 1] = CStringGetTextDatum(instance);
+			row->tts_values[CP_OWNER_PID - 1] = Int32GetDatum(MyProcPid);
+			row->tts_values[CP_CLAIMED_AT - 1] = TimestampTzGetDatum(now);
+			row->tts_isnull[CP_CLAIMED_AT - 1] = false;
+		}
+		row->tts_values[CP_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+		TableWriterUpdate(w, 0, row);
+	}
+	else if (!busy && instance != NULL &&
+			 !TableWriterRowExists(w, 0, 2, keys))
+	{
+		row = TableWriterNewRow(w, 0);
+		for (int i = 0; i < CP_NATTS; i++)
+			row->tts_isnull[i] = true;
+		row->tts_values[CP_PROCESSOR_ID - 1] = PointerGetDatum(processor);
+		row->tts_values[CP_PARTITION - 1] = PointerGetDatum(partition);
+		row->tts_values[CP_OWNER_INSTANCE - 1] = CStringGetTextDatum(instance);
+		row->tts_values[CP_OWNER_PID - 1] = Int32GetDatum(MyProcPid);
+		row->tts_values[CP_CLAIMED_AT - 1] = TimestampTzGetDatum(now);
+		row->tts_values[CP_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+		for (int i = 0; i < 2; i++)
+			row->tts_isnull[i] = false;
+		for (int i = CP_OWNER_INSTANCE; i <= CP_UPDATED_AT; i++)
+			row->tts_isnull[i - 1] = false;
+		TableWriterInsert(w, 0, row);
+	}
+	TableWriterClose(w);
 }
 
 /*
  * SQL: claim_processor(processor_id, instance_id, partition)
  * True when this session now holds the processor for instance_id (also when
- * it already did); false while another live session holds it, or this
- * session holds it for another instance.
+ * it already did); false, at once, while another live session holds it or
+ * this session holds it for another instance.
  */
 Datum
 eventstore_claim_processor(PG_FUNCTION_ARGS)
 {
 	text	   *processor = RequireName(fcinfo, 0, "processor_id");
-	text	   *instance = RequireName(fcinfo, 1, "instance_id");
+	text	   *instance_text = RequireName(fcinfo, 1, "instance_id");
 	text	   *partition = RequireName(fcinfo, 2, "partition");
+	char	   *instance = text_to_cstring(instance_text);
 	LOCKTAG		tag = ClaimLockTag(processor, partition);
-	bool		held_before = ClaimHeldHere(&tag);
+	HeldClaim **held = FindClaim(&tag);
+	HeldClaim  *claim;
 
-	if (!held_before &&
-		LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (held != NULL)
+		PG_RETURN_BOOL(strcmp((*held)->instance, instance) == 0);
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(ClaimsXactCallback, NULL);
+		RegisterSubXactCallback(ClaimsSubXactCallback, NULL);
+		callbacks_registered = true;
+	}
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		PG_RETURN_BOOL(false);
 
-	/* record the owner; a session holding it for another instance refuses */
-	if (RecordOwner(&record_claim_plan,
-					"INSERT INTO eventstore.checkpoints AS c"
-					" (processor_id, partition, owner_instance, owner_pid,"
-					"  claimed_at, updated_at)"
-					" VALUES ($1, $2, $3, $4, $5, $5)"
-					" ON CONFLICT (processor_id, partition) DO UPDATE"
-					" SET owner_instance = $3, owner_pid = $4, claimed_at = $5,"
-					"     updated_at = $5"
-					" WHERE $6 IS NOT TRUE OR c.owner_instance = $3",
-					processor, partition, instance, held_before) == 0)
-		PG_RETURN_BOOL(false);
+	/* remembered before anything can fail, so an abort gives it back */
+	claim = MemoryContextAlloc(TopMemoryContext, sizeof(HeldClaim));
+	claim->tag = tag;
+	claim->instance = MemoryContextStrdup(TopMemoryContext, instance);
+	claim->subid = GetCurrentSubTransactionId();
+	claim->next = held_claims;
+	held_claims = claim;
+
+	RecordOwner(processor, partition, instance);
 	PG_RETURN_BOOL(true);
 }
 
@@ -133,20 +278,15 @@ Datum
 eventstore_release_processor(PG_FUNCTION_ARGS)
 {
 	text	   *processor = RequireName(fcinfo, 0, "processor_id");
-	text	   *instance = RequireName(fcinfo, 1, "instance_id");
+	char	   *instance = text_to_cstring(RequireName(fcinfo, 1, "instance_id"));
 	text	   *partition = RequireName(fcinfo, 2, "partition");
 	LOCKTAG		tag = ClaimLockTag(processor, partition);
+	HeldClaim **held = FindClaim(&tag);
 
-	if (!ClaimHeldHere(&tag))
+	if (held == NULL || strcmp((*held)->instance, instance) != 0)
 		PG_RETURN_BOOL(false);
-	if (RecordOwner(&record_release_plan,
-					"UPDATE eventstore.checkpoints"
-					" SET owner_instance = NULL, owner_pid = NULL, updated_at = $5"
-					" WHERE processor_id = $1 AND partition = $2"
-					" AND owner_instance = $3 AND owner_pid = $4",
-					processor, partition, instance, false) == 0)
-		PG_RETURN_BOOL(false);
-	LockRelease(&tag, ExclusiveLock, true);
+	DropClaim(held);
+	RecordOwner(processor, partition, NULL);
 	PG_RETURN_BOOL(true);
 }
 

@@ -22,6 +22,7 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#include "miscadmin.h"
 #include "pg_eventstore.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -64,19 +65,23 @@ WrittenRelation(Relation rel)
 }
 
 /*
- * Open eventstore.<names[i]> for writing, checking each has natts[i]
- * columns (the layout the caller's column numbers assume).  Makes the
- * transaction's own earlier writes visible first, as a new SQL statement
- * would.
+ * Open eventstore.<names[i]> for writing on behalf of SQL function
+ * `operation`, checking each table has natts[i] columns (the layout the
+ * caller's column numbers assume).  Refuses, as the executor would, to
+ * write in a read-only transaction.  Makes the transaction's own earlier
+ * writes visible first, as a new SQL statement would.
  */
 TableWriter *
-TableWriterOpen(int ntables, const char *const *names, const int *natts)
+TableWriterOpen(const char *operation, int ntables, const char *const *names,
+				const int *natts)
 {
 	TableWriter *w = palloc0(sizeof(TableWriter));
 	Relation	rels[MAX_TABLES];
 	List	   *range_table = NIL;
 
 	Assert(ntables <= MAX_TABLES);
+	PreventCommandIfReadOnly(operation);
+	PreventCommandIfParallelMode(operation);
 	CommandCounterIncrement();
 
 	for (int i = 0; i < ntables; i++)
@@ -151,14 +156,15 @@ TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 
 /*
  * Find table t's row by its primary key and lock its newest version for
- * update.  Returns the locked row, or NULL when there is none.  Each call
- * looks with a fresh snapshot under READ COMMITTED, so a row inserted
- * concurrently is found on the next try.  "what" names the row in errors,
- * for example: stream "cart-1".
+ * update, waiting or not as `policy` says.  Returns the locked row, or NULL
+ * when there is none (or, with LockWaitSkip, when another transaction holds
+ * it or changed it after our snapshot: *busy is then set).  Each call looks
+ * with a fresh snapshot under READ COMMITTED, so a row inserted
+ * concurrently is found on the next try.
  */
-TupleTableSlot *
-TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
-				   const char *what)
+static TupleTableSlot *
+LockRow(TableWriter *w, int t, int nkeys, ScanKey keys, LockWaitPolicy policy,
+		const char *what, bool *busy)
 {
 	Relation	rel = w->tables[t]->ri_RelationDesc;
 	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
@@ -168,6 +174,7 @@ TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
 	TM_FailureData tmfd;
 	TM_Result	result;
 
+	*busy = false;
 	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
 							  snapshot, nkeys, keys);
 	found = systable_getnext(scan);
@@ -187,11 +194,19 @@ TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
 	 */
 	result = table_tuple_lock(rel, &tid, snapshot, w->locked[t],
 							  w->estate->es_output_cid, LockTupleNoKeyExclusive,
-							  LockWaitBlock,
+							  policy,
 							  IsolationUsesXactSnapshot() ? 0
 							  : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 							  &tmfd);
 	UnregisterSnapshot(snapshot);
+	if (result == TM_Ok)
+		return w->locked[t];
+	if (policy == LockWaitSkip &&
+		(result == TM_WouldBlock || result == TM_Updated || result == TM_Deleted))
+	{
+		*busy = true;
+		return NULL;
+	}
 	if ((result == TM_Updated || result == TM_Deleted) &&
 		IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -199,9 +214,54 @@ TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
 				 errmsg("could not serialize access due to concurrent update of %s",
 						what),
 				 errhint("Retry the transaction; in READ COMMITTED this waits instead.")));
-	if (result != TM_Ok)
-		elog(ERROR, "unexpected result %d locking %s", (int) result, what);
-	return w->locked[t];
+	elog(ERROR, "unexpected result %d locking %s", (int) result, what);
+	return NULL;				/* keep the compiler quiet */
+}
+
+/*
+ * Find table t's row by its primary key and lock its newest version for
+ * update, waiting for a concurrent writer.  NULL when there is none.  "what"
+ * names the row in errors, for example: stream "cart-1".
+ */
+TupleTableSlot *
+TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
+				   const char *what)
+{
+	bool		busy;
+
+	return LockRow(w, t, nkeys, keys, LockWaitBlock, what, &busy);
+}
+
+/*
+ * Like TableWriterLockRow, but never waits: NULL with *busy set when another
+ * transaction holds the row or changed it after our snapshot.
+ */
+TupleTableSlot *
+TableWriterTryLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
+					  bool *busy)
+{
+	return LockRow(w, t, nkeys, keys, LockWaitSkip,
+				   RelationGetRelationName(w->tables[t]->ri_RelationDesc), busy);
+}
+
+/*
+ * Does table t have a row with this primary key in any state: committed,
+ * or inserted or deleted by a transaction still in progress?
+ */
+bool
+TableWriterRowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
+{
+	Relation	rel = w->tables[t]->ri_RelationDesc;
+	SnapshotData dirty;
+	SysScanDesc scan;
+	bool		found;
+
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
+							  &dirty, nkeys, keys);
+	found = systable_getnext(scan) != NULL;
+	systable_endscan(scan);
+	return found;
 }
 
 /* The row of table t that TableWriterLockRow locked last. */

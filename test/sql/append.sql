@@ -138,6 +138,11 @@ SELECT next_expected_revision FROM eventstore.append_event('tx', 'B', '{}', NULL
 COMMIT;
 SELECT revision, event_type FROM eventstore.read_stream('tx');
 
+-- Appends write, so a read-only transaction refuses them.
+BEGIN READ ONLY;
+SELECT eventstore.append_event('ro', 'A', '{}');
+ROLLBACK;
+
 -- The log is append-only, for the owner too.
 UPDATE eventstore.events SET data = '{}' WHERE stream_id = 'cart-1';
 DELETE FROM eventstore.events WHERE stream_id = 'cart-1';
