@@ -190,6 +190,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	int64		expected = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
 	TableWriter *w;
 	LogPlace	stored;
+	LogPlace	target;
 	Snapshot	snapshot;
 	const char *outcome;
 
@@ -206,14 +207,17 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 				 errdetail("Got " INT64_FORMAT ".", expected),
 				 errhint("Pass the checkpoint read before processing, or NULL when none was stored.")));
 
+	/* a position that is not in the log is refused whatever the outcome */
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	target = RequireLogPlace(position, snapshot, "position", CHECKPOINT_HINT);
+
 	w = LockCheckpointRow("store_checkpoint", processor, partition);
 	StoredPlace(TableWriterLockedRow(w, 0), &stored);
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 	/* positions are unique, so equality needs no look-up */
 	if (stored.position == expected)
 	{
-		WriteCheckpoint(w, RequireLogPlace(position, snapshot, "position", CHECKPOINT_HINT), false);
+		WriteCheckpoint(w, target, false);
 		outcome = "stored";
 	}
 	else if (stored.position == position)
@@ -258,15 +262,15 @@ eventstore_read_checkpoint(PG_FUNCTION_ARGS)
 
 /*
  * SQL: reset_checkpoint(processor_id, position, partition): set the
- * checkpoint unconditionally; NULL (or 0) puts the processor back at the
- * start of the log, another position must be in the log.
+ * checkpoint unconditionally.  NULL clears it (as if never stored), 0 is the
+ * start of the log, any other position must be in the log.
  */
 Datum
 eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 {
 	text	   *processor = RequireName(fcinfo, 0, "processor_id");
 	text	   *partition = RequireName(fcinfo, 2, "partition");
-	bool		none = PG_ARGISNULL(1) || PG_GETARG_INT64(1) == 0;
+	bool		none = PG_ARGISNULL(1);
 	LogPlace	place = LogStart;
 	TableWriter *w;
 
