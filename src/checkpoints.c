@@ -14,7 +14,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "pg_eventstore.h"
@@ -22,7 +21,6 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(eventstore_store_checkpoint);
@@ -159,16 +157,12 @@ WriteCheckpoint(TableWriter *w, LogPlace place, bool none)
 	TableWriterUpdate(w, 0, row);
 }
 
-/* The checkpoint_result enum value named `label`. */
+/* The value of the function's result type (checkpoint_result) named label. */
 static Datum
-CheckpointResult(const char *label)
+CheckpointResult(FunctionCallInfo fcinfo, const char *label)
 {
-	Oid			enum_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-											CStringGetDatum("checkpoint_result"),
-											ObjectIdGetDatum(get_namespace_oid("eventstore", false)));
-
 	return DirectFunctionCall2(enum_in, CStringGetDatum(label),
-							   ObjectIdGetDatum(enum_type));
+							   ObjectIdGetDatum(get_fn_expr_rettype(fcinfo->flinfo)));
 }
 
 /*
@@ -232,7 +226,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 
 	UnregisterSnapshot(snapshot);
 	TableWriterClose(w);
-	PG_RETURN_DATUM(CheckpointResult(outcome));
+	PG_RETURN_DATUM(CheckpointResult(fcinfo, outcome));
 }
 
 /* SQL: read_checkpoint(processor_id, partition): the position, or NULL */

@@ -10,11 +10,14 @@
 # /tmp/pg_eventstore-bench), BENCH_KEEP=1 (keep the cluster directory),
 # BENCH_STRICT=1 (also fail when a ratio is below its target), BENCH_PGSS=1
 # (preload pg_stat_statements and print where the time went; perturbs the
-# figures a little, on both sides).
+# figures a little, on both sides), BENCH_TIME_LIMIT (seconds after the
+# build before the watchdog stops the run; default 30 x rounds x seconds +
+# 240).
 #
 # Exit status: 0 when every call of every run succeeded; 1 when any call
 # failed (or a run did not complete); 3 with BENCH_STRICT=1 when a ratio is
-# below its target; 2 on a set-up error.
+# below its target; 2 on a set-up error; 143 when stopped by the watchdog
+# or SIGTERM.
 set -euo pipefail
 START_TIME=$(date +%s)
 cd "$(dirname "$0")/../.."
@@ -37,7 +40,7 @@ while [ $# -gt 0 ]; do
 		*) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
 	esac
 done
-for v in "$SECONDS_PER_RUN" "$ROUNDS" "$PORT"; do
+for v in "$SECONDS_PER_RUN" "$ROUNDS" "$PORT" "${BENCH_TIME_LIMIT:-1}"; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $v" >&2; exit 2; }
 done
 [ "$SECONDS_PER_RUN" -le 60 ] && [ "$ROUNDS" -le 10 ] ||
@@ -72,17 +75,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Bounded in time whatever happens: every step has its own timeout, and a
-# watchdog ends the whole run at twice its expected length (the cluster is
-# stopped on the way out).
-TIME_LIMIT=$((2 * (10 * 2 * ROUNDS * (SECONDS_PER_RUN + 2) + 180)))
-(
-	trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-	sleep "$TIME_LIMIT" & sleeper=$!
-	wait "$sleeper" && echo "== time limit of $TIME_LIMIT s reached, stopping" >&2 && kill -TERM $$
-) &
-WATCHDOG=$!
-
 # Which pg_eventstore is measured: the checkout's commit, and whether its
 # sources differ from it.
 REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -100,6 +92,18 @@ $RUN make -s clean >/dev/null
 $RUN make -s
 echo "== installing the extension"
 as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+
+# Bounded in time whatever happens: every step has its own timeout, and
+# from here on a watchdog ends the run once it has taken half as long again
+# as its pgbench runs plus four minutes (9 minutes with the defaults; the
+# cluster is stopped on the way out).
+TIME_LIMIT=${BENCH_TIME_LIMIT:-$((30 * ROUNDS * SECONDS_PER_RUN + 240))}
+(
+	trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+	sleep "$TIME_LIMIT" & sleeper=$!
+	wait "$sleeper" && echo "== time limit of $TIME_LIMIT s reached, stopping" >&2 && kill -TERM $$
+) &
+WATCHDOG=$!
 
 # The private cluster: data, unix socket, log and pgbench scripts in one
 # directory that the server's user owns.  No TCP listener at all.
