@@ -43,3 +43,13 @@ SELECT m AS group_member, count(*) AS events,
        count(DISTINCT stream_id) AS streams
 FROM generate_series(0, 2) m, eventstore.read_all(NULL, NULL, NULL, m, 3)
 GROUP BY m ORDER BY m;
+
+\echo '== a read model kept by a checkpointed consumer: CALL demo.follow_cart_totals(...)'
+CALL demo.follow_cart_totals('demo-1');
+SELECT count(*) AS carts, sum(items) AS items_in_carts,
+       round(sum(value_cents) / 100.0, 2) AS added_value_eur,
+       count(*) FILTER (WHERE checked_out) AS checked_out
+FROM demo.cart_totals;
+SELECT processor_id, checkpoint, status, owner_instance,
+       (SELECT count(*) FROM eventstore.events) AS events_in_log
+FROM eventstore.processors;

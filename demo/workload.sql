@@ -54,3 +54,51 @@ EXCEPTION WHEN SQLSTATE 'SE001' THEN
 	INSERT INTO demo.conflicts (cart, detail) VALUES (cart, last_type);
 END;
 $$;
+
+-- A read model kept by a consumer of the global log, the way any client
+-- would: claim the processor, read pages from its checkpoint, apply them,
+-- store the checkpoint in the same transaction.
+CREATE TABLE IF NOT EXISTS demo.cart_totals (
+	cart			text PRIMARY KEY,
+	items			integer NOT NULL DEFAULT 0,
+	value_cents		bigint NOT NULL DEFAULT 0,
+	checked_out		boolean NOT NULL DEFAULT false
+);
+
+CREATE OR REPLACE PROCEDURE demo.follow_cart_totals(instance text, page integer DEFAULT 500)
+LANGUAGE plpgsql AS $$
+DECLARE
+	checkpoint	bigint;
+	last_seen	bigint;
+	e			eventstore.events;
+BEGIN
+	IF NOT eventstore.claim_processor('cart-totals', instance) THEN
+		RAISE NOTICE 'cart-totals is being followed by another instance';
+		RETURN;
+	END IF;
+	LOOP
+		checkpoint := eventstore.read_checkpoint('cart-totals');
+		last_seen := NULL;
+		FOR e IN SELECT * FROM eventstore.read_all(checkpoint, page) LOOP
+			INSERT INTO demo.cart_totals AS t (cart) VALUES (e.stream_id)
+			ON CONFLICT (cart) DO NOTHING;
+			UPDATE demo.cart_totals t SET
+				items = items + CASE e.event_type WHEN 'ItemAdded' THEN (e.data->>'qty')::int
+												  WHEN 'ItemRemoved' THEN -1 ELSE 0 END,
+				value_cents = value_cents + CASE e.event_type
+					WHEN 'ItemAdded' THEN (e.data->>'qty')::int * (e.data->>'price_cents')::bigint
+					ELSE 0 END,
+				checked_out = checked_out OR e.event_type = 'CheckedOut'
+			WHERE t.cart = e.stream_id;
+			last_seen := e.global_position;
+		END LOOP;
+		EXIT WHEN last_seen IS NULL;
+		IF eventstore.store_checkpoint('cart-totals', last_seen, checkpoint) <> 'stored' THEN
+			ROLLBACK;
+			EXIT;
+		END IF;
+		COMMIT;
+	END LOOP;
+	PERFORM eventstore.release_processor('cart-totals', instance);
+	COMMIT;
+END $$;
