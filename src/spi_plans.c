@@ -13,7 +13,9 @@
 
 /*
  * Return the plan cached in *cache, preparing and keeping it on first use.
- * The caller must be connected to SPI.
+ * The caller must be connected to SPI.  The plan is generic from the start:
+ * our statements' optional filters ("$3 IS NULL OR ...") would otherwise
+ * make the plan cache re-plan them for every call.
  */
 SPIPlanPtr
 KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
@@ -22,7 +24,8 @@ KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
 
 	if (*cache != NULL)
 		return *cache;
-	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
+							  CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
 			 sql, SPI_result_code_string(SPI_result));

@@ -25,7 +25,7 @@ cd "$(dirname "$0")/../.."
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-2}
 ROUNDS=${BENCH_ROUNDS:-5}
-SCENARIOS=${BENCH_SCENARIOS:-1,2,3,4,5}
+SCENARIOS=${BENCH_SCENARIOS:-1,2,3,4,5,6}
 PORT=${BENCH_PORT:-55499}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -122,9 +122,11 @@ PRELOAD=pg_eventstore
 [ "${BENCH_PGSS:-0}" != 1 ] || PRELOAD=pg_eventstore,pg_stat_statements
 # For 2 cores and 24 GiB.  fsync and synchronous_commit stay at their
 # defaults: every commit is durable, as in production.  The checkpoint
-# settings keep timed checkpoints out of the runs; each write run starts
-# right after an explicit CHECKPOINT instead, so both sides pay the same
-# full-page writes.
+# settings keep checkpoints out of the runs: the writes are measured in the
+# steady state between two checkpoints, after one CHECKPOINT and a warm-up
+# run of each write scenario (right after a checkpoint, the first change of
+# each page writes a full-page image, and the extension touches more pages:
+# its streams rows).
 $RUN tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
 
 # pg_eventstore benchmark
@@ -224,6 +226,18 @@ INSERT INTO bench.baseline (stream_id, revision, event_type, data, metadata)
 SELECT p || s, 0, 'ItemAdded', '$EVENT_DATA', '$EVENT_META'
 FROM unnest(ARRAY['s1-', 's2-']) p, generate_series(1, 10000) s;
 
+-- Scenario 6: one checkpoint row per client on the baseline side (the
+-- extension creates its own on a processor's first store).
+CREATE TABLE bench.checkpoints (
+	processor_id	text NOT NULL,
+	partition		text NOT NULL,
+	"position"		bigint,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (processor_id, partition)
+) WITH (fillfactor = 25);
+INSERT INTO bench.checkpoints (processor_id, partition, "position")
+SELECT 'cp-' || c, 'default', 0 FROM generate_series(0, 15) c;
+
 VACUUM (ANALYZE) eventstore.events, eventstore.streams, bench.baseline;
 CHECKPOINT;
 EOF
@@ -317,6 +331,21 @@ SELECT * FROM bench.baseline WHERE global_position > :p
 ORDER BY global_position LIMIT 1000;
 EOF
 
+# 6. A processor storing its checkpoint: each client is its own processor
+# (new ones each run, :tag) and passes the checkpoint it stored last as the
+# expected one, so every store but a run's first is 'stored'.  The baseline
+# is a plain UPDATE of one row.
+write_script s6_es <<EOF
+\set p random($ES_LO, $ES_HI)
+SELECT eventstore.store_checkpoint('cp-' || :tag || '-' || :client_id, :p, :prev);
+\set prev :p
+EOF
+write_script s6_base <<EOF
+\set p random($BASE_LO, $BASE_HI)
+UPDATE bench.checkpoints SET "position" = :p, updated_at = now()
+WHERE processor_id = 'cp-' || :client_id AND partition = 'default';
+EOF
+
 # --- running ---------------------------------------------------------------
 # One pgbench run; sets TPS and FAILED.  A call failed when pgbench counts
 # a failed transaction, when it aborts a client on an error, or when the
@@ -378,7 +407,6 @@ bench_row() {
 		[ $((round % 2)) -eq 1 ] || order="es base"
 		for side in $order; do
 			TAG=$((TAG + 1))
-			[ "$write" = 0 ] || psql_run -c CHECKPOINT
 			pgbench_run "s${n}_$side" "$clients" -D tag="$TAG" "$@"
 			printf '   scenario %s, %2d clients, round %d, %-14s %9.1f tps, %d failed\n' \
 				"$n" "$clients" "$round" "$([ "$side" = es ] && echo pg_eventstore: || echo baseline:)" \
@@ -416,6 +444,16 @@ done
 wanted 5 && for c in 1 4; do
 	bench_row 5 "5. read_all, pages of 1000" "$c" 1.0 0
 done
+# The writes' steady state: one checkpoint, then every write scenario once,
+# unmeasured, so that the pages they touch have had their full-page image.
+psql_run -c CHECKPOINT >/dev/null
+for n in 1 2 3 6; do
+	wanted "$n" || continue
+	for side in base es; do
+		TAG=$((TAG + 1))
+		pgbench_run "s${n}_$side" 4 -D tag="$TAG" -D prev=0 >/dev/null
+	done
+done
 wanted 1 && for c in 1 4 16; do
 	bench_row 1 "1. append_event, 10,000 streams" "$c" 0.90 1
 done
@@ -423,6 +461,9 @@ wanted 2 && for c in 1 4; do
 	bench_row 2 "2. append_to_stream, 100 events" "$c" 0.95 1
 done
 wanted 3 && bench_row 3 "3. append_event, 10 hot streams" 8 0.80 1
+wanted 6 && for c in 1 4; do
+	bench_row 6 "6. store_checkpoint" "$c" 0.80 1 -D prev=0
+done
 
 if [ "${BENCH_PGSS:-0}" = 1 ]; then
 	echo "== pg_stat_statements: top statements by total time"
