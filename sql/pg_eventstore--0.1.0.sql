@@ -1,6 +1,10 @@
 -- pg_eventstore 0.1.0: the event log.
 \echo Use "CREATE EXTENSION pg_eventstore" to load this file. \quit
 
+-- The script creates its schema itself, so that CREATE EXTENSION fails
+-- rather than move into a schema somebody else made (and owns) beforehand.
+CREATE SCHEMA eventstore;
+
 -- Nobody but the API writes the tables; who may append or read is granted.
 -- Schema usage alone grants nothing: the API functions are revoked from
 -- PUBLIC below and the tables are not granted; see the README for grants.

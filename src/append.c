@@ -48,20 +48,18 @@ static SPIPlanPtr find_ids_plan;
 static const Oid stream_args[] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
 
 /*
- * Whether this append has connected to SPI: only creating a stream and
- * looking for a retry's events use it.
+ * Connect to SPI on first use within an append: only creating a stream and
+ * looking for a retry's events need it.  *connected belongs to one append
+ * (appends nest, from user triggers), which disconnects at its end.
  */
-static bool spi_connected = false;
-
-/* Connect to SPI on first use within an append. */
 static void
-UseSpi(void)
+UseSpi(bool *connected)
 {
-	if (spi_connected)
+	if (*connected)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	spi_connected = true;
+	*connected = true;
 }
 
 /* Retries of "create the stream row" lost to a concurrent creator. */
@@ -99,13 +97,13 @@ ReportWrongRevision(text *stream_id, Expectation expect, bool exists,
  * another transaction created it first.
  */
 static bool
-CreateStream(text *stream_id, int count, TimestampTz now)
+CreateStream(text *stream_id, int count, TimestampTz now, bool *spi)
 {
 	Datum		values[3] = {PointerGetDatum(stream_id), Int64GetDatum(count),
 	TimestampTzGetDatum(now)};
 	SPIPlanPtr	plan;
 
-	UseSpi();
+	UseSpi(spi);
 	plan = KeptPlan(&create_stream_plan,
 					"INSERT INTO eventstore.streams"
 					" (stream_id, revision, created_at, updated_at)"
@@ -172,7 +170,7 @@ JsonbEquals(Datum d, Jsonb *j)
  */
 static bool
 FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
-		  AppendResult *result)
+		  AppendResult *result, bool *spi)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * batch->count);
 	int			nids = 0;
@@ -183,7 +181,7 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	bool		isnull;
 	int64		first_revision;
 
-	UseSpi();
+	UseSpi(spi);
 	for (int i = 0; i < batch->count; i++)
 		if (batch->events[i].id_given)
 			ids[nids++] = UUIDPGetDatum(&batch->events[i].id);
@@ -250,7 +248,8 @@ MatchesExistingStream(Expectation expect, int64 current)
  */
 static int64
 LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
-				   Expectation expect, TimestampTz now, AppendResult *result)
+				   Expectation expect, TimestampTz now, AppendResult *result,
+				   bool *spi)
 {
 	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
 	{
@@ -259,7 +258,7 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 		if (LogWriterLockStream(writer, stream_id, &current))
 		{
 			if (batch->any_id_given &&
-				FindRetry(stream_id, batch, expect, result))
+				FindRetry(stream_id, batch, expect, result, spi))
 				return -1;
 			if (!MatchesExistingStream(expect, current))
 				ReportWrongRevision(stream_id, expect, true, current);
@@ -269,11 +268,11 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 
 		/* a new stream: none of the batch's ids can be a retry */
 		if (batch->any_id_given &&
-			FindRetry(stream_id, batch, expect, result))
+			FindRetry(stream_id, batch, expect, result, spi))
 			elog(ERROR, "events of a batch are stored but their stream is not");
 		if (!expect.any && expect.revision != ES_EXPECT_NO_STREAM)
 			ReportWrongRevision(stream_id, expect, false, 0);
-		if (CreateStream(stream_id, batch->count, now))
+		if (CreateStream(stream_id, batch->count, now, spi))
 			return 0;
 		/* a concurrent first append created the stream: lock it instead */
 	}
@@ -290,6 +289,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	AppendResult result;
 	LogWriter  *writer;
+	bool		spi_connected = false;
 	TupleDesc	desc;
 	Datum		values[5];
 	bool		nulls[5] = {false};
@@ -315,10 +315,9 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 				batch->events[i].id = ids[next++];
 	}
 
-	spi_connected = false;
 	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
 	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,
-										&result);
+										&result, &spi_connected);
 	if (first_revision >= 0)
 	{
 		result.xid = GetTopFullTransactionId();
@@ -335,10 +334,10 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 		}
 		result.last_revision = first_revision + batch->count - 1;
 	}
-	LogWriterClose(writer);
+	/* disconnect first: AFTER triggers fired on close run outside our SPI */
 	if (spi_connected)
 		SPI_finish();
-	spi_connected = false;
+	LogWriterClose(writer);
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(result.last_revision);

@@ -48,6 +48,7 @@ typedef struct HeldClaim
 } HeldClaim;
 
 static HeldClaim *held_claims = NULL;
+static SPIPlanPtr insert_owner_plan;
 static bool callbacks_registered = false;
 
 /* Column numbers of eventstore.checkpoints used here. */
@@ -132,6 +133,21 @@ ClaimsXactCallback(XactEvent event, void *arg)
 {
 	HeldClaim **link = &held_claims;
 
+	/*
+	 * A prepared transaction outlives the session's next ones, so a claim
+	 * taken in it could not follow its outcome: refuse.
+	 */
+	if (event == XACT_EVENT_PRE_PREPARE)
+	{
+		for (HeldClaim *claim = held_claims; claim != NULL; claim = claim->next)
+			if (claim->subid != InvalidSubTransactionId)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that claimed a processor"),
+						 errhint("Claim the processor in a transaction of its own.")));
+		return;
+	}
+
 	while (*link != NULL)
 	{
 		if ((*link)->subid == InvalidSubTransactionId)
@@ -210,20 +226,23 @@ RecordOwner(text *processor, text *partition, const char *instance)
 	else if (!busy && instance != NULL &&
 			 !TableWriterRowExists(w, 0, 2, keys))
 	{
-		row = TableWriterNewRow(w, 0);
-		for (int i = 0; i < CP_NATTS; i++)
-			row->tts_isnull[i] = true;
-		row->tts_values[CP_PROCESSOR_ID - 1] = PointerGetDatum(processor);
-		row->tts_values[CP_PARTITION - 1] = PointerGetDatum(partition);
-		row->tts_values[CP_OWNER_INSTANCE - 1] = CStringGetTextDatum(instance);
-		row->tts_values[CP_OWNER_PID - 1] = Int32GetDatum(MyProcPid);
-		row->tts_values[CP_CLAIMED_AT - 1] = TimestampTzGetDatum(now);
-		row->tts_values[CP_UPDATED_AT - 1] = TimestampTzGetDatum(now);
-		for (int i = 0; i < 2; i++)
-			row->tts_isnull[i] = false;
-		for (int i = CP_OWNER_INSTANCE; i <= CP_UPDATED_AT; i++)
-			row->tts_isnull[i - 1] = false;
-		TableWriterInsert(w, 0, row);
+		/* ON CONFLICT: a first store may insert the row meanwhile */
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
+		Datum		values[4] = {PointerGetDatum(processor),
+			PointerGetDatum(partition), CStringGetTextDatum(instance),
+		Int32GetDatum(MyProcPid)};
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ExecKeptPlan(KeptPlan(&insert_owner_plan,
+							  "INSERT INTO eventstore.checkpoints"
+							  " (processor_id, partition, owner_instance, owner_pid,"
+							  "  claimed_at, updated_at)"
+							  " VALUES ($1, $2, $3, $4, now(), now())"
+							  " ON CONFLICT (processor_id, partition) DO NOTHING",
+							  4, argtypes),
+					 values, NULL, false, 0);
+		SPI_finish();
 	}
 	TableWriterClose(w);
 }
@@ -254,14 +273,18 @@ eventstore_claim_processor(PG_FUNCTION_ARGS)
 		RegisterSubXactCallback(ClaimsSubXactCallback, NULL);
 		callbacks_registered = true;
 	}
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-		PG_RETURN_BOOL(false);
-
-	/* remembered before anything can fail, so an abort gives it back */
+	/* allocated first, so nothing can fail between taking and recording it */
 	claim = MemoryContextAlloc(TopMemoryContext, sizeof(HeldClaim));
 	claim->tag = tag;
 	claim->instance = MemoryContextStrdup(TopMemoryContext, instance);
 	claim->subid = GetCurrentSubTransactionId();
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		pfree(claim->instance);
+		pfree(claim);
+		PG_RETURN_BOOL(false);
+	}
+	/* remembered at once, so an abort from here on gives it back */
 	claim->next = held_claims;
 	held_claims = claim;
 

@@ -22,6 +22,9 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
 #include "miscadmin.h"
 #include "pg_eventstore.h"
 #include "utils/lsyscache.h"
@@ -95,7 +98,15 @@ TableWriterOpen(const char *operation, int ntables, const char *const *names,
 
 	w->estate = CreateExecutorState();
 #if PG_VERSION_NUM >= 160000
-	ExecInitRangeTable(w->estate, range_table, NIL);
+	{
+		/* since 16 each relation also needs its permission info entry */
+		List	   *perminfos = NIL;
+		ListCell   *lc;
+
+		foreach(lc, range_table)
+			addRTEPermissionInfo(&perminfos, lfirst_node(RangeTblEntry, lc));
+		ExecInitRangeTable(w->estate, range_table, perminfos);
+	}
 #else
 	ExecInitRangeTable(w->estate, range_table);
 #endif

@@ -5,6 +5,14 @@ DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
 CREATE EXTENSION pg_eventstore;
 RESET client_min_messages;
 \set VERBOSITY default
+
+-- The extension makes its schema itself: one somebody made beforehand
+-- (and would own) makes CREATE EXTENSION fail.
+DROP EXTENSION pg_eventstore;
+CREATE SCHEMA eventstore;
+CREATE EXTENSION pg_eventstore;
+DROP SCHEMA eventstore;
+CREATE EXTENSION pg_eventstore;
 \pset null '(null)'
 
 -- A new stream: revisions from 0, positions from 1.
@@ -137,6 +145,24 @@ ROLLBACK TO s;
 SELECT next_expected_revision FROM eventstore.append_event('tx', 'B', '{}', NULL, 0);
 COMMIT;
 SELECT revision, event_type FROM eventstore.read_stream('tx');
+
+-- Appends nest: a user trigger that appends from inside an append.
+CREATE FUNCTION pg_temp.audit_stream() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM eventstore.append_event('audit', 'StreamCreated',
+									jsonb_build_object('stream', NEW.stream_id));
+	RETURN NEW;
+END $$;
+CREATE TRIGGER audit AFTER INSERT ON eventstore.streams
+	FOR EACH ROW WHEN (NEW.stream_id <> 'audit') EXECUTE FUNCTION pg_temp.audit_stream();
+SELECT next_expected_revision FROM eventstore.append_event('nest-1', 'A', '{}');
+DO $$ BEGIN
+	FOR i IN 2..4 LOOP
+		PERFORM eventstore.append_event('nest-' || i, 'A', '{}');
+	END LOOP;
+END $$;
+SELECT revision, data FROM eventstore.read_stream('audit');
+DROP TRIGGER audit ON eventstore.streams;
 
 -- Appends write, so a read-only transaction refuses them.
 BEGIN READ ONLY;

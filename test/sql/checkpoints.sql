@@ -305,6 +305,14 @@ FROM eventstore.processors WHERE processor_id = 'totals' AND partition = 'defaul
 SELECT eventstore.release_processor('totals', 'worker-1');
 SELECT count(*) AS claims FROM pg_temp.claims();
 
+-- A claim cannot be prepared: a prepared transaction outlives the session's
+-- next transactions, whose outcome the claim would follow instead.
+BEGIN;
+SELECT eventstore.claim_processor('prepared', 'worker-1');
+PREPARE TRANSACTION 'claims';
+SELECT count(*) AS claims FROM pg_temp.claims();
+SELECT count(*) AS prepared FROM pg_prepared_xacts WHERE gid = 'claims';
+
 -- Leave the shared database as we found it.
 DROP EXTENSION dblink;
 DROP EXTENSION pg_eventstore CASCADE;
