@@ -51,3 +51,13 @@ prepare_workdir() {
 		RUN="env"
 	fi
 }
+
+# Build the extension in $WORKDIR as the unprivileged user and install it
+# into PostgreSQL's directories as root.
+build_and_install() {
+	echo "== building"
+	$RUN make -s clean >/dev/null
+	$RUN make -s
+	echo "== installing the extension"
+	as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+}

@@ -13,11 +13,7 @@ install_dependencies
 prepare_workdir test
 cd "$WORKDIR"
 
-echo "== building"
-$RUN make -s clean >/dev/null
-$RUN make -s
-echo "== installing the extension"
-as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+build_and_install
 
 echo "== running the tests"
 status=0

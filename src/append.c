@@ -57,8 +57,7 @@ UseSpi(bool *connected)
 {
 	if (*connected)
 		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	ConnectSpi();
 	*connected = true;
 }
 

@@ -79,16 +79,12 @@ CreateCheckpointRow(text *processor, text *partition)
 	Datum		values[3] = {PointerGetDatum(processor), PointerGetDatum(partition),
 	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ExecKeptPlan(KeptPlan(&create_checkpoint_plan,
-						  "INSERT INTO eventstore.checkpoints"
-						  " (processor_id, partition, updated_at)"
-						  " VALUES ($1, $2, $3)"
-						  " ON CONFLICT (processor_id, partition) DO NOTHING",
-						  3, argtypes),
-				 values, NULL, false, 0);
-	SPI_finish();
+	RunKeptStatement(&create_checkpoint_plan,
+					 "INSERT INTO eventstore.checkpoints"
+					 " (processor_id, partition, updated_at)"
+					 " VALUES ($1, $2, $3)"
+					 " ON CONFLICT (processor_id, partition) DO NOTHING",
+					 3, argtypes, values);
 }
 
 /*
@@ -240,15 +236,10 @@ eventstore_read_checkpoint(PG_FUNCTION_ARGS)
 	int64		position;
 	bool		found;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ExecKeptPlan(KeptPlan(&read_checkpoint_plan,
-						  "SELECT \"position\" FROM eventstore.checkpoints"
-						  " WHERE processor_id = $1 AND partition = $2",
-						  2, argtypes),
-				 values, NULL, true, 1);
-	found = GetInt64Result(1, &position);
-	SPI_finish();
+	found = RunKeptInt64Query(&read_checkpoint_plan,
+							  "SELECT \"position\" FROM eventstore.checkpoints"
+							  " WHERE processor_id = $1 AND partition = $2",
+							  2, argtypes, values, &position);
 	if (!found)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(position);

@@ -113,6 +113,11 @@ extern void ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan,
 								Datum *values, const char *nulls,
 								long count);
 extern bool GetInt64Result(int column, int64 *value);
+extern void ConnectSpi(void);
+extern int	RunKeptStatement(SPIPlanPtr *cache, const char *sql, int nargs,
+							 const Oid *argtypes, Datum *values);
+extern bool RunKeptInt64Query(SPIPlanPtr *cache, const char *sql, int nargs,
+							  const Oid *argtypes, Datum *values, int64 *result);
 
 /* stream_hash.c */
 extern uint32 StreamHash(const char *stream_id, int len);

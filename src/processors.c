@@ -232,17 +232,13 @@ RecordOwner(text *processor, text *partition, const char *instance)
 			PointerGetDatum(partition), CStringGetTextDatum(instance),
 		Int32GetDatum(MyProcPid)};
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		ExecKeptPlan(KeptPlan(&insert_owner_plan,
-							  "INSERT INTO eventstore.checkpoints"
-							  " (processor_id, partition, owner_instance, owner_pid,"
-							  "  claimed_at, updated_at)"
-							  " VALUES ($1, $2, $3, $4, now(), now())"
-							  " ON CONFLICT (processor_id, partition) DO NOTHING",
-							  4, argtypes),
-					 values, NULL, false, 0);
-		SPI_finish();
+		RunKeptStatement(&insert_owner_plan,
+						 "INSERT INTO eventstore.checkpoints"
+						 " (processor_id, partition, owner_instance, owner_pid,"
+						 "  claimed_at, updated_at)"
+						 " VALUES ($1, $2, $3, $4, now(), now())"
+						 " ON CONFLICT (processor_id, partition) DO NOTHING",
+						 4, argtypes, values);
 	}
 	TableWriterClose(w);
 }

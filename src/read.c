@@ -87,8 +87,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	values[2] = GetMaxCount(fcinfo, 2, &nulls[2]);
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	ConnectSpi();
 	if (backwards)
 		plan = KeptPlan(&read_backwards_plan,
 						"SELECT * FROM eventstore.events"
@@ -159,8 +158,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	nulls[3] = grouped ? ' ' : 'n';
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	ConnectSpi();
 
 	/* resolve the cursor to its place in log order (0: the start) */
 	cursor = RequireLogPlace(after, GetActiveSnapshot(), "after_position",
@@ -194,15 +192,10 @@ eventstore_stream_revision(PG_FUNCTION_ARGS)
 	int64		revision;
 	bool		found;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ExecKeptPlan(KeptPlan(&revision_plan,
-						  "SELECT revision FROM eventstore.streams"
-						  " WHERE stream_id = $1",
-						  1, argtypes),
-				 values, NULL, true, 1);
-	found = GetInt64Result(1, &revision);
-	SPI_finish();
+	found = RunKeptInt64Query(&revision_plan,
+							  "SELECT revision FROM eventstore.streams"
+							  " WHERE stream_id = $1",
+							  1, argtypes, values, &revision);
 	if (!found)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(revision);

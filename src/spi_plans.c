@@ -111,3 +111,46 @@ GetInt64Result(int column, int64 *value)
 	*value = DatumGetInt64(d);
 	return true;
 }
+
+/* Connect to SPI, or fail: every caller needs it to go on. */
+void
+ConnectSpi(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * Run one kept statement in an SPI connection of its own; returns the rows
+ * it processed.
+ */
+int
+RunKeptStatement(SPIPlanPtr *cache, const char *sql, int nargs,
+				 const Oid *argtypes, Datum *values)
+{
+	int			rows;
+
+	ConnectSpi();
+	rows = ExecKeptPlan(KeptPlan(cache, sql, nargs, argtypes), values, NULL,
+						false, 0);
+	SPI_finish();
+	return rows;
+}
+
+/*
+ * Run one kept read-only query in an SPI connection of its own and return
+ * its first row's first column as int64; false when there is no row or it
+ * is NULL.
+ */
+bool
+RunKeptInt64Query(SPIPlanPtr *cache, const char *sql, int nargs,
+				  const Oid *argtypes, Datum *values, int64 *result)
+{
+	bool		found;
+
+	ConnectSpi();
+	ExecKeptPlan(KeptPlan(cache, sql, nargs, argtypes), values, NULL, true, 1);
+	found = GetInt64Result(1, result);
+	SPI_finish();
+	return found;
+}

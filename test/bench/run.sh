@@ -87,11 +87,7 @@ export PG_EVENTSTORE_WORKDIR=${BENCH_WORKDIR:-/tmp/pg_eventstore-bench}
 prepare_workdir bench
 cd "$WORKDIR"
 
-echo "== building"
-$RUN make -s clean >/dev/null
-$RUN make -s
-echo "== installing the extension"
-as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+build_and_install
 
 # Bounded in time whatever happens: every step has its own timeout, and
 # from here on a watchdog ends the run once it has taken half as long again
