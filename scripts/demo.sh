@@ -24,7 +24,6 @@ install_dependencies
 # "postgres"; if that user cannot reach the checkout (say, under /root), the
 # cluster goes to /tmp/pg_eventstore-demo instead.
 if [ "$(id -u)" -eq 0 ]; then
-	RUN="runuser -u postgres -- env PATH=$PATH"
 	DEMO_DIR=$CHECKOUT/tmp/demo
 	if ! runuser -u postgres -- test -x "$CHECKOUT"; then
 		DEMO_DIR=/tmp/pg_eventstore-demo
@@ -32,19 +31,23 @@ if [ "$(id -u)" -eq 0 ]; then
 	fi
 	mkdir -p "$DEMO_DIR"
 	chown postgres: "$DEMO_DIR"
-	PSQL_AS="sudo -u postgres "
+	PSQL_AS="runuser -u postgres -- "
+	# from the cluster's directory: postgres may not be able to enter ours
+	run() { (cd "$DEMO_DIR" && runuser -u postgres -- env PATH="$PATH" "$@"); }
 else
-	RUN="env"
 	DEMO_DIR=$CHECKOUT/tmp/demo
 	mkdir -p "$DEMO_DIR"
 	PSQL_AS=""
+	run() { "$@"; }
 fi
 DATA=$DEMO_DIR/data
-PSQL="$RUN psql -X -q -h $DEMO_DIR -p $PORT -d postgres -v ON_ERROR_STOP=1"
+# SQL files are read by this shell and sent on standard input, for the same
+# reason.
+psql_demo() { run psql -X -q -h "$DEMO_DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 
 stop_cluster() {
 	if [ -f "$DATA/postmaster.pid" ]; then
-		$RUN pg_ctl -D "$DATA" -m fast -w stop >/dev/null || true
+		run pg_ctl -D "$DATA" -m fast -w stop >/dev/null || true
 	fi
 }
 
@@ -61,7 +64,7 @@ as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 echo "== starting a private cluster in $DATA (port $PORT)"
 stop_cluster
 rm -rf "$DATA"
-$RUN initdb -D "$DATA" -A trust >/dev/null
+run initdb -D "$DATA" -A trust >/dev/null
 cat >>"$DATA/postgresql.conf" <<CONF
 # pg_eventstore demo
 listen_addresses = ''
@@ -69,17 +72,18 @@ port = $PORT
 unix_socket_directories = '$DEMO_DIR'
 shared_preload_libraries = 'pg_eventstore'
 CONF
-$RUN pg_ctl -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
+run pg_ctl -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
 
-$PSQL -c "CREATE EXTENSION pg_eventstore" -f demo/workload.sql
+psql_demo -c "CREATE EXTENSION pg_eventstore"
+psql_demo <demo/workload.sql
 
 echo "== $CLIENTS clients handling shopping-cart commands for $SECONDS_TO_RUN s"
 echo "SELECT demo.handle_command((1 + floor(random() * 3000))::int);" >"$DEMO_DIR/command.sql"
 chmod a+r "$DEMO_DIR/command.sql"
-$RUN pgbench -n -h "$DEMO_DIR" -p "$PORT" -c "$CLIENTS" -j 2 -T "$SECONDS_TO_RUN" \
+run pgbench -n -h "$DEMO_DIR" -p "$PORT" -c "$CLIENTS" -j 2 -T "$SECONDS_TO_RUN" \
 	-f "$DEMO_DIR/command.sql" postgres | grep -E "^(number of transactions actually processed|tps)"
 
-$PSQL -f demo/show.sql
+psql_demo <demo/show.sql
 
 cat <<MSG
 
