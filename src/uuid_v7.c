@@ -36,15 +36,48 @@ CurrentUnixMs(void)
  * Fill out[0..count-1] with fresh version 7 UUIDs, strictly increasing in
  * this backend.
  */
+/*
+ * Random bytes from the strong random source, drawn a page at a time: each
+ * pg_strong_random call costs some thousands of instructions of its own,
+ * more than an event id's eight bytes are worth.  Filled only on use, in the
+ * backend itself, so no two processes ever share buffered bytes.
+ */
+#define RANDOM_POOL_SIZE 4096
+static uint8 random_pool[RANDOM_POOL_SIZE];
+static int	random_pool_left = 0;
+
+/* Copy len strong random bytes to out. */
+static void
+StrongRandomBytes(uint8 *out, int len)
+{
+	while (len > 0)
+	{
+		int			n;
+
+		if (random_pool_left == 0)
+		{
+			if (!pg_strong_random(random_pool, RANDOM_POOL_SIZE))
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not generate random bytes for an event id")));
+			random_pool_left = RANDOM_POOL_SIZE;
+		}
+		n = Min(len, random_pool_left);
+		memcpy(out, random_pool + RANDOM_POOL_SIZE - random_pool_left, n);
+		/* bytes handed out are not kept */
+		memset(random_pool + RANDOM_POOL_SIZE - random_pool_left, 0, n);
+		random_pool_left -= n;
+		out += n;
+		len -= n;
+	}
+}
+
 void
 GenerateUuidV7(pg_uuid_t *out, int count)
 {
 	uint8	   *random_bytes = palloc(sizeof(uint64) * count);
 
-	if (!pg_strong_random(random_bytes, sizeof(uint64) * count))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes for an event id")));
+	StrongRandomBytes(random_bytes, sizeof(uint64) * count);
 
 	for (int i = 0; i < count; i++)
 	{
