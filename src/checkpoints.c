@@ -27,49 +27,10 @@ PG_FUNCTION_INFO_V1(eventstore_store_checkpoint);
 PG_FUNCTION_INFO_V1(eventstore_read_checkpoint);
 PG_FUNCTION_INFO_V1(eventstore_reset_checkpoint);
 
-/* Column numbers of eventstore.checkpoints. */
-enum
-{
-	CP_PROCESSOR_ID = 1,
-	CP_PARTITION,
-	CP_POSITION,
-	CP_TRANSACTION_ID,
-	CP_OWNER_INSTANCE,
-	CP_OWNER_PID,
-	CP_CLAIMED_AT,
-	CP_UPDATED_AT,
-	CP_NATTS = CP_UPDATED_AT
-};
-
 #define CHECKPOINT_HINT "A checkpoint is the global_position of an event received from the log, or 0 for its start."
 
 static SPIPlanPtr create_checkpoint_plan;
 static SPIPlanPtr read_checkpoint_plan;
-
-/* A processor or partition argument: not NULL, not empty. */
-text *
-RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	text	   *name;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname),
-				 errhint("Pass a name, for example 'order-summary'.")));
-	name = PG_GETARG_TEXT_PP(argno);
-	if (VARSIZE_ANY_EXHDR(name) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname),
-				 errhint("Pass a name, for example 'order-summary'.")));
-	if (VARSIZE_ANY_EXHDR(name) > ES_MAX_STREAM_ID_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is longer than %d bytes", argname, ES_MAX_STREAM_ID_BYTES),
-				 errhint("Use a shorter name.")));
-	return name;
-}
 
 /* Insert a processor's checkpoint row if there is none yet. */
 static void

@@ -64,32 +64,50 @@ ParseUuid(const char *text, int len, pg_uuid_t *out)
 }
 
 /*
- * The stream id argument, refused when NULL or empty: every event belongs to
- * a named stream.
+ * A text argument that names something and serves as an index key: not
+ * NULL, not empty, and short enough for a btree entry.  example_hint says
+ * what to pass.
  */
-text *
-RequireStreamId(FunctionCallInfo fcinfo, int argno)
+static text *
+RequireKeyText(FunctionCallInfo fcinfo, int argno, const char *argname,
+			   const char *example_hint)
 {
-	text	   *stream_id;
+	text	   *value;
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream_id must not be null"),
-				 errhint("Pass the id of the stream, for example 'cart-42'.")));
-	stream_id = PG_GETARG_TEXT_PP(argno);
-	if (VARSIZE_ANY_EXHDR(stream_id) == 0)
+				 errmsg("%s must not be null", argname),
+				 errhint("%s", example_hint)));
+	value = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(value) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream_id must not be empty"),
-				 errhint("Pass the id of the stream, for example 'cart-42'.")));
-	if (VARSIZE_ANY_EXHDR(stream_id) > ES_MAX_STREAM_ID_BYTES)
+				 errmsg("%s must not be empty", argname),
+				 errhint("%s", example_hint)));
+	if (VARSIZE_ANY_EXHDR(value) > ES_MAX_KEY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream_id is longer than %d bytes", ES_MAX_STREAM_ID_BYTES),
-				 errdetail("It has %d bytes.", (int) VARSIZE_ANY_EXHDR(stream_id)),
-				 errhint("Stream ids are index keys: use a short name, or a hash of a long one.")));
-	return stream_id;
+				 errmsg("%s is longer than %d bytes", argname, ES_MAX_KEY_BYTES),
+				 errdetail("It has %d bytes.", (int) VARSIZE_ANY_EXHDR(value)),
+				 errhint("It is an index key: use a short name, or a hash of a long one.")));
+	return value;
+}
+
+/* The stream id argument: every event belongs to a named stream. */
+text *
+RequireStreamId(FunctionCallInfo fcinfo, int argno)
+{
+	return RequireKeyText(fcinfo, argno, "stream_id",
+						  "Pass the id of the stream, for example 'cart-42'.");
+}
+
+/* A processor, partition or instance argument. */
+text *
+RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	return RequireKeyText(fcinfo, argno, argname,
+						  "Pass a name, for example 'order-summary'.");
 }
 
 /* An empty JSON object, the default for data and metadata. */

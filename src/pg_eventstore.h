@@ -26,8 +26,8 @@
 #define ERRCODE_ES_UNKNOWN_POSITION			MAKE_SQLSTATE('S','E','0','0','3')
 #define ERRCODE_ES_APPEND_ONLY				MAKE_SQLSTATE('S','E','0','0','4')
 
-/* Stream ids are btree keys, whose size is bounded. */
-#define ES_MAX_STREAM_ID_BYTES	1000
+/* Stream ids and processor names are btree keys, whose size is bounded. */
+#define ES_MAX_KEY_BYTES	1000
 
 /* expected_revision values with a meaning of their own */
 #define ES_EXPECT_NO_STREAM		(-1)
@@ -56,6 +56,20 @@ typedef struct EventBatch
 extern EventBatch *EventBatchFromJsonb(Jsonb *events);
 extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,
 									 pg_uuid_t *id);
+
+/* Column numbers of eventstore.checkpoints (checkpoints.c, processors.c). */
+enum
+{
+	CP_PROCESSOR_ID = 1,
+	CP_PARTITION,
+	CP_POSITION,
+	CP_TRANSACTION_ID,
+	CP_OWNER_INSTANCE,
+	CP_OWNER_PID,
+	CP_CLAIMED_AT,
+	CP_UPDATED_AT,
+	CP_NATTS = CP_UPDATED_AT
+};
 
 /* A place in the global log's order: (transaction_id, global_position). */
 typedef struct LogPlace
@@ -122,7 +136,7 @@ extern bool RunKeptInt64Query(SPIPlanPtr *cache, const char *sql, int nargs,
 /* stream_hash.c */
 extern uint32 StreamHash(const char *stream_id, int len);
 
-/* validation helpers (event_batch.c, checkpoints.c) */
+/* validation helpers (event_batch.c) */
 extern text *RequireStreamId(FunctionCallInfo fcinfo, int argno);
 extern text *RequireName(FunctionCallInfo fcinfo, int argno, const char *argname);
 

@@ -51,15 +51,6 @@ static HeldClaim *held_claims = NULL;
 static SPIPlanPtr insert_owner_plan;
 static bool callbacks_registered = false;
 
-/* Column numbers of eventstore.checkpoints used here. */
-#define CP_PROCESSOR_ID 1
-#define CP_PARTITION 2
-#define CP_OWNER_INSTANCE 5
-#define CP_OWNER_PID 6
-#define CP_CLAIMED_AT 7
-#define CP_UPDATED_AT 8
-#define CP_NATTS 8
-
 /* The lock tag of a processor's claim in this database. */
 static LOCKTAG
 ClaimLockTag(text *processor, text *partition)
