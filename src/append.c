@@ -289,6 +289,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	AppendResult result;
 	LogWriter  *writer;
 	bool		spi_connected = false;
+	EventRows  *inline_rows = NULL;
 	TupleDesc	desc;
 	Datum		values[5];
 	bool		nulls[5] = {false};
@@ -320,12 +321,15 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	if (first_revision >= 0)
 	{
 		result.xid = GetTopFullTransactionId();
+		if (InlineProjectionsWanted(batch))
+			inline_rows = EventRowsCreate(batch->count);
 		for (int i = 0; i < batch->count; i++)
 		{
 			int64		position = LogWriterInsertEvent(writer, result.xid,
 														stream_id,
 														first_revision + i,
-														&batch->events[i], now);
+														&batch->events[i], now,
+														inline_rows);
 
 			if (i == 0)
 				result.first_position = position;
@@ -337,6 +341,9 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	if (spi_connected)
 		SPI_finish();
 	LogWriterClose(writer);
+	/* a retry's events were applied when they were first appended */
+	if (inline_rows != NULL)
+		ApplyInlineProjections(inline_rows);
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = Int64GetDatum(result.last_revision);

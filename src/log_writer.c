@@ -102,11 +102,13 @@ LogWriterAdvanceStream(LogWriter *w, int64 revision, TimestampTz now)
 
 /*
  * Insert one event at a fresh global position, taken only now that the
- * stream's check has passed; returns the position.
+ * stream's check has passed; returns the position.  The row is also added
+ * to `rows`, when given, for inline projections.
  */
 int64
 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid, text *stream_id,
-					 int64 revision, EventInput *event, TimestampTz now)
+					 int64 revision, EventInput *event, TimestampTz now,
+					 EventRows *rows)
 {
 	TupleTableSlot *row = TableWriterNewRow(w->tables, EVENTS_TABLE);
 	int64		position = nextval_internal(w->sequence, false);
@@ -120,6 +122,8 @@ LogWriterInsertEvent(LogWriter *w, FullTransactionId xid, text *stream_id,
 	row->tts_values[EVENTS_DATA - 1] = JsonbPGetDatum(event->data);
 	row->tts_values[EVENTS_METADATA - 1] = JsonbPGetDatum(event->metadata);
 	row->tts_values[EVENTS_CREATED_AT - 1] = TimestampTzGetDatum(now);
+	if (rows != NULL)
+		EventRowsAddValues(rows, row->tts_values);
 	if (!event->id_given)
 		TableWriterInsert(w->tables, EVENTS_TABLE, row);
 	else

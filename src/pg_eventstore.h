@@ -11,6 +11,9 @@
 #include "access/transam.h"
 #include "executor/tuptable.h"
 #include "executor/spi.h"
+#include "fmgr.h"
+#include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
@@ -25,6 +28,8 @@
 #define ERRCODE_ES_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('S','E','0','0','2')
 #define ERRCODE_ES_UNKNOWN_POSITION			MAKE_SQLSTATE('S','E','0','0','3')
 #define ERRCODE_ES_APPEND_ONLY				MAKE_SQLSTATE('S','E','0','0','4')
+#define ERRCODE_ES_UNKNOWN_PROJECTION		MAKE_SQLSTATE('S','E','0','0','5')
+#define ERRCODE_ES_PROJECTION_EXISTS		MAKE_SQLSTATE('S','E','0','0','6')
 
 /* Stream ids and processor names are btree keys, whose size is bounded. */
 #define ES_MAX_KEY_BYTES	1000
@@ -85,6 +90,86 @@ extern LogPlace RequireLogPlace(int64 position, Snapshot snapshot,
 								const char *argname, const char *hint);
 extern int	CompareLogPlaces(LogPlace a, LogPlace b);
 
+/* The status of a projection, as eventstore.projections.status spells it. */
+typedef enum ProjectionStatus
+{
+	PROJECTION_ACTIVE,
+	PROJECTION_REBUILDING,
+	PROJECTION_FAILED,
+	PROJECTION_STOPPED
+} ProjectionStatus;
+
+/* A registered projection: a row of eventstore.projections. */
+typedef struct Projection
+{
+	int32		id;
+	char	   *name;
+	int32		version;
+	Oid			handler;
+	bool		batch_handler;	/* takes eventstore.events[] */
+	int			ntypes;			/* 0: every event type */
+	char	  **types;
+	bool		inline_mode;
+	bool		skip_errors;	/* on_error = 'skip' */
+	char	   *on_reset;		/* NULL: none */
+	Oid			owner;
+	ProjectionStatus status;
+	bool		caught_up;		/* its replay from the start is done */
+	LogPlace	checkpoint;
+	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
+} Projection;
+
+/*
+ * The advisory locks of a projection, keyed by its projection_id.  Inline
+ * applications hold APPLY shared (try only); rebuilds and status changes
+ * take it exclusive.  RUNNER, exclusive, makes one runner at a time apply
+ * a projection's batches.  Both show in pg_locks with this objsubid.
+ */
+#define PROJECTION_APPLY_LOCK	0x5041
+#define PROJECTION_RUNNER_LOCK	0x5052
+
+/* projection_registry.c */
+extern const char *ProjectionStatusName(ProjectionStatus status);
+extern Projection *ProjectionFromRow(HeapTuple row, TupleDesc desc);
+extern List *LoadProjections(text *name, bool all_versions, int32 version,
+							 bool latest_only);
+extern Projection *ReloadProjection(int32 id);
+extern Projection *FindProjection(text *name, int32 version);
+extern void SaveProjectionProgress(Projection *p, int64 applied);
+extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
+extern void RecordProjectionFailure(Projection *p, ErrorData *error,
+									int64 position, pg_uuid_t *event_id);
+extern void NoteProjectionsChanged(void);
+extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
+extern Oid	ExtensionOwner(void);
+extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
+
+/* projection_apply.c */
+typedef struct EventRows EventRows;
+extern EventRows *EventRowsCreate(int capacity);
+extern void EventRowsAdd(EventRows *rows, HeapTuple tuple);
+extern void EventRowsAddValues(EventRows *rows, Datum *values);
+extern void EventRowsCopy(EventRows *rows, EventRows *from, int i);
+extern int	EventRowsCount(EventRows *rows);
+extern int64 EventRowsPosition(EventRows *rows, int i);
+extern LogPlace EventRowsPlace(EventRows *rows, int i);
+extern void EventRowsReset(EventRows *rows);
+extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
+						bool isolate, ErrorData **error);
+extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
+							 ErrorData *error);
+extern text *EventRowsType(EventRows *rows, int i);
+extern pg_uuid_t *EventRowsId(EventRows *rows, int i);
+extern void RunOnReset(Projection *p);
+
+/* projection_cache.c */
+extern void ApplyInlineProjections(EventRows *rows);
+extern bool InlineProjectionsWanted(EventBatch *batch);
+
+/* projection_runner.c */
+extern int	ProjectionBatchSize;
+extern int64 RunProjection(Projection *p, int64 max_events, bool wait);
+
 /* table_writer.c */
 typedef struct TableWriter TableWriter;
 extern Oid	EventstoreRelid(const char *name);
@@ -112,7 +197,8 @@ extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
 								   TimestampTz now);
 extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,
 								  text *stream_id, int64 revision,
-								  EventInput *event, TimestampTz now);
+								  EventInput *event, TimestampTz now,
+								  EventRows *rows);
 extern void LogWriterClose(LogWriter *w);
 
 /* uuid_v7.c */

@@ -1,0 +1,232 @@
+/*
+ * projection_cache.c
+ *		Inline projections, applied inside the appending transaction.
+ *
+ * Each backend keeps the inline projections of its database in a cache.
+ * Every change to the registry sends an invalidation at commit, before the
+ * changing transaction's locks are released; an append takes the registry
+ * table's lock (RowExclusiveLock, which creating a projection conflicts
+ * with) and, after a projection's apply lock, processes invalidations, so
+ * the status it acts on is never older than the last change committed under
+ * a lock it has since been granted.
+ *
+ * For each inline projection that takes some of the batch's event types,
+ * the append tries the projection's apply lock in share mode, never
+ * waiting; with the lock and an active projection it calls the handler,
+ * otherwise it records a skip row for each of those events, in the same
+ * transaction, for the rebuild's drain.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "pg_eventstore.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+static MemoryContext cache_context = NULL;
+static List *inline_projections = NIL;	/* of Projection, in cache_context */
+static bool cache_valid = false;
+static Oid	registry_relid = InvalidOid;
+static bool callback_registered = false;
+
+static SPIPlanPtr load_inline_plan;
+static SPIPlanPtr skip_plan;
+
+/* Relcache callback: the registry changed, or everything is being reset. */
+static void
+InvalidateInlineProjections(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == registry_relid)
+	{
+		cache_valid = false;
+		registry_relid = InvalidOid;
+	}
+}
+
+/* Load the inline projections through the latest snapshot. */
+static void
+LoadInlineProjections(void)
+{
+	MemoryContext context;
+	MemoryContext old;
+	List	   *loaded = NIL;
+	int			rc;
+
+	ConnectSpi();
+	rc = SPI_execute_snapshot(KeptPlan(&load_inline_plan,
+									   "SELECT projection_id, name, version, handler,"
+									   " batch_handler, event_types, mode, on_reset,"
+									   " on_error, owner, status, caught_up,"
+									   " \"position\", transaction_id"
+									   " FROM eventstore.projections"
+									   " WHERE mode = 'inline' ORDER BY projection_id",
+									   0, NULL),
+							  NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							  true, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "loading inline projections failed: %s",
+			 SPI_result_code_string(rc));
+
+	context = AllocSetContextCreate(TopMemoryContext, "pg_eventstore inline projections",
+									ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(context);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		loaded = lappend(loaded, ProjectionFromRow(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc));
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+
+	if (cache_context != NULL)
+		MemoryContextDelete(cache_context);
+	cache_context = context;
+	inline_projections = loaded;
+	cache_valid = true;
+}
+
+/*
+ * Lock the registry for this append and make sure the cache is current;
+ * false when this database's extension has no registry (an older version).
+ */
+static bool
+LockRegistry(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(InvalidateInlineProjections, (Datum) 0);
+		callback_registered = true;
+	}
+	if (!OidIsValid(registry_relid))
+	{
+		registry_relid = get_relname_relid("projections",
+										   get_namespace_oid("eventstore", false));
+		cache_valid = false;
+		if (!OidIsValid(registry_relid))
+			return false;
+	}
+	/* granting the lock processes pending invalidations */
+	LockRelationOid(registry_relid, RowExclusiveLock);
+	if (!cache_valid)
+		LoadInlineProjections();
+	return true;
+}
+
+/* Does any event of the batch have a type the projection takes? */
+static bool
+WantsAnyOf(Projection *p, EventBatch *batch)
+{
+	for (int i = 0; i < batch->count; i++)
+		if (ProjectionWantsType(p, VARDATA_ANY(batch->events[i].type),
+								VARSIZE_ANY_EXHDR(batch->events[i].type)))
+			return true;
+	return false;
+}
+
+/*
+ * Called by an append before it inserts its events: does an inline
+ * projection take any of them?  Then the append collects its rows for
+ * ApplyInlineProjections.
+ */
+bool
+InlineProjectionsWanted(EventBatch *batch)
+{
+	ListCell   *lc;
+
+	if (!LockRegistry())
+		return false;
+	foreach(lc, inline_projections)
+		if (WantsAnyOf((Projection *) lfirst(lc), batch))
+			return true;
+	return false;
+}
+
+/* The cached inline projection with this id, NULL when there is none. */
+static Projection *
+CachedProjection(int32 id)
+{
+	ListCell   *lc;
+
+	if (!cache_valid)
+		LoadInlineProjections();
+	foreach(lc, inline_projections)
+	{
+		Projection *p = (Projection *) lfirst(lc);
+
+		if (p->id == id)
+			return p;
+	}
+	return NULL;
+}
+
+/* Record that the projection skipped row i, in this transaction. */
+static void
+RecordSkip(Projection *p, EventRows *rows, int i)
+{
+	Oid			argtypes[4] = {INT4OID, INT8OID, XID8OID, TIMESTAMPTZOID};
+	LogPlace	place = EventRowsPlace(rows, i);
+	Datum		values[4] = {Int32GetDatum(p->id), Int64GetDatum(place.position),
+		FullTransactionIdGetDatum(place.xid),
+	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+
+	ExecKeptPlan(KeptPlan(&skip_plan,
+						  "INSERT INTO eventstore.projection_skips"
+						  " (projection_id, global_position, transaction_id, skipped_at)"
+						  " VALUES ($1, $2, $3, $4)",
+						  4, argtypes),
+				 values, NULL, false, 0);
+}
+
+/*
+ * Apply the appended rows to every inline projection that takes some of
+ * them, or record skips where a projection cannot take them now.  A handler
+ * error fails the append under on_error = 'stop'; under 'skip' the event is
+ * a dead letter and the append goes on.
+ */
+void
+ApplyInlineProjections(EventRows *rows)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, inline_projections)
+		ids = lappend_int(ids, ((Projection *) lfirst(lc))->id);
+
+	ConnectSpi();
+	foreach(lc, ids)
+	{
+		int32		id = lfirst_int(lc);
+		bool		locked = LockProjection(id, PROJECTION_APPLY_LOCK, ShareLock,
+											false);
+		Projection *p;
+		EventRows  *mine;
+		ErrorData  *error;
+
+		/* a change committed before the lock was granted counts */
+		if (locked)
+			AcceptInvalidationMessages();
+		p = CachedProjection(id);
+		if (p == NULL)
+			continue;
+		mine = EventRowsCreate(EventRowsCount(rows));
+		for (int i = 0; i < EventRowsCount(rows); i++)
+		{
+			text	   *type = EventRowsType(rows, i);
+
+			if (ProjectionWantsType(p, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+				EventRowsCopy(mine, rows, i);
+		}
+		if (EventRowsCount(mine) == 0)
+			continue;
+		if (locked && p->status == PROJECTION_ACTIVE)
+			ApplyEvents(p, mine, 0, EventRowsCount(mine), p->skip_errors, &error);
+		else
+			for (int i = 0; i < EventRowsCount(mine); i++)
+				RecordSkip(p, mine, i);
+	}
+	SPI_finish();
+}

@@ -1,0 +1,329 @@
+/*
+ * projection_runner.c
+ *		Applying the log to a projection in batches from its checkpoint:
+ *		the replay of a rebuild, async projections, and the drain of the
+ *		events inline applications skipped.
+ *
+ * Every batch is read below the read horizon of one snapshot (events of
+ * transactions older than any still running, as read_all serves them), in
+ * log order, and applied together with the checkpoint that follows it in
+ * the caller's transaction.  The head of the log is judged through that
+ * same snapshot, so moving the checkpoint to the head never passes an event
+ * the batch could not see.
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pg_eventstore.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+/* Events per batch transaction (pg_eventstore.batch_size). */
+int			ProjectionBatchSize = 1000;
+
+static SPIPlanPtr batch_plan;
+static SPIPlanPtr head_plan;
+static SPIPlanPtr pending_skips_plan;
+static SPIPlanPtr drained_plan;
+
+/* The read horizon of a snapshot as an xid8: its xmin, with its epoch. */
+static FullTransactionId
+HorizonOf(Snapshot snapshot)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	/* xmin is at most next, and less than 2^31 behind it */
+	if (snapshot->xmin > XidFromFullTransactionId(next))
+		epoch--;
+	return FullTransactionIdFromEpochAndXid(epoch, snapshot->xmin);
+}
+
+/* Run a read-only plan through `snapshot`. */
+static void
+QueryThrough(SPIPlanPtr plan, Datum *values, const char *nulls,
+			 Snapshot snapshot, long count)
+{
+	int			rc = SPI_execute_snapshot(plan, values, nulls, snapshot,
+										  InvalidSnapshot, true, false, count);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "projection query failed: %s", SPI_result_code_string(rc));
+}
+
+/* The projection's event types as a text[] datum; NULL for every type. */
+static Datum
+TypesDatum(Projection *p, char *null_flag)
+{
+	Datum	   *elems;
+
+	*null_flag = p->ntypes == 0 ? 'n' : ' ';
+	if (p->ntypes == 0)
+		return (Datum) 0;
+	elems = palloc(sizeof(Datum) * p->ntypes);
+	for (int i = 0; i < p->ntypes; i++)
+		elems[i] = CStringGetTextDatum(p->types[i]);
+	return PointerGetDatum(construct_array(elems, p->ntypes, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+/*
+ * Read into rows up to `limit` events of the projection's types after its
+ * checkpoint and below the horizon of `snapshot`, in log order.
+ */
+static int
+FetchBatch(Projection *p, EventRows *rows, int limit, Snapshot snapshot,
+		   FullTransactionId horizon, Datum types, char types_null)
+{
+	Oid			argtypes[5] = {XID8OID, INT8OID, XID8OID, TEXTARRAYOID, INT8OID};
+	Datum		values[5] = {
+		FullTransactionIdGetDatum(p->checkpoint.xid),
+		Int64GetDatum(p->checkpoint.position),
+		FullTransactionIdGetDatum(horizon),
+		types,
+		Int64GetDatum(limit)
+	};
+	char		nulls[5] = {' ', ' ', ' ', types_null, ' '};
+
+	QueryThrough(KeptPlan(&batch_plan,
+						  "SELECT * FROM eventstore.events"
+						  " WHERE (transaction_id, global_position) > ($1, $2)"
+						  " AND transaction_id < $3"
+						  " AND ($4 IS NULL OR event_type = ANY ($4))"
+						  " ORDER BY transaction_id, global_position LIMIT $5",
+						  5, argtypes),
+				 values, nulls, snapshot, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		EventRowsAdd(rows, SPI_tuptable->vals[i]);
+	SPI_freetuptable(SPI_tuptable);
+	return EventRowsCount(rows);
+}
+
+/*
+ * Move the checkpoint to the last event below the horizon, of any type,
+ * when that is further on: the projection has applied everything of its
+ * types up to there.
+ */
+static void
+AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
+{
+	Oid			argtypes[1] = {XID8OID};
+	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
+	LogPlace	head;
+	bool		isnull;
+
+	QueryThrough(KeptPlan(&head_plan,
+						  "SELECT transaction_id, global_position"
+						  " FROM eventstore.events WHERE transaction_id < $1"
+						  " ORDER BY transaction_id DESC, global_position DESC"
+						  " LIMIT 1",
+						  1, argtypes),
+				 values, NULL, snapshot, 1);
+	if (SPI_processed == 0)
+		return;
+	head.xid = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 1,
+													   &isnull));
+	head.position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 2,
+												&isnull));
+	if (CompareLogPlaces(head, p->checkpoint) > 0)
+		p->checkpoint = head;
+}
+
+/*
+ * Apply up to max_events (<= 0: no limit) events after the checkpoint, a
+ * batch at a time.  Sets *at_head when the log below the horizon is
+ * exhausted.  A failure under on_error = 'stop' marks the projection failed
+ * and ends the run.  Returns the events dealt with.
+ */
+static int64
+Replay(Projection *p, int64 max_events, bool *at_head)
+{
+	MemoryContext batch_context = AllocSetContextCreate(CurrentMemoryContext,
+														"projection batch",
+														ALLOCSET_DEFAULT_SIZES);
+	MemoryContext outer = CurrentMemoryContext;
+	char		types_null;
+	Datum		types = TypesDatum(p, &types_null);
+	int64		total = 0;
+
+	*at_head = false;
+	while (max_events <= 0 || total < max_events)
+	{
+		int			limit = ProjectionBatchSize;
+		Snapshot	snapshot;
+		FullTransactionId horizon;
+		EventRows  *rows;
+		ErrorData  *error;
+		int			fetched;
+		int			done;
+
+		CHECK_FOR_INTERRUPTS();
+		if (max_events > 0 && max_events - total < limit)
+			limit = (int) (max_events - total);
+		MemoryContextReset(batch_context);
+		MemoryContextSwitchTo(batch_context);
+
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		horizon = HorizonOf(snapshot);
+		rows = EventRowsCreate(limit);
+		fetched = FetchBatch(p, rows, limit, snapshot, horizon, types,
+							 types_null);
+		done = ApplyEvents(p, rows, 0, fetched, true, &error);
+		if (done > 0)
+			p->checkpoint = EventRowsPlace(rows, done - 1);
+		if (error != NULL)
+		{
+			SaveProjectionProgress(p, done);
+			RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
+									EventRowsId(rows, done));
+			UnregisterSnapshot(snapshot);
+			total += done;
+			break;
+		}
+		if (fetched < limit)
+		{
+			AdvanceToHead(p, snapshot, horizon);
+			*at_head = true;
+		}
+		SaveProjectionProgress(p, done);
+		UnregisterSnapshot(snapshot);
+		total += done;
+		if (*at_head)
+			break;
+	}
+	MemoryContextSwitchTo(outer);
+	MemoryContextDelete(batch_context);
+	return total;
+}
+
+/* Mark the skip of the event at `position` drained, with its outcome. */
+static void
+MarkDrained(Projection *p, int64 position, bool applied)
+{
+	Oid			argtypes[3] = {INT4OID, INT8OID, TEXTOID};
+	Datum		values[3] = {Int32GetDatum(p->id), Int64GetDatum(position),
+	CStringGetTextDatum(applied ? "applied" : "already applied")};
+
+	ExecKeptPlan(KeptPlan(&drained_plan,
+						  "UPDATE eventstore.projection_skips"
+						  " SET drained_at = clock_timestamp(), outcome = $3"
+						  " WHERE projection_id = $1 AND global_position = $2",
+						  3, argtypes),
+				 values, NULL, false, 0);
+}
+
+/*
+ * Drain the skips of an active, caught-up inline projection that are
+ * visible now: an event at or before the checkpoint was applied by the
+ * replay and is only archived; any other is applied, then archived.
+ * Returns the events applied.
+ */
+static int64
+DrainSkips(Projection *p)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(p->id)};
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	EventRows  *rows = EventRowsCreate(16);
+	int64	   *archived;
+	int			narchived = 0;
+	ErrorData  *error;
+	int			done;
+	int64		applied;
+	uint64		nskips;
+
+	QueryThrough(KeptPlan(&pending_skips_plan,
+						  "SELECT e.* FROM eventstore.projection_skips s"
+						  " JOIN eventstore.events e USING (global_position)"
+						  " WHERE s.projection_id = $1 AND s.drained_at IS NULL"
+						  " ORDER BY e.transaction_id, e.global_position",
+						  1, argtypes),
+				 values, NULL, snapshot, 0);
+	UnregisterSnapshot(snapshot);
+	nskips = SPI_processed;
+	if (nskips == 0)
+		return 0;
+	archived = palloc(sizeof(int64) * nskips);
+	for (uint64 i = 0; i < nskips; i++)
+	{
+		EventRows  *one = EventRowsCreate(1);
+
+		EventRowsAdd(one, SPI_tuptable->vals[i]);
+		if (CompareLogPlaces(EventRowsPlace(one, 0), p->checkpoint) <= 0)
+			archived[narchived++] = EventRowsPosition(one, 0);
+		else
+			EventRowsAdd(rows, SPI_tuptable->vals[i]);
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	for (int i = 0; i < narchived; i++)
+		MarkDrained(p, archived[i], false);
+	done = ApplyEvents(p, rows, 0, EventRowsCount(rows), true, &error);
+	for (int i = 0; i < done; i++)
+		MarkDrained(p, EventRowsPosition(rows, i), true);
+	applied = done;
+	if (error != NULL)
+	{
+		SaveProjectionProgress(p, applied);
+		RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
+								EventRowsId(rows, done));
+		return applied;
+	}
+	SaveProjectionProgress(p, applied);
+	return applied;
+}
+
+/*
+ * The replay reached the head: mark the projection active.  Taking its
+ * apply lock exclusively waits for every inline application in flight, so
+ * the skips they record are visible to the drain that follows; appends
+ * granted the lock after this transaction commits see the projection
+ * active.
+ */
+static void
+Activate(Projection *p)
+{
+	LockProjection(p->id, PROJECTION_APPLY_LOCK, ExclusiveLock, true);
+	p->status = PROJECTION_ACTIVE;
+	p->caught_up = true;
+	SaveProjectionProgress(p, 0);
+	NoteProjectionsChanged();
+}
+
+/*
+ * run_projection's work for one projection, also the worker's: apply what
+ * the projection has not applied yet.  Takes the projection's runner lock,
+ * waiting for it when `wait`, else returning 0 at once when another runner
+ * has it.  The caller is connected to SPI and runs as the extension's
+ * owner.  Returns the events applied (and dead-lettered).
+ */
+int64
+RunProjection(Projection *p, int64 max_events, bool wait)
+{
+	int64		applied = 0;
+	bool		at_head = false;
+
+	if (!LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, wait))
+		return 0;
+	/* what another runner did before we got the lock counts */
+	p = ReloadProjection(p->id);
+	if (p == NULL || p->status == PROJECTION_FAILED ||
+		p->status == PROJECTION_STOPPED)
+		return 0;
+
+	if (!(p->inline_mode && p->caught_up))
+		applied = Replay(p, max_events, &at_head);
+	if (p->status == PROJECTION_FAILED)
+		return applied;
+	if (at_head && !p->caught_up)
+		Activate(p);
+	if (p->inline_mode && p->caught_up && p->status == PROJECTION_ACTIVE)
+		applied += DrainSkips(p);
+	return applied;
+}

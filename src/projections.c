@@ -1,0 +1,449 @@
+/*
+ * projections.c
+ *		The projections' SQL API: create_projection, drop_projection,
+ *		rebuild_projection, run_projection, stop_projection and
+ *		start_projection.
+ *
+ * These functions are not SECURITY DEFINER: the role calling
+ * create_projection becomes the projection's owner, whose privileges its
+ * handler and on_reset run with.  Each function does its bookkeeping as the
+ * extension's owner, and only the projection's owner (or a member of that
+ * role) may drop, rebuild, stop or start it.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pg_eventstore.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(eventstore_create_projection);
+PG_FUNCTION_INFO_V1(eventstore_drop_projection);
+PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
+PG_FUNCTION_INFO_V1(eventstore_run_projection);
+PG_FUNCTION_INFO_V1(eventstore_stop_projection);
+PG_FUNCTION_INFO_V1(eventstore_start_projection);
+
+static SPIPlanPtr insert_plan;
+static SPIPlanPtr log_empty_plan;
+static SPIPlanPtr delete_plan;
+static SPIPlanPtr reset_plan;
+
+/* The caller's user id and security context, restored by LeaveOwner. */
+typedef struct Caller
+{
+	Oid			user;
+	int			context;
+} Caller;
+
+/*
+ * Connect to SPI and become the extension's owner for the bookkeeping;
+ * returns who the caller was.  An error restores the caller on abort.
+ */
+static Caller
+EnterAsOwner(void)
+{
+	Caller		caller;
+
+	GetUserIdAndSecContext(&caller.user, &caller.context);
+	ConnectSpi();
+	SetUserIdAndSecContext(ExtensionOwner(),
+						   caller.context | SECURITY_LOCAL_USERID_CHANGE);
+	return caller;
+}
+
+/* Back to the caller, disconnected from SPI. */
+static void
+LeaveOwner(Caller caller)
+{
+	SetUserIdAndSecContext(caller.user, caller.context);
+	SPI_finish();
+}
+
+/* Refuse a caller who is not the projection's owner or a member of it. */
+static void
+RequireOwnership(Caller caller, Projection *p, const char *action)
+{
+	if (!has_privs_of_role(caller.user, p->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of projection \"%s\" to %s it",
+						p->name, action),
+				 errdetail("Projection \"%s\" version %d is owned by role %s.",
+						   p->name, p->version, GetUserNameFromId(p->owner, false)),
+				 errhint("Ask its owner, or a member of that role, to do it.")));
+}
+
+/* The argument at argno, which must be one of two words. */
+static const char *
+RequireChoice(FunctionCallInfo fcinfo, int argno, const char *argname,
+			  const char *a, const char *b)
+{
+	char	   *value;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname),
+				 errhint("Pass '%s' or '%s'.", a, b)));
+	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(value, a) != 0 && strcmp(value, b) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be '%s' or '%s'", argname, a, b),
+				 errdetail("Got '%s'.", value),
+				 errhint("Pass '%s' or '%s'.", a, b)));
+	return value;
+}
+
+/*
+ * Check the handler: a function of one argument, eventstore.events or
+ * eventstore.events[], returning void, that the caller may execute.
+ * Returns whether it takes a batch.
+ */
+static bool
+CheckHandler(Oid handler, Oid caller)
+{
+	Oid			rowtype = get_rel_type_id(EventstoreRelid("events"));
+	Oid			arraytype = get_array_type(rowtype);
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	bool		batch;
+	bool		ok;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler function %u does not exist", handler),
+				 errhint("Create the handler function first.")));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	batch = proc->pronargs == 1 && proc->proargtypes.values[0] == arraytype;
+	ok = proc->pronargs == 1 && proc->prorettype == VOIDOID &&
+		proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
+		(batch || proc->proargtypes.values[0] == rowtype);
+	ReleaseSysCache(tuple);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("handler %s must take one eventstore.events or eventstore.events[] and return void",
+						format_procedure(handler)),
+				 errhint("Declare it as (event eventstore.events) RETURNS void, or (events eventstore.events[]) RETURNS void for batches.")));
+	if (pg_proc_aclcheck(handler, caller, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for handler %s", format_procedure(handler)),
+				 errdetail("The handler runs as the role creating the projection, %s.",
+						   GetUserNameFromId(caller, false)),
+				 errhint("Grant EXECUTE on the handler to that role.")));
+	return batch;
+}
+
+/* The event_types argument: NULL, or a non-empty array without NULLs. */
+static Datum
+CheckEventTypes(FunctionCallInfo fcinfo, int argno, char *null_flag)
+{
+	ArrayType  *types;
+
+	*null_flag = PG_ARGISNULL(argno) ? 'n' : ' ';
+	if (PG_ARGISNULL(argno))
+		return (Datum) 0;
+	types = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ArrayGetNItems(ARR_NDIM(types), ARR_DIMS(types)) == 0 ||
+		array_contains_nulls(types) || ARR_NDIM(types) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_types must be NULL or a one-dimensional array of event types without NULLs"),
+				 errhint("Pass NULL to take every event type, or for example ARRAY['ItemAdded', 'ItemRemoved'].")));
+	return PointerGetDatum(types);
+}
+
+/* The version argument: NULL when allowed, else at least 1. */
+static int32
+GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
+{
+	int32		version;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (!null_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("version must not be null"),
+					 errhint("Pass 1 for a first version.")));
+		return 0;
+	}
+	version = PG_GETARG_INT32(argno);
+	if (version < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version must be at least 1"),
+				 errdetail("Got %d.", version),
+				 errhint("Number a projection's versions from 1.")));
+	return version;
+}
+
+/* Is the log empty, as of now? */
+static bool
+LogIsEmpty(void)
+{
+	int			rc = SPI_execute_snapshot(KeptPlan(&log_empty_plan,
+												   "SELECT 1 FROM eventstore.events LIMIT 1",
+												   0, NULL),
+										  NULL, NULL, GetLatestSnapshot(),
+										  InvalidSnapshot, true, false, 1);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading the log failed: %s", SPI_result_code_string(rc));
+	return SPI_processed == 0;
+}
+
+/*
+ * SQL: create_projection(name, handler, event_types, mode, version,
+ *						  on_reset, on_error)
+ * Over an empty log the projection starts active; otherwise it starts
+ * rebuilding, to be backfilled from the start.
+ */
+Datum
+eventstore_create_projection(PG_FUNCTION_ARGS)
+{
+	text	   *name = RequireName(fcinfo, 0, "name");
+	Oid			handler;
+	char		types_null;
+	Datum		types = CheckEventTypes(fcinfo, 2, &types_null);
+	const char *mode = RequireChoice(fcinfo, 3, "mode", "async", "inline");
+	int32		version = GetVersion(fcinfo, 4, false);
+	const char *on_error = RequireChoice(fcinfo, 6, "on_error", "stop", "skip");
+	Oid			argtypes[10] = {TEXTOID, INT4OID, REGPROCOID, BOOLOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Caller		caller;
+	bool		batch;
+	bool		empty;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("handler must not be null"),
+				 errhint("Pass a function such as 'my_schema.apply_event'::regproc.")));
+	handler = PG_GETARG_OID(1);
+	caller = EnterAsOwner();
+	batch = CheckHandler(handler, caller.user);
+
+	/*
+	 * Wait for appends in flight (they hold RowExclusiveLock on the
+	 * registry), so whether the log is empty is judged after them; appends
+	 * that come later see the projection.
+	 */
+	LockRelationOid(EventstoreRelid("projections"), ShareRowExclusiveLock);
+	if (FindProjection(name, version) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_PROJECTION_EXISTS),
+				 errmsg("projection \"%s\" version %d already exists",
+						text_to_cstring(name), version),
+				 errhint("Create a new version for a changed projection, or drop this one first.")));
+	empty = LogIsEmpty();
+
+	values[0] = PointerGetDatum(name);
+	values[1] = Int32GetDatum(version);
+	values[2] = ObjectIdGetDatum(handler);
+	values[3] = BoolGetDatum(batch);
+	values[4] = types;
+	nulls[4] = types_null;
+	values[5] = CStringGetTextDatum(mode);
+	values[6] = PG_ARGISNULL(5) ? (Datum) 0 : PG_GETARG_DATUM(5);
+	nulls[6] = PG_ARGISNULL(5) ? 'n' : ' ';
+	values[7] = CStringGetTextDatum(on_error);
+	values[8] = ObjectIdGetDatum(caller.user);
+	values[9] = CStringGetTextDatum(empty ? "active" : "rebuilding");
+	ExecKeptPlan(KeptPlan(&insert_plan,
+						  "INSERT INTO eventstore.projections"
+						  " (name, version, handler, batch_handler, event_types,"
+						  "  mode, on_reset, on_error, owner, status, caught_up,"
+						  "  rebuild_started_at, caught_up_at, created_at, updated_at)"
+						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+						  "  $10 = 'active',"
+						  "  CASE WHEN $10 = 'rebuilding' THEN clock_timestamp() END,"
+						  "  CASE WHEN $10 = 'active' THEN clock_timestamp() END,"
+						  "  clock_timestamp(), clock_timestamp())",
+						  10, argtypes),
+				 values, nulls, false, 0);
+	NoteProjectionsChanged();
+	LeaveOwner(caller);
+	PG_RETURN_VOID();
+}
+
+/* The projections an API call acts on: version NULL means every one. */
+static List *
+TargetProjections(FunctionCallInfo fcinfo, bool latest_when_null)
+{
+	text	   *name = RequireName(fcinfo, 0, "name");
+	int32		version = GetVersion(fcinfo, 1, true);
+
+	return LoadProjections(name, version == 0 && !latest_when_null, version,
+						   version == 0 && latest_when_null);
+}
+
+/*
+ * Take a projection away from runners and inline applications: wait for
+ * the one running it and for the appends applying it in flight.  Returns
+ * its registry row as it is now, NULL when it was dropped meanwhile.
+ */
+static Projection *
+TakeOver(Projection *p)
+{
+	LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, true);
+	LockProjection(p->id, PROJECTION_APPLY_LOCK, ExclusiveLock, true);
+	return ReloadProjection(p->id);
+}
+
+/* SQL: drop_projection(name, version): NULL drops every version. */
+Datum
+eventstore_drop_projection(PG_FUNCTION_ARGS)
+{
+	Caller		caller = EnterAsOwner();
+	List	   *targets = TargetProjections(fcinfo, false);
+	ListCell   *lc;
+	Oid			argtypes[1] = {INT4OID};
+
+	foreach(lc, targets)
+	{
+		Projection *p = TakeOver((Projection *) lfirst(lc));
+		Datum		values[1];
+
+		if (p == NULL)
+			continue;
+		RequireOwnership(caller, p, "drop");
+		values[0] = Int32GetDatum(p->id);
+		ExecKeptPlan(KeptPlan(&delete_plan,
+							  "DELETE FROM eventstore.projections"
+							  " WHERE projection_id = $1",
+							  1, argtypes),
+					 values, NULL, false, 0);
+	}
+	NoteProjectionsChanged();
+	LeaveOwner(caller);
+	PG_RETURN_VOID();
+}
+
+/*
+ * SQL: rebuild_projection(name, version): NULL is the highest version.
+ * Marks the projection rebuilding with its checkpoint at the start and runs
+ * on_reset, all under its exclusive locks; the replay itself is done by
+ * run_projection or the worker.
+ */
+Datum
+eventstore_rebuild_projection(PG_FUNCTION_ARGS)
+{
+	Caller		caller = EnterAsOwner();
+	Projection *p = TakeOver((Projection *) linitial(TargetProjections(fcinfo, true)));
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_UNKNOWN_PROJECTION),
+				 errmsg("projection was dropped while waiting to rebuild it")));
+	RequireOwnership(caller, p, "rebuild");
+	values[0] = Int32GetDatum(p->id);
+	ExecKeptPlan(KeptPlan(&reset_plan,
+						  "UPDATE eventstore.projections SET status = 'rebuilding',"
+						  " caught_up = false, \"position\" = 0,"
+						  " transaction_id = '0', last_error = NULL,"
+						  " error_sqlstate = NULL, error_position = NULL,"
+						  " error_event_id = NULL, failed_at = NULL,"
+						  " rebuild_started_at = clock_timestamp(),"
+						  " updated_at = clock_timestamp()"
+						  " WHERE projection_id = $1",
+						  1, argtypes),
+				 values, NULL, false, 0);
+	NoteProjectionsChanged();
+	RunOnReset(p);
+	LeaveOwner(caller);
+	PG_RETURN_VOID();
+}
+
+/*
+ * SQL: run_projection(name, version, max_events): apply what the projection
+ * (every version when NULL) has not applied yet, up to max_events events
+ * each; returns the events applied.  All of it commits with the caller.
+ */
+Datum
+eventstore_run_projection(PG_FUNCTION_ARGS)
+{
+	Caller		caller = EnterAsOwner();
+	List	   *targets = TargetProjections(fcinfo, false);
+	int64		max_events = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
+	int64		applied = 0;
+	ListCell   *lc;
+
+	if (!PG_ARGISNULL(2) && max_events < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be at least 1"),
+				 errdetail("Got " INT64_FORMAT ".", max_events),
+				 errhint("Pass NULL to apply everything there is.")));
+	foreach(lc, targets)
+		applied += RunProjection((Projection *) lfirst(lc), max_events, true);
+	LeaveOwner(caller);
+	PG_RETURN_INT64(applied);
+}
+
+/* Set the status of every target projection the caller owns. */
+static void
+ChangeStatus(FunctionCallInfo fcinfo, Caller caller, bool stop)
+{
+	List	   *targets = TargetProjections(fcinfo, false);
+	ListCell   *lc;
+
+	foreach(lc, targets)
+	{
+		Projection *p = TakeOver((Projection *) lfirst(lc));
+
+		if (p == NULL)
+			continue;
+		RequireOwnership(caller, p, stop ? "stop" : "start");
+		if (stop)
+			p->status = PROJECTION_STOPPED;
+		else
+			p->status = p->caught_up ? PROJECTION_ACTIVE : PROJECTION_REBUILDING;
+		SaveProjectionProgress(p, 0);
+	}
+	NoteProjectionsChanged();
+}
+
+/* SQL: stop_projection(name, version): NULL stops every version. */
+Datum
+eventstore_stop_projection(PG_FUNCTION_ARGS)
+{
+	Caller		caller = EnterAsOwner();
+
+	ChangeStatus(fcinfo, caller, true);
+	LeaveOwner(caller);
+	PG_RETURN_VOID();
+}
+
+/*
+ * SQL: start_projection(name, version): resume stopped or failed versions
+ * (every version when NULL) from their checkpoints; a failed event is tried
+ * again.  Returns the status of the last one.
+ */
+Datum
+eventstore_start_projection(PG_FUNCTION_ARGS)
+{
+	Caller		caller = EnterAsOwner();
+
+	ChangeStatus(fcinfo, caller, false);
+	LeaveOwner(caller);
+	PG_RETURN_VOID();
+}
