@@ -144,6 +144,15 @@ CREATE FUNCTION eventstore.log_holder(OUT pid integer, OUT xact_age interval)
 			LIMIT 1
 	$$;
 
+-- What the background workers did in the last minute, per projection of
+-- this database: the worker's pid and the events per second it applied.
+CREATE FUNCTION eventstore.worker_activity(
+	OUT projection_id integer, OUT worker_pid integer,
+	OUT events_per_second double precision)
+RETURNS SETOF record
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'eventstore_worker_activity';
+
 -- One row per projection.  lag_events counts the events of its types it has
 -- still to apply; an active inline projection applies them as they are
 -- appended and has none.  lag_seconds is the age of the oldest of them.
@@ -169,6 +178,8 @@ SELECT p.name,
 	   p.handler,
 	   p.event_types,
 	   p.on_error,
+	   w.worker_pid,
+	   COALESCE(w.events_per_second, 0) AS events_per_second,
 	   holder.pid AS log_held_by_pid,
 	   holder.xact_age AS log_held_for,
 	   p.rebuild_started_at,
@@ -185,7 +196,9 @@ FROM eventstore.projections p
 							  OR e.event_type = ANY (p.event_types))
 						 AND NOT (p.mode = 'inline' AND p.status = 'active'
 								  AND p.caught_up)) lag ON true
-	CROSS JOIN LATERAL eventstore.log_holder() holder;
+	CROSS JOIN LATERAL eventstore.log_holder() holder
+	LEFT JOIN eventstore.worker_activity() w
+		ON w.projection_id = p.projection_id;
 
 REVOKE ALL ON FUNCTION
 	eventstore.create_projection(text, regproc, text[], text, integer, text, text),
@@ -209,4 +222,5 @@ COMMENT ON FUNCTION eventstore.run_projection(text, integer, bigint) IS 'Apply t
 COMMENT ON FUNCTION eventstore.stop_projection(text, integer) IS 'Pause a projection until start_projection';
 COMMENT ON FUNCTION eventstore.start_projection(text, integer) IS 'Resume a stopped or failed projection from its checkpoint';
 COMMENT ON FUNCTION eventstore.current_version(text) IS 'The highest active version of a projection, NULL when none is active';
+COMMENT ON FUNCTION eventstore.worker_activity() IS 'Per projection a worker drove in the last minute: its pid and events per second';
 COMMENT ON FUNCTION eventstore.log_holder() IS 'The oldest running transaction, when it holds back events committed after it';

@@ -321,7 +321,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	if (first_revision >= 0)
 	{
 		result.xid = GetTopFullTransactionId();
-		if (InlineProjectionsWanted(batch))
+		if (PrepareProjectionsForAppend(batch))
 			inline_rows = EventRowsCreate(batch->count);
 		for (int i = 0; i < batch->count; i++)
 		{

@@ -164,7 +164,20 @@ extern void RunOnReset(Projection *p);
 
 /* projection_cache.c */
 extern void ApplyInlineProjections(EventRows *rows);
-extern bool InlineProjectionsWanted(EventBatch *batch);
+extern bool PrepareProjectionsForAppend(EventBatch *batch);
+
+/* worker.c and worker_state.c: the background workers */
+#define ES_MAX_WORKERS 64
+extern char *WorkerDatabases;
+extern int	WorkerMaxWorkers;
+extern int	WorkerPollInterval;
+extern int	WorkerRebuildThrottle;
+extern int	WorkerRetryInterval;
+extern void InstallWorkerShmemHooks(void);
+extern void PublishWorker(int index);
+extern void WakeWorkers(void);
+extern void WakeWorkersAtCommit(void);
+extern void CountWorkerEvents(int32 projection_id, int64 events);
 
 /* projection_runner.c */
 extern int	ProjectionBatchSize;

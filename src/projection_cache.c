@@ -2,7 +2,7 @@
  * projection_cache.c
  *		Inline projections, applied inside the appending transaction.
  *
- * Each backend keeps the inline projections of its database in a cache.
+ * Each backend keeps the projections of its database in a cache.
  * Every change to the registry sends an invalidation at commit, before the
  * changing transaction's locks are released; an append takes the registry
  * table's lock (RowExclusiveLock, which creating a projection conflicts
@@ -30,7 +30,7 @@
 #include "utils/snapmgr.h"
 
 static MemoryContext cache_context = NULL;
-static List *inline_projections = NIL;	/* of Projection, in cache_context */
+static List *projections = NIL;	/* of Projection, in cache_context */
 static bool cache_valid = false;
 static Oid	registry_relid = InvalidOid;
 static bool callback_registered = false;
@@ -49,7 +49,7 @@ InvalidateInlineProjections(Datum arg, Oid relid)
 	}
 }
 
-/* Load the inline projections through the latest snapshot. */
+/* Load the registry through the latest snapshot. */
 static void
 LoadInlineProjections(void)
 {
@@ -65,7 +65,7 @@ LoadInlineProjections(void)
 									   " on_error, owner, status, caught_up,"
 									   " \"position\", transaction_id"
 									   " FROM eventstore.projections"
-									   " WHERE mode = 'inline' ORDER BY projection_id",
+									   " ORDER BY projection_id",
 									   0, NULL),
 							  NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							  true, false, 0);
@@ -85,7 +85,7 @@ LoadInlineProjections(void)
 	if (cache_context != NULL)
 		MemoryContextDelete(cache_context);
 	cache_context = context;
-	inline_projections = loaded;
+	projections = loaded;
 	cache_valid = true;
 }
 
@@ -130,19 +130,31 @@ WantsAnyOf(Projection *p, EventBatch *batch)
 /*
  * Called by an append before it inserts its events: does an inline
  * projection take any of them?  Then the append collects its rows for
- * ApplyInlineProjections.
+ * ApplyInlineProjections.  When an async projection (or a rebuild) takes
+ * some, the workers are woken when the append commits.
  */
 bool
-InlineProjectionsWanted(EventBatch *batch)
+PrepareProjectionsForAppend(EventBatch *batch)
 {
 	ListCell   *lc;
+	bool		inline_wanted = false;
+	bool		wake = false;
 
 	if (!LockRegistry())
 		return false;
-	foreach(lc, inline_projections)
-		if (WantsAnyOf((Projection *) lfirst(lc), batch))
-			return true;
-	return false;
+	foreach(lc, projections)
+	{
+		Projection *p = (Projection *) lfirst(lc);
+
+		if (p->inline_mode)
+			inline_wanted = inline_wanted || WantsAnyOf(p, batch);
+		else if (p->status == PROJECTION_ACTIVE ||
+				 p->status == PROJECTION_REBUILDING)
+			wake = wake || WantsAnyOf(p, batch);
+	}
+	if (wake)
+		WakeWorkersAtCommit();
+	return inline_wanted;
 }
 
 /* The cached inline projection with this id, NULL when there is none. */
@@ -153,7 +165,7 @@ CachedProjection(int32 id)
 
 	if (!cache_valid)
 		LoadInlineProjections();
-	foreach(lc, inline_projections)
+	foreach(lc, projections)
 	{
 		Projection *p = (Projection *) lfirst(lc);
 
@@ -193,8 +205,9 @@ ApplyInlineProjections(EventRows *rows)
 	List	   *ids = NIL;
 	ListCell   *lc;
 
-	foreach(lc, inline_projections)
-		ids = lappend_int(ids, ((Projection *) lfirst(lc))->id);
+	foreach(lc, projections)
+		if (((Projection *) lfirst(lc))->inline_mode)
+			ids = lappend_int(ids, ((Projection *) lfirst(lc))->id);
 
 	ConnectSpi();
 	foreach(lc, ids)

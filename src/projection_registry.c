@@ -251,6 +251,7 @@ void
 NoteProjectionsChanged(void)
 {
 	CacheInvalidateRelcacheByRelid(EventstoreRelid("projections"));
+	WakeWorkersAtCommit();
 }
 
 /*

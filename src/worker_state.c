@@ -1,0 +1,255 @@
+/*
+ * worker_state.c
+ *		The workers' shared state: which worker serves which database, the
+ *		latch an append sets at commit to wake it, and each projection's
+ *		throughput over the last minute.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pg_eventstore.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(eventstore_worker_activity);
+
+/* The projections whose throughput is kept, across all databases. */
+#define MAX_TRACKED_PROJECTIONS 1024
+/* Throughput is summed over this many one-second buckets. */
+#define RATE_SECONDS 60
+
+/* A worker serving a database. */
+typedef struct WorkerSlot
+{
+	Oid			database;
+	pid_t		pid;			/* 0: slot free */
+	Latch	   *latch;
+} WorkerSlot;
+
+/* Events one worker applied to one projection, per second. */
+typedef struct ProjectionRate
+{
+	Oid			database;		/* InvalidOid: entry free */
+	int32		projection_id;
+	pid_t		pid;			/* the worker that applied them */
+	int64		second[RATE_SECONDS];	/* events in second s % RATE_SECONDS */
+	int64		latest;			/* the last second with events counted */
+} ProjectionRate;
+
+typedef struct WorkerShared
+{
+	LWLock	   *lock;
+	WorkerSlot	workers[ES_MAX_WORKERS];
+	ProjectionRate rates[MAX_TRACKED_PROJECTIONS];
+} WorkerShared;
+
+static WorkerShared *shared = NULL;
+static shmem_request_hook_type previous_request_hook = NULL;
+static shmem_startup_hook_type previous_startup_hook = NULL;
+
+/* This backend's pending wake-up, done when its transaction commits. */
+static bool wake_at_commit = false;
+static bool wake_callback_registered = false;
+
+/* Ask for the shared memory and the lock (shmem_request_hook). */
+static void
+RequestWorkerShmem(void)
+{
+	if (previous_request_hook)
+		previous_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkerShared)));
+	RequestNamedLWLockTranche("pg_eventstore", 1);
+}
+
+/* Attach to (or create) the shared state (shmem_startup_hook). */
+static void
+AttachWorkerShmem(void)
+{
+	bool		found;
+
+	if (previous_startup_hook)
+		previous_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("pg_eventstore", sizeof(WorkerShared), &found);
+	if (!found)
+	{
+		memset(shared, 0, sizeof(WorkerShared));
+		shared->lock = &(GetNamedLWLockTranche("pg_eventstore"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Install the hooks; called from _PG_init at preload. */
+void
+InstallWorkerShmemHooks(void)
+{
+	previous_request_hook = shmem_request_hook;
+	shmem_request_hook = RequestWorkerShmem;
+	previous_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = AttachWorkerShmem;
+}
+
+/* Forget this worker's slot when it exits. */
+static void
+ReleaseWorkerSlot(int code, Datum arg)
+{
+	WorkerSlot *slot = &shared->workers[DatumGetInt32(arg)];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->database = InvalidOid;
+	}
+	LWLockRelease(shared->lock);
+}
+
+/* Publish this worker (slot `index`) and its latch for MyDatabaseId. */
+void
+PublishWorker(int index)
+{
+	WorkerSlot *slot = &shared->workers[index];
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	slot->database = MyDatabaseId;
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	LWLockRelease(shared->lock);
+	on_shmem_exit(ReleaseWorkerSlot, Int32GetDatum(index));
+}
+
+/* Set the latch of every worker serving this database. */
+void
+WakeWorkers(void)
+{
+	if (shared == NULL)
+		return;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+		if (shared->workers[i].pid != 0 &&
+			shared->workers[i].database == MyDatabaseId)
+			SetLatch(shared->workers[i].latch);
+	LWLockRelease(shared->lock);
+}
+
+/* At commit, wake the workers; an abort has nothing for them. */
+static void
+WakeAtCommit(XactEvent event, void *arg)
+{
+	if (!wake_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		wake_at_commit = false;
+		WakeWorkers();
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		wake_at_commit = false;
+}
+
+/*
+ * Wake this database's workers when the current transaction commits: it
+ * appended events an async projection takes, or changed the registry.
+ * Nothing to do when the library was not preloaded (no workers).
+ */
+void
+WakeWorkersAtCommit(void)
+{
+	if (shared == NULL)
+		return;
+	if (!wake_callback_registered)
+	{
+		RegisterXactCallback(WakeAtCommit, NULL);
+		wake_callback_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+/* The tracked entry of a projection, claiming a free one if needed. */
+static ProjectionRate *
+RateEntry(int32 projection_id)
+{
+	ProjectionRate *free_entry = NULL;
+
+	for (int i = 0; i < MAX_TRACKED_PROJECTIONS; i++)
+	{
+		ProjectionRate *r = &shared->rates[i];
+
+		if (r->database == MyDatabaseId && r->projection_id == projection_id)
+			return r;
+		if (r->database == InvalidOid && free_entry == NULL)
+			free_entry = r;
+	}
+	if (free_entry != NULL)
+	{
+		memset(free_entry, 0, sizeof(ProjectionRate));
+		free_entry->database = MyDatabaseId;
+		free_entry->projection_id = projection_id;
+	}
+	return free_entry;
+}
+
+/* Count `events` a worker just applied to the projection. */
+void
+CountWorkerEvents(int32 projection_id, int64 events)
+{
+	int64		now = GetCurrentTimestamp() / USECS_PER_SEC;
+	ProjectionRate *r;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	r = RateEntry(projection_id);
+	if (r != NULL)
+	{
+		/* clear the buckets of the seconds that passed without events */
+		for (int64 s = Max(r->latest + 1, now - RATE_SECONDS + 1); s <= now; s++)
+			r->second[s % RATE_SECONDS] = 0;
+		r->latest = Max(r->latest, now);
+		r->second[now % RATE_SECONDS] += events;
+		r->pid = MyProcPid;
+	}
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * SQL: worker_activity(): per projection of this database that a worker
+ * drove in the last minute, the worker's pid and the events per second it
+ * applied over that minute.
+ */
+Datum
+eventstore_worker_activity(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		now = GetCurrentTimestamp() / USECS_PER_SEC;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (shared == NULL)
+		return (Datum) 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < MAX_TRACKED_PROJECTIONS; i++)
+	{
+		ProjectionRate *r = &shared->rates[i];
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		int64		total = 0;
+
+		if (r->database != MyDatabaseId || r->latest <= now - RATE_SECONDS)
+			continue;
+		for (int64 s = now - RATE_SECONDS + 1; s <= Min(now, r->latest); s++)
+			total += r->second[s % RATE_SECONDS];
+		values[0] = Int32GetDatum(r->projection_id);
+		values[1] = Int32GetDatum(r->pid);
+		values[2] = Float8GetDatum((double) total / RATE_SECONDS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(shared->lock);
+	return (Datum) 0;
+}
