@@ -53,3 +53,49 @@ FROM demo.cart_totals;
 SELECT processor_id, checkpoint, status, owner_instance,
        (SELECT count(*) FROM eventstore.events) AS events_in_log
 FROM eventstore.processors;
+
+\echo '== projections kept in-database: eventstore.projection_status'
+SELECT name, version, mode, status, checkpoint, head, lag_events,
+       skips_pending, dead_letters, events_applied
+FROM eventstore.projection_status ORDER BY name, version;
+
+\echo '== skips recorded by inline appends during the rebuild, and how they were drained'
+SELECT outcome, count(*) AS skips FROM eventstore.projection_skips
+GROUP BY outcome ORDER BY outcome;
+
+\echo '== the inline cart-summary equals the log, cart for cart (nothing lost, nothing doubled)'
+WITH from_log AS (
+	SELECT stream_id AS cart,
+	       sum(CASE event_type WHEN 'ItemAdded' THEN (data->>'qty')::int
+	                           WHEN 'ItemRemoved' THEN -1 ELSE 0 END) AS items,
+	       sum(CASE WHEN event_type = 'ItemAdded'
+	                THEN (data->>'qty')::int * (data->>'price_cents')::bigint
+	                ELSE 0 END) AS value_cents
+	FROM eventstore.events GROUP BY stream_id)
+SELECT (SELECT count(*) FROM demo.cart_summary) AS carts,
+       (SELECT sum(items) FROM demo.cart_summary) AS items,
+       NOT EXISTS (SELECT cart, items, value_cents FROM from_log
+                   EXCEPT SELECT cart, items, value_cents FROM demo.cart_summary)
+       AND (SELECT count(*) FROM from_log) = (SELECT count(*) FROM demo.cart_summary)
+           AS equals_log;
+
+\echo '== sku-sales, versions 1 and 2, each equal to the log'
+SELECT 1 AS version, count(*) AS skus, sum(units) AS units,
+       round(sum(revenue_cents) / 100.0, 2) AS revenue_eur,
+       NOT EXISTS (SELECT data->>'sku', sum((data->>'qty')::int)
+                   FROM eventstore.events WHERE event_type = 'ItemAdded' GROUP BY 1
+                   EXCEPT SELECT sku, units FROM demo.sku_sales) AS equals_log
+FROM demo.sku_sales
+UNION ALL
+SELECT 2, count(*), sum(units), round(sum(revenue_cents) / 100.0, 2),
+       NOT EXISTS (SELECT data->>'sku',
+                          coalesce(sum((data->>'qty')::int) FILTER (WHERE event_type = 'ItemAdded'), 0),
+                          count(*) FILTER (WHERE event_type = 'ItemRemoved')
+                   FROM eventstore.events
+                   WHERE event_type IN ('ItemAdded', 'ItemRemoved') GROUP BY 1
+                   EXCEPT SELECT sku, units, removals FROM demo.sku_sales_v2)
+FROM demo.sku_sales_v2;
+
+\echo '== the worker as pg_stat_activity shows it'
+SELECT pid, backend_type, application_name, state, query
+FROM pg_stat_activity WHERE backend_type LIKE 'pg_eventstore%';

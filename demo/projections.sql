@@ -1,0 +1,85 @@
+-- The demo's projections, kept inside PostgreSQL by pg_eventstore.
+--
+-- cart-summary (inline): each cart's items, value and state, updated in the
+--   very transaction that appends the cart's event, so a command handler
+--   reads its own writes.
+-- sku-sales (async, version 1): units and revenue per SKU, applied by the
+--   background worker in batches with a set-based handler.
+-- Version 2 of sku-sales, which also counts removals, is created later
+-- while the workload runs (see demo.sh): it builds from the start of the
+-- log while version 1 keeps serving.
+--
+-- Handlers run as the role that created the projection, with search_path
+-- pinned to pg_catalog: every name in them is schema-qualified.
+
+CREATE TABLE demo.cart_summary (
+	cart		text PRIMARY KEY,
+	items		integer NOT NULL DEFAULT 0,
+	value_cents	bigint NOT NULL DEFAULT 0,
+	state		text NOT NULL DEFAULT 'open'
+);
+
+CREATE FUNCTION demo.apply_cart_summary(e eventstore.events)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO demo.cart_summary AS s (cart) VALUES (e.stream_id)
+	ON CONFLICT (cart) DO NOTHING;
+	UPDATE demo.cart_summary s SET
+		items = s.items + CASE e.event_type
+			WHEN 'ItemAdded' THEN (e.data->>'qty')::int
+			WHEN 'ItemRemoved' THEN -1 ELSE 0 END,
+		value_cents = s.value_cents + CASE e.event_type
+			WHEN 'ItemAdded' THEN (e.data->>'qty')::int * (e.data->>'price_cents')::bigint
+			ELSE 0 END,
+		state = CASE WHEN e.event_type = 'CheckedOut' THEN 'checked out' ELSE s.state END
+	WHERE s.cart = e.stream_id;
+END $$;
+
+SELECT eventstore.create_projection('cart-summary', 'demo.apply_cart_summary',
+	mode => 'inline', on_reset => 'TRUNCATE demo.cart_summary');
+
+CREATE TABLE demo.sku_sales (
+	sku				text PRIMARY KEY,
+	units			bigint NOT NULL,
+	revenue_cents	bigint NOT NULL
+);
+
+-- A batch handler: one set-based statement per batch of events.
+CREATE FUNCTION demo.apply_sku_sales(events eventstore.events[])
+RETURNS void LANGUAGE sql AS $$
+	INSERT INTO demo.sku_sales AS s (sku, units, revenue_cents)
+	SELECT e.data->>'sku', sum((e.data->>'qty')::int),
+		   sum((e.data->>'qty')::int * (e.data->>'price_cents')::bigint)
+	FROM pg_catalog.unnest(events) e
+	GROUP BY 1
+	ON CONFLICT (sku) DO UPDATE SET
+		units = s.units + excluded.units,
+		revenue_cents = s.revenue_cents + excluded.revenue_cents;
+$$;
+
+SELECT eventstore.create_projection('sku-sales', 'demo.apply_sku_sales',
+	event_types => ARRAY['ItemAdded'], on_reset => 'TRUNCATE demo.sku_sales');
+
+-- Version 2's read model and handler: removals counted too.
+CREATE TABLE demo.sku_sales_v2 (
+	sku				text PRIMARY KEY,
+	units			bigint NOT NULL,
+	removals		bigint NOT NULL,
+	revenue_cents	bigint NOT NULL
+);
+
+CREATE FUNCTION demo.apply_sku_sales_v2(events eventstore.events[])
+RETURNS void LANGUAGE sql AS $$
+	INSERT INTO demo.sku_sales_v2 AS s (sku, units, removals, revenue_cents)
+	SELECT e.data->>'sku',
+		   coalesce(sum((e.data->>'qty')::int) FILTER (WHERE e.event_type = 'ItemAdded'), 0),
+		   count(*) FILTER (WHERE e.event_type = 'ItemRemoved'),
+		   coalesce(sum((e.data->>'qty')::int * (e.data->>'price_cents')::bigint)
+					FILTER (WHERE e.event_type = 'ItemAdded'), 0)
+	FROM pg_catalog.unnest(events) e
+	GROUP BY 1
+	ON CONFLICT (sku) DO UPDATE SET
+		units = s.units + excluded.units,
+		removals = s.removals + excluded.removals,
+		revenue_cents = s.revenue_cents + excluded.revenue_cents;
+$$;
