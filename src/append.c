@@ -21,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(eventstore_append_to_stream);
@@ -290,6 +291,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	LogWriter  *writer;
 	bool		spi_connected = false;
 	EventRows  *inline_rows = NULL;
+	MemoryContext call_context = CurrentMemoryContext;
 	TupleDesc	desc;
 	Datum		values[5];
 	bool		nulls[5] = {false};
@@ -322,7 +324,13 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	{
 		result.xid = GetTopFullTransactionId();
 		if (PrepareProjectionsForAppend(batch))
+		{
+			/* not in SPI's memory: the rows outlive our connection */
+			MemoryContext old = MemoryContextSwitchTo(call_context);
+
 			inline_rows = EventRowsCreate(batch->count);
+			MemoryContextSwitchTo(old);
+		}
 		for (int i = 0; i < batch->count; i++)
 		{
 			int64		position = LogWriterInsertEvent(writer, result.xid,

@@ -53,17 +53,40 @@ struct EventRows
 
 static SPIPlanPtr dead_letter_plan;
 
+/*
+ * The row type of eventstore.events, kept for the life of the backend: the
+ * extension's table never changes shape, and a re-created extension comes
+ * with a new type oid.
+ */
+static TupleDesc
+EventsRowDesc(void)
+{
+	static TupleDesc desc = NULL;
+	Oid			rowtype = get_rel_type_id(EventstoreRelid("events"));
+
+	if (desc == NULL || desc->tdtypeid != rowtype)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		TupleDesc	fresh = lookup_rowtype_tupdesc_copy(rowtype, -1);
+
+		MemoryContextSwitchTo(old);
+		if (fresh->natts != EV_NATTS)
+			elog(ERROR, "eventstore.events does not have the %d columns this library reads",
+				 EV_NATTS);
+		if (desc != NULL)
+			FreeTupleDesc(desc);
+		desc = fresh;
+	}
+	return desc;
+}
+
 /* An empty set of event rows, allocated in the current memory context. */
 EventRows *
 EventRowsCreate(int capacity)
 {
 	EventRows  *rows = palloc(sizeof(EventRows));
-	Oid			rowtype = get_rel_type_id(EventstoreRelid("events"));
 
-	rows->desc = lookup_rowtype_tupdesc_copy(rowtype, -1);
-	if (rows->desc->natts != EV_NATTS)
-		elog(ERROR, "eventstore.events does not have the %d columns this library reads",
-			 EV_NATTS);
+	rows->desc = EventsRowDesc();
 	rows->count = 0;
 	rows->capacity = Max(capacity, 1);
 	rows->rows = palloc(sizeof(Datum) * rows->capacity);
@@ -102,7 +125,7 @@ EventRowsAddValues(EventRows *rows, Datum *values)
 	HeapTuple	tuple = heap_form_tuple(rows->desc, values, nulls);
 
 	EnsureRoom(rows);
-	rows->rows[rows->count++] = heap_copy_tuple_as_datum(tuple, rows->desc);
+	rows->rows[rows->count++] = HeapTupleGetDatum(tuple);
 	MemoryContextSwitchTo(old);
 }
 
@@ -274,8 +297,15 @@ ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 	}
 	if ((*error = TryCallHandler(p, rows, first, count)) == NULL)
 		return count;
-	if (count == 1 && !p->skip_errors)
-		return 0;
+	if (count == 1)
+	{
+		if (!p->skip_errors)
+			return 0;
+		RecordDeadLetter(p, rows, first, *error);
+		FreeErrorData(*error);
+		*error = NULL;
+		return 1;
+	}
 
 	/* the common path failed: find the poison event(s) one at a time */
 	FreeErrorData(*error);

@@ -204,12 +204,12 @@ ApplyInlineProjections(EventRows *rows)
 {
 	List	   *ids = NIL;
 	ListCell   *lc;
+	bool		spi = false;
 
 	foreach(lc, projections)
 		if (((Projection *) lfirst(lc))->inline_mode)
 			ids = lappend_int(ids, ((Projection *) lfirst(lc))->id);
 
-	ConnectSpi();
 	foreach(lc, ids)
 	{
 		int32		id = lfirst_int(lc);
@@ -218,6 +218,7 @@ ApplyInlineProjections(EventRows *rows)
 		Projection *p;
 		EventRows  *mine;
 		ErrorData  *error;
+		bool		applying;
 
 		/* a change committed before the lock was granted counts */
 		if (locked)
@@ -235,11 +236,19 @@ ApplyInlineProjections(EventRows *rows)
 		}
 		if (EventRowsCount(mine) == 0)
 			continue;
-		if (locked && p->status == PROJECTION_ACTIVE)
+		applying = locked && p->status == PROJECTION_ACTIVE;
+		/* skips and dead letters are written through SPI */
+		if (!spi && (!applying || p->skip_errors))
+		{
+			ConnectSpi();
+			spi = true;
+		}
+		if (applying)
 			ApplyEvents(p, mine, 0, EventRowsCount(mine), p->skip_errors, &error);
 		else
 			for (int i = 0; i < EventRowsCount(mine); i++)
 				RecordSkip(p, mine, i);
 	}
-	SPI_finish();
+	if (spi)
+		SPI_finish();
 }
