@@ -35,6 +35,11 @@ static bool cache_valid = false;
 static Oid	registry_relid = InvalidOid;
 static bool callback_registered = false;
 
+/* Nesting of ApplyInlineProjections (a handler may append), and the cache
+ * contexts replaced meanwhile, freed when the outermost one returns. */
+static int	applying_depth = 0;
+static List *retired_contexts = NIL;	/* in TopMemoryContext */
+
 static SPIPlanPtr load_inline_plan;
 static SPIPlanPtr skip_plan;
 
@@ -82,8 +87,22 @@ LoadInlineProjections(void)
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 
+	/*
+	 * A handler applying an older entry may have appended (and so reloaded)
+	 * in the middle of its call: keep the old entries until it returns.
+	 */
 	if (cache_context != NULL)
-		MemoryContextDelete(cache_context);
+	{
+		if (applying_depth > 0)
+		{
+			MemoryContext top = MemoryContextSwitchTo(TopMemoryContext);
+
+			retired_contexts = lappend(retired_contexts, cache_context);
+			MemoryContextSwitchTo(top);
+		}
+		else
+			MemoryContextDelete(cache_context);
+	}
 	cache_context = context;
 	projections = loaded;
 	cache_valid = true;
@@ -193,6 +212,24 @@ RecordSkip(Projection *p, EventRows *rows, int i)
 				 values, NULL, false, 0);
 }
 
+/* Apply rows to an inline projection, counting the nesting. */
+static void
+ApplyCounted(Projection *p, EventRows *rows)
+{
+	ErrorData  *error;
+
+	applying_depth++;
+	PG_TRY();
+	{
+		ApplyEvents(p, rows, 0, EventRowsCount(rows), p->skip_errors, &error);
+	}
+	PG_FINALLY();
+	{
+		applying_depth--;
+	}
+	PG_END_TRY();
+}
+
 /*
  * Apply the appended rows to every inline projection that takes some of
  * them, or record skips where a projection cannot take them now.  A handler
@@ -217,7 +254,6 @@ ApplyInlineProjections(EventRows *rows)
 											false);
 		Projection *p;
 		EventRows  *mine;
-		ErrorData  *error;
 		bool		applying;
 
 		/* a change committed before the lock was granted counts */
@@ -244,11 +280,18 @@ ApplyInlineProjections(EventRows *rows)
 			spi = true;
 		}
 		if (applying)
-			ApplyEvents(p, mine, 0, EventRowsCount(mine), p->skip_errors, &error);
+			ApplyCounted(p, mine);
 		else
 			for (int i = 0; i < EventRowsCount(mine); i++)
 				RecordSkip(p, mine, i);
 	}
 	if (spi)
 		SPI_finish();
+	if (applying_depth == 0 && retired_contexts != NIL)
+	{
+		foreach(lc, retired_contexts)
+			MemoryContextDelete((MemoryContext) lfirst(lc));
+		list_free(retired_contexts);
+		retired_contexts = NIL;
+	}
 }

@@ -230,6 +230,7 @@ RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 	};
 
 	p->status = PROJECTION_FAILED;
+	NoteProjectionsChanged();
 	ExecKeptPlan(KeptPlan(&failure_plan,
 						  "UPDATE eventstore.projections SET status = 'failed',"
 						  " last_error = $2, error_sqlstate = $3,"
