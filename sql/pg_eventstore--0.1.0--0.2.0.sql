@@ -34,6 +34,7 @@ CREATE TABLE eventstore.projections (
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projections_projection_id_seq', '');
 
 -- Events an inline projection did not apply (its lock was taken or it was
 -- not active), to be drained once it is active.  A drained row stays, with
@@ -71,6 +72,7 @@ CREATE TABLE eventstore.projection_dead_letters (
 CREATE INDEX projection_dead_letters_projection_idx
 	ON eventstore.projection_dead_letters (projection_id, global_position);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_dead_letters_dead_letter_id_seq', '');
 
 -- The C functions below name their caller as the projection's owner, so
 -- they are not SECURITY DEFINER: they switch to the extension's owner for
