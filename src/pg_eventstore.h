@@ -128,6 +128,12 @@ typedef struct Projection
 #define PROJECTION_APPLY_LOCK	0x5041
 #define PROJECTION_RUNNER_LOCK	0x5052
 
+/* The columns every registry read selects, in ProjectionFromRow's order. */
+#define PROJECTION_COLUMNS \
+	"projection_id, name, version, handler, batch_handler, event_types," \
+	" mode, on_reset, on_error, owner, status, caught_up, \"position\"," \
+	" transaction_id"
+
 /* projection_registry.c */
 extern const char *ProjectionStatusName(ProjectionStatus status);
 extern Projection *ProjectionFromRow(HeapTuple row, TupleDesc desc);

@@ -65,10 +65,7 @@ LoadInlineProjections(void)
 
 	ConnectSpi();
 	rc = SPI_execute_snapshot(KeptPlan(&load_inline_plan,
-									   "SELECT projection_id, name, version, handler,"
-									   " batch_handler, event_types, mode, on_reset,"
-									   " on_error, owner, status, caught_up,"
-									   " \"position\", transaction_id"
+									   "SELECT " PROJECTION_COLUMNS
 									   " FROM eventstore.projections"
 									   " ORDER BY projection_id",
 									   0, NULL),

@@ -22,12 +22,6 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-/* The columns every registry read selects, in ProjectionFromRow's order. */
-#define PROJECTION_COLUMNS \
-	"projection_id, name, version, handler, batch_handler, event_types," \
-	" mode, on_reset, on_error, owner, status, caught_up, \"position\"," \
-	" transaction_id"
-
 static SPIPlanPtr load_by_name_plan;
 static SPIPlanPtr load_by_id_plan;
 static SPIPlanPtr save_plan;
@@ -100,6 +94,23 @@ QueryLatest(SPIPlanPtr plan, Datum *values, const char *nulls)
 		elog(ERROR, "registry query failed: %s", SPI_result_code_string(rc));
 }
 
+/* Select the versions of projection `name` (all when version_null). */
+static void
+QueryByName(text *name, int32 version, bool version_null)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {PointerGetDatum(name), Int32GetDatum(version)};
+	char		nulls[2] = {' ', version_null ? 'n' : ' '};
+
+	QueryLatest(KeptPlan(&load_by_name_plan,
+						 "SELECT " PROJECTION_COLUMNS
+						 " FROM eventstore.projections"
+						 " WHERE name = $1 AND ($2 IS NULL OR version = $2)"
+						 " ORDER BY version",
+						 2, argtypes),
+				values, nulls);
+}
+
 /*
  * The projections named `name`: every version when all_versions, else the
  * given one, or the highest when latest_only.  Raises SE005 when there is
@@ -109,19 +120,10 @@ List *
 LoadProjections(text *name, bool all_versions, int32 version,
 				bool latest_only)
 {
-	Oid			argtypes[2] = {TEXTOID, INT4OID};
-	Datum		values[2] = {PointerGetDatum(name), Int32GetDatum(version)};
-	char		nulls[2] = {' ', all_versions || latest_only ? 'n' : ' '};
 	List	   *result = NIL;
 	uint64		first = 0;
 
-	QueryLatest(KeptPlan(&load_by_name_plan,
-						 "SELECT " PROJECTION_COLUMNS
-						 " FROM eventstore.projections"
-						 " WHERE name = $1 AND ($2 IS NULL OR version = $2)"
-						 " ORDER BY version",
-						 2, argtypes),
-				values, nulls);
+	QueryByName(name, version, all_versions || latest_only);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_UNKNOWN_PROJECTION),
@@ -142,16 +144,7 @@ LoadProjections(text *name, bool all_versions, int32 version,
 Projection *
 FindProjection(text *name, int32 version)
 {
-	Oid			argtypes[2] = {TEXTOID, INT4OID};
-	Datum		values[2] = {PointerGetDatum(name), Int32GetDatum(version)};
-
-	QueryLatest(KeptPlan(&load_by_name_plan,
-						 "SELECT " PROJECTION_COLUMNS
-						 " FROM eventstore.projections"
-						 " WHERE name = $1 AND ($2 IS NULL OR version = $2)"
-						 " ORDER BY version",
-						 2, argtypes),
-				values, NULL);
+	QueryByName(name, version, false);
 	if (SPI_processed == 0)
 		return NULL;
 	return ProjectionFromRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
