@@ -19,6 +19,9 @@ CREATE TABLE eventstore.projections (
 	status			text NOT NULL
 		CHECK (status IN ('active', 'rebuilding', 'failed', 'stopped')),
 	caught_up		boolean NOT NULL,	-- the replay from the start is done
+	-- a replay is done only once its read horizon has passed this xid: every
+	-- event committed before the rebuild (or creation) is below it
+	replay_until	xid8 NOT NULL DEFAULT '0',
 	"position"		bigint NOT NULL DEFAULT 0,
 	transaction_id	xid8 NOT NULL DEFAULT '0',
 	events_applied	bigint NOT NULL DEFAULT 0,

@@ -116,6 +116,7 @@ typedef struct Projection
 	ProjectionStatus status;
 	bool		caught_up;		/* its replay from the start is done */
 	LogPlace	checkpoint;
+	FullTransactionId replay_until; /* see eventstore.projections */
 	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
 } Projection;
 
@@ -132,7 +133,7 @@ typedef struct Projection
 #define PROJECTION_COLUMNS \
 	"projection_id, name, version, handler, batch_handler, event_types," \
 	" mode, on_reset, on_error, owner, status, caught_up, \"position\"," \
-	" transaction_id"
+	" transaction_id, replay_until"
 
 /* projection_registry.c */
 extern const char *ProjectionStatusName(ProjectionStatus status);
@@ -146,6 +147,7 @@ extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
 extern void RecordProjectionFailure(Projection *p, ErrorData *error,
 									int64 position, pg_uuid_t *event_id);
 extern void NoteProjectionsChanged(void);
+extern FullTransactionId LastCommittedXid(void);
 extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
 extern Oid	ExtensionOwner(void);
 extern bool ProjectionWantsType(const Projection *p, const char *type, int len);

@@ -26,6 +26,7 @@ static SPIPlanPtr load_by_name_plan;
 static SPIPlanPtr load_by_id_plan;
 static SPIPlanPtr save_plan;
 static SPIPlanPtr failure_plan;
+static SPIPlanPtr last_xid_plan;
 
 static const char *const status_names[] = {"active", "rebuilding", "failed", "stopped"};
 
@@ -80,6 +81,7 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->caught_up = DatumGetBool(SPI_getbinval(row, desc, 12, &isnull));
 	p->checkpoint.position = DatumGetInt64(SPI_getbinval(row, desc, 13, &isnull));
 	p->checkpoint.xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, 14, &isnull));
+	p->replay_until = DatumGetFullTransactionId(SPI_getbinval(row, desc, 15, &isnull));
 	return p;
 }
 
@@ -246,6 +248,28 @@ NoteProjectionsChanged(void)
 {
 	CacheInvalidateRelcacheByRelid(EventstoreRelid("projections"));
 	WakeWorkersAtCommit();
+}
+
+/*
+ * The transaction id of the newest event committed now ('0' for an empty
+ * log): a replay that starts now is complete only once its read horizon has
+ * passed it, whatever older transaction still holds the horizon back.
+ */
+FullTransactionId
+LastCommittedXid(void)
+{
+	bool		isnull;
+	Datum		xid;
+
+	QueryLatest(KeptPlan(&last_xid_plan,
+						 "SELECT transaction_id FROM eventstore.events"
+						 " ORDER BY transaction_id DESC LIMIT 1",
+						 0, NULL),
+				NULL, NULL);
+	if (SPI_processed == 0)
+		return InvalidFullTransactionId;
+	xid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return DatumGetFullTransactionId(xid);
 }
 
 /*

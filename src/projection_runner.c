@@ -137,8 +137,9 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 
 /*
  * Apply up to max_events (<= 0: no limit) events after the checkpoint, a
- * batch at a time.  Sets *at_head when the log below the horizon is
- * exhausted.  A failure under on_error = 'stop' marks the projection failed
+ * batch at a time, until the log below the read horizon is exhausted.  Sets
+ * *at_head when that horizon has passed the projection's replay_until, so
+ * no event committed before its replay started can still be missing.  A failure under on_error = 'stop' marks the projection failed
  * and ends the run.  Returns the events dealt with.
  */
 static int64
@@ -189,12 +190,16 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		if (fetched < limit)
 		{
 			AdvanceToHead(p, snapshot, horizon);
-			*at_head = true;
+			/*
+			 * Everything below the horizon is applied; the replay is done
+			 * once that covers every event committed before it started.
+			 */
+			*at_head = FullTransactionIdFollows(horizon, p->replay_until);
 		}
 		SaveProjectionProgress(p, done);
 		UnregisterSnapshot(snapshot);
 		total += done;
-		if (*at_head)
+		if (fetched < limit)
 			break;
 	}
 	MemoryContextSwitchTo(outer);

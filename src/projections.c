@@ -34,7 +34,6 @@ PG_FUNCTION_INFO_V1(eventstore_stop_projection);
 PG_FUNCTION_INFO_V1(eventstore_start_projection);
 
 static SPIPlanPtr insert_plan;
-static SPIPlanPtr log_empty_plan;
 static SPIPlanPtr delete_plan;
 static SPIPlanPtr reset_plan;
 
@@ -192,21 +191,6 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 	return version;
 }
 
-/* Is the log empty, as of now? */
-static bool
-LogIsEmpty(void)
-{
-	int			rc = SPI_execute_snapshot(KeptPlan(&log_empty_plan,
-												   "SELECT 1 FROM eventstore.events LIMIT 1",
-												   0, NULL),
-										  NULL, NULL, GetLatestSnapshot(),
-										  InvalidSnapshot, true, false, 1);
-
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading the log failed: %s", SPI_result_code_string(rc));
-	return SPI_processed == 0;
-}
-
 /*
  * SQL: create_projection(name, handler, event_types, mode, version,
  *						  on_reset, on_error)
@@ -223,13 +207,14 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	const char *mode = RequireChoice(fcinfo, 3, "mode", "async", "inline");
 	int32		version = GetVersion(fcinfo, 4, false);
 	const char *on_error = RequireChoice(fcinfo, 6, "on_error", "stop", "skip");
-	Oid			argtypes[10] = {TEXTOID, INT4OID, REGPROCOID, BOOLOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[11] = {TEXTOID, INT4OID, REGPROCOID, BOOLOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID, XID8OID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Caller		caller;
 	bool		batch;
 	bool		empty;
+	FullTransactionId replay_until;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -252,7 +237,8 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" version %d already exists",
 						text_to_cstring(name), version),
 				 errhint("Create a new version for a changed projection, or drop this one first.")));
-	empty = LogIsEmpty();
+	replay_until = LastCommittedXid();
+	empty = !FullTransactionIdIsValid(replay_until);
 
 	values[0] = PointerGetDatum(name);
 	values[1] = Int32GetDatum(version);
@@ -266,17 +252,19 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	values[7] = CStringGetTextDatum(on_error);
 	values[8] = ObjectIdGetDatum(caller.user);
 	values[9] = CStringGetTextDatum(empty ? "active" : "rebuilding");
+	values[10] = FullTransactionIdGetDatum(replay_until);
 	ExecKeptPlan(KeptPlan(&insert_plan,
 						  "INSERT INTO eventstore.projections"
 						  " (name, version, handler, batch_handler, event_types,"
 						  "  mode, on_reset, on_error, owner, status, caught_up,"
-						  "  rebuild_started_at, caught_up_at, created_at, updated_at)"
+						  "  rebuild_started_at, caught_up_at, created_at, updated_at,"
+						  "  replay_until)"
 						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
 						  "  $10 = 'active',"
 						  "  CASE WHEN $10 = 'rebuilding' THEN clock_timestamp() END,"
 						  "  CASE WHEN $10 = 'active' THEN clock_timestamp() END,"
-						  "  clock_timestamp(), clock_timestamp())",
-						  10, argtypes),
+						  "  clock_timestamp(), clock_timestamp(), $11)",
+						  11, argtypes),
 				 values, nulls, false, 0);
 	NoteProjectionsChanged();
 	LeaveOwner(caller);
@@ -347,8 +335,8 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 {
 	Caller		caller = EnterAsOwner();
 	Projection *p = TakeOver((Projection *) linitial(TargetProjections(fcinfo, true)));
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT4OID, XID8OID};
+	Datum		values[2];
 
 	if (p == NULL)
 		ereport(ERROR,
@@ -356,16 +344,17 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection was dropped while waiting to rebuild it")));
 	RequireOwnership(caller, p, "rebuild");
 	values[0] = Int32GetDatum(p->id);
+	values[1] = FullTransactionIdGetDatum(LastCommittedXid());
 	ExecKeptPlan(KeptPlan(&reset_plan,
 						  "UPDATE eventstore.projections SET status = 'rebuilding',"
 						  " caught_up = false, \"position\" = 0,"
-						  " transaction_id = '0', last_error = NULL,"
+						  " transaction_id = '0', replay_until = $2, last_error = NULL,"
 						  " error_sqlstate = NULL, error_position = NULL,"
 						  " error_event_id = NULL, failed_at = NULL,"
 						  " rebuild_started_at = clock_timestamp(),"
 						  " updated_at = clock_timestamp()"
 						  " WHERE projection_id = $1",
-						  1, argtypes),
+						  2, argtypes),
 				 values, NULL, false, 0);
 	NoteProjectionsChanged();
 	RunOnReset(p);
