@@ -211,9 +211,10 @@ REVOKE ALL ON FUNCTION
 	eventstore.rebuild_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),
 	eventstore.stop_projection(text, integer),
-	eventstore.start_projection(text, integer),
-	eventstore.log_holder()
+	eventstore.start_projection(text, integer)
 FROM PUBLIC;
+-- log_holder and worker_activity show what pg_stat_activity shows anyone;
+-- whoever is granted SELECT on projection_status may call them through it.
 REVOKE ALL ON FUNCTION eventstore.current_version(text) FROM PUBLIC;
 
 COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per (name, version), with status and checkpoint';

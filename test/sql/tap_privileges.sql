@@ -36,7 +36,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON eventstore.events TO es_tap_ad
 CREATE SCHEMA es_tap_evil;
 GRANT USAGE, CREATE ON SCHEMA es_tap_evil TO es_tap_writer;
 
-SELECT plan(76);
+SELECT plan(77);
 
 ------------------------------------------------------------------------
 -- The catalog: SECURITY DEFINER, a pinned search_path, nothing for PUBLIC.
@@ -65,7 +65,7 @@ SELECT is(ARRAY(SELECT proname::text FROM pg_proc
                 WHERE pronamespace = 'eventstore'::regnamespace
                   AND has_function_privilege('es_tap_nobody', oid, 'EXECUTE')
                 ORDER BY 1),
-          ARRAY['processor_claim_key', 'stream_partition', 'uuid_v7'],
+          ARRAY['log_holder', 'processor_claim_key', 'stream_partition', 'uuid_v7', 'worker_activity'],
           'a role without grants may execute only the data-free helpers');
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events',
                                   'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
@@ -307,6 +307,13 @@ SELECT throws_ok($$TRUNCATE eventstore.events$$, 'SE004', NULL,
                  'the owner gets SE004 on TRUNCATE with session_replication_role = replica');
 RESET session_replication_role;
 SELECT is((SELECT count(*) FROM eventstore.events), 7::bigint, 'the log is intact');
+
+-- the projections' status is readable by whoever is granted the view
+GRANT SELECT ON eventstore.projection_status TO es_tap_reader;
+SET ROLE es_tap_reader;
+SELECT lives_ok($$SELECT * FROM eventstore.projection_status$$,
+                'a role granted SELECT on projection_status can read it');
+RESET ROLE;
 
 SELECT * FROM finish();
 
