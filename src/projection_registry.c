@@ -225,6 +225,12 @@ RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 	};
 
 	p->status = PROJECTION_FAILED;
+	ereport(WARNING,
+			(errcode(error->sqlerrcode),
+			 errmsg("projection \"%s\" version %d failed at position " INT64_FORMAT,
+					p->name, p->version, position),
+			 errdetail("%s", error->message ? error->message : "unknown error"),
+			 errhint("Fix the handler or the event's cause, then call eventstore.start_projection to retry it.")));
 	NoteProjectionsChanged();
 	ExecKeptPlan(KeptPlan(&failure_plan,
 						  "UPDATE eventstore.projections SET status = 'failed',"

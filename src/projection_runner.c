@@ -304,17 +304,18 @@ Activate(Projection *p)
 /*
  * run_projection's work for one projection, also the worker's: apply what
  * the projection has not applied yet.  Takes the projection's runner lock,
- * waiting for it when `wait`, else returning 0 at once when another runner
- * has it.  The caller is connected to SPI and runs as the extension's
+ * waiting for it when `wait`, else returning 0 at once with *busy set when
+ * another transaction has it.  The caller is connected to SPI and runs as the extension's
  * owner.  Returns the events applied (and dead-lettered).
  */
 int64
-RunProjection(Projection *p, int64 max_events, bool wait)
+RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
 {
 	int64		applied = 0;
 	bool		at_head = false;
 
-	if (!LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, wait))
+	*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, wait);
+	if (*busy)
 		return 0;
 	/* what another runner did before we got the lock counts */
 	p = ReloadProjection(p->id);

@@ -383,7 +383,12 @@ eventstore_run_projection(PG_FUNCTION_ARGS)
 				 errdetail("Got " INT64_FORMAT ".", max_events),
 				 errhint("Pass NULL to apply everything there is.")));
 	foreach(lc, targets)
-		applied += RunProjection((Projection *) lfirst(lc), max_events, true);
+	{
+		bool		busy;
+
+		applied += RunProjection((Projection *) lfirst(lc), max_events, true,
+								 &busy);
+	}
 	LeaveOwner(caller);
 	PG_RETURN_INT64(applied);
 }

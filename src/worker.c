@@ -296,12 +296,15 @@ ListDueProjections(WorkerAssignment *a, MemoryContext context)
 /*
  * One batch of one projection, with its checkpoint, in a transaction of
  * its own.  An error is logged and rolled back, never fatal to the worker.
- * Returns the events applied.
+ * Returns the events applied; *busy when another transaction (a session's
+ * run_projection, a rebuild that woke us before its commit released its
+ * locks) held the projection.
  */
 static int64
-RunOneBatch(DueProjection *d, int limit, MemoryContext context)
+RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
 {
 	volatile int64 applied = 0;
+	bool		taken = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -318,7 +321,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context)
 								   psprintf("pg_eventstore: %s projection %s version %d",
 											d->rebuilding ? "rebuilding" : "applying",
 											p->name, p->version));
-			applied = RunProjection(p, limit, false);
+			applied = RunProjection(p, limit, false, &taken);
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -335,6 +338,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
+	*busy = taken;
 	if (applied > 0)
 		CountWorkerEvents(d->id, applied);
 	return applied;
@@ -342,21 +346,23 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context)
 
 /*
  * One turn: a batch of every due projection.  Returns true when there is
- * more to do at once; *throttled when a rebuild waits for its throttle.
+ * more to do at once; *retry_soon when a rebuild waits for its throttle or
+ * a projection was held by another transaction.
  */
 static bool
-WorkOnce(WorkerAssignment *a, MemoryContext context, bool *throttled)
+WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 {
 	List	   *due = ListDueProjections(a, context);
 	ListCell   *lc;
 	bool		more = false;
 
-	*throttled = false;
+	*retry_soon = false;
 	foreach(lc, due)
 	{
 		DueProjection *d = (DueProjection *) lfirst(lc);
 		int			limit = ProjectionBatchSize;
 		int64		applied;
+		bool		busy;
 
 		CHECK_FOR_INTERRUPTS();
 		if (d->rebuilding && WorkerRebuildThrottle > 0)
@@ -364,12 +370,14 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *throttled)
 			RefillRebuildTokens();
 			if (rebuild_tokens < 1)
 			{
-				*throttled = true;
+				*retry_soon = true;
 				continue;
 			}
 			limit = Min(limit, (int) rebuild_tokens);
 		}
-		applied = RunOneBatch(d, limit, context);
+		applied = RunOneBatch(d, limit, context, &busy);
+		if (busy)
+			*retry_soon = true;
 		if (d->rebuilding && WorkerRebuildThrottle > 0)
 			rebuild_tokens -= applied;
 		if (applied >= limit)
@@ -400,8 +408,8 @@ eventstore_worker_main(Datum arg)
 	for (;;)
 	{
 		bool		more;
-		bool		throttled;
-		long		timeout = WorkerPollInterval;
+		bool		retry_soon;
+		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -411,11 +419,10 @@ eventstore_worker_main(Datum arg)
 		}
 		MemoryContextReset(turn_context);
 		MemoryContextSwitchTo(turn_context);
-		more = WorkOnce(&a, turn_context, &throttled);
+		more = WorkOnce(&a, turn_context, &retry_soon);
 		if (more)
 			continue;
-		if (throttled)
-			timeout = Min(timeout, 100);
+		timeout = retry_soon ? Min(WorkerPollInterval, 10) : WorkerPollInterval;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
