@@ -403,18 +403,14 @@ ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 # --- Reload: poll_interval ------------------------------------------------
 
 # A worker reports its state at every turn: with nothing to wake it, its
-# state_change moves only every poll_interval.
+# state_change moves only every poll_interval.  PostgreSQL itself may set an
+# idle backend's latch now and then (a shared-invalidation catch-up, say),
+# which costs one turn: at 60 s, a second shows at most one or two turns
+# where 100 ms shows about ten.
 my $state_change = sub {
 	return sql('postgres',
 		"SELECT state_change FROM pg_stat_activity WHERE pid = $noext_pid");
 };
-usleep(300_000);
-my $before = $state_change->();
-usleep(1_000_000);
-is($state_change->(), $before, 'poll_interval: at 60 s an idle worker takes no turn in 1 s');
-reconfigure(poll_interval => '100ms');
-ok( $node->poll_query_until('noext', "SHOW pg_eventstore.poll_interval", '100ms'),
-	'poll_interval: the reload applies 100ms');
 
 # The turns an idle worker takes over one second, as distinct state_change
 # values seen every 100 ms.
@@ -428,6 +424,11 @@ my $turns = sub {
 	return scalar(keys %seen);
 };
 usleep(300_000);
+cmp_ok($turns->(), '<=', 2, 'poll_interval: at 60 s an idle worker takes (almost) no turn in 1 s');
+reconfigure(poll_interval => '100ms');
+ok( $node->poll_query_until('noext', "SHOW pg_eventstore.poll_interval", '100ms'),
+	'poll_interval: the reload applies 100ms');
+usleep(300_000);
 cmp_ok($turns->(), '>=', 4,
 	'poll_interval: after the reload to 100 ms the idle worker takes turns');
 # Once woken by an append, it certainly uses the new interval.
@@ -437,9 +438,7 @@ cmp_ok($turns->(), '>=', 4,
 	'poll_interval: after a wake-up the idle worker takes turns every 100 ms');
 reconfigure(poll_interval => '60s');
 usleep(500_000);
-$before = $state_change->();
-usleep(1_000_000);
-is($state_change->(), $before, 'poll_interval: back at 60 s it sleeps again');
+cmp_ok($turns->(), '<=', 2, 'poll_interval: back at 60 s it sleeps again');
 is(workers('noext'), $noext_pid, 'poll_interval: the worker was not restarted');
 
 # --- Reload: the database removed -----------------------------------------
