@@ -11,6 +11,7 @@
 #include "access/transam.h"
 #include "executor/tuptable.h"
 #include "executor/spi.h"
+#include "tcop/dest.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "storage/lockdefs.h"
@@ -155,8 +156,9 @@ extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
 /* projection_apply.c */
 typedef struct EventRows EventRows;
 extern EventRows *EventRowsCreate(int capacity);
-extern void EventRowsAdd(EventRows *rows, HeapTuple tuple);
+extern void EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc);
 extern void EventRowsAddValues(EventRows *rows, Datum *values);
+extern DestReceiver *EventRowsDest(EventRows *rows);
 extern void EventRowsCopy(EventRows *rows, EventRows *from, int i);
 extern int	EventRowsCount(EventRows *rows);
 extern int64 EventRowsPosition(EventRows *rows, int i);
@@ -229,6 +231,7 @@ extern void GenerateUuidV7(pg_uuid_t *out, int count);
 /* spi_plans.c */
 extern SPIPlanPtr KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
 						   const Oid *argtypes);
+extern ParamListInfo ParamsOf(SPIPlanPtr plan, Datum *values, const char *nulls);
 extern int	ExecKeptPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 						 bool read_only, long count);
 extern void ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan,

@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -41,15 +42,26 @@ enum
 	EV_NATTS = EV_CREATED_AT
 };
 
-/* Events to hand to handlers: composite datums of eventstore.events. */
+/*
+ * Events to hand to handlers: composite datums of eventstore.events, built
+ * in place as the elements of an eventstore.events[] array, so a batch
+ * handler gets the whole set without another copy.  The buffer is kept
+ * across resets: a replay's batches reuse the same memory.
+ */
 struct EventRows
 {
 	TupleDesc	desc;			/* eventstore.events' row type */
 	int			count;
 	int			capacity;
-	Datum	   *rows;
+	Size	   *offsets;		/* of each row in buf */
+	char	   *buf;			/* an ArrayType: header, then the rows */
+	Size		used;
+	Size		size;
 	MemoryContext context;
 };
+
+/* Where a one-dimensional array without NULLs keeps its first element. */
+#define ROWS_DATA_OFFSET ARR_OVERHEAD_NONULLS(1)
 
 static SPIPlanPtr dead_letter_plan;
 
@@ -88,53 +100,156 @@ EventRowsCreate(int capacity)
 
 	rows->desc = EventsRowDesc();
 	rows->count = 0;
-	rows->capacity = Max(capacity, 1);
-	rows->rows = palloc(sizeof(Datum) * rows->capacity);
+	/* grown on demand: a large batch_size reserves nothing up front */
+	rows->capacity = Min(Max(capacity, 1), 4096);
+	rows->offsets = palloc(sizeof(Size) * rows->capacity);
+	rows->size = ROWS_DATA_OFFSET + (Size) rows->capacity * 256;
+	rows->buf = palloc(rows->size);
+	rows->used = ROWS_DATA_OFFSET;
 	rows->context = CurrentMemoryContext;
 	return rows;
 }
 
-/* Make room for one more row. */
-static void
-EnsureRoom(EventRows *rows)
+/* Room for one more row of len bytes, aligned as an array element; returns
+ * where it goes. */
+static Size
+MakeRoom(EventRows *rows, Size len)
 {
-	if (rows->count < rows->capacity)
-		return;
-	rows->capacity *= 2;
-	rows->rows = repalloc(rows->rows, sizeof(Datum) * rows->capacity);
+	Size		at = TYPEALIGN(ALIGNOF_DOUBLE, rows->used);
+
+	if (rows->count == rows->capacity)
+	{
+		rows->capacity *= 2;
+		rows->offsets = repalloc(rows->offsets, sizeof(Size) * rows->capacity);
+	}
+	if (at + len > rows->size)
+	{
+		rows->size = Max(rows->size * 2, at + len);
+		rows->buf = repalloc_huge(rows->buf, rows->size);
+	}
+	rows->offsets[rows->count++] = at;
+	rows->used = at + len;
+	return at;
 }
 
-/* Add an event read from the log (a tuple of eventstore.events' layout). */
-void
-EventRowsAdd(EventRows *rows, HeapTuple tuple)
+/* Row i as a composite datum (valid until the next row is added). */
+static Datum
+RowDatum(EventRows *rows, int i)
 {
-	MemoryContext old = MemoryContextSwitchTo(rows->context);
+	return PointerGetDatum(rows->buf + rows->offsets[i]);
+}
 
-	EnsureRoom(rows);
-	/* a composite datum carries its row type and no out-of-line values */
-	rows->rows[rows->count++] = heap_copy_tuple_as_datum(tuple, rows->desc);
-	MemoryContextSwitchTo(old);
+/*
+ * Add an event from its column values (an append's, or a scan's).  A
+ * composite datum carries no out-of-line values: those are fetched first.
+ * The tuple is formed by heap_form_tuple and copied into the buffer; its
+ * chunk, freed at once, is the next row's, so no fresh memory is touched.
+ */
+static void
+AddValues(EventRows *rows, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = rows->desc;
+	Datum		flat[EV_NATTS];
+	HeapTuple	tuple;
+	Size		at;
+
+	for (int i = 0; i < EV_NATTS; i++)
+	{
+		flat[i] = values[i];
+		if (!nulls[i] && TupleDescAttr(desc, i)->attlen == -1 &&
+			VARATT_IS_EXTERNAL(DatumGetPointer(values[i])))
+			flat[i] = PointerGetDatum(detoast_external_attr((struct varlena *)
+															DatumGetPointer(values[i])));
+	}
+	tuple = heap_form_tuple(desc, flat, nulls);
+	at = MakeRoom(rows, tuple->t_len);	/* may move the buffer */
+	memcpy(rows->buf + at, tuple->t_data, tuple->t_len);
+	heap_freetuple(tuple);
+}
+
+/* Add an event read from the log through SPI (eventstore.events' columns). */
+void
+EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc)
+{
+	Datum		values[EV_NATTS];
+	bool		nulls[EV_NATTS];
+
+	if (desc->natts != EV_NATTS)
+		elog(ERROR, "a query for event rows must return eventstore.events' columns");
+	heap_deform_tuple(tuple, desc, values, nulls);
+	AddValues(rows, values, nulls);
 }
 
 /* Add an event from the column values an append inserted. */
 void
 EventRowsAddValues(EventRows *rows, Datum *values)
 {
-	MemoryContext old = MemoryContextSwitchTo(rows->context);
 	bool		nulls[EV_NATTS] = {false};
-	HeapTuple	tuple = heap_form_tuple(rows->desc, values, nulls);
 
-	EnsureRoom(rows);
-	rows->rows[rows->count++] = HeapTupleGetDatum(tuple);
-	MemoryContextSwitchTo(old);
+	AddValues(rows, values, nulls);
 }
 
-/* Add row i of another set (sharing its memory). */
+/* A receiver that adds the rows of a query over eventstore.events. */
+typedef struct EventRowsReceiver
+{
+	DestReceiver pub;
+	EventRows  *rows;
+} EventRowsReceiver;
+
+static bool
+ReceiveEventRow(TupleTableSlot *slot, DestReceiver *self)
+{
+	EventRows  *rows = ((EventRowsReceiver *) self)->rows;
+
+	slot_getallattrs(slot);
+	AddValues(rows, slot->tts_values, slot->tts_isnull);
+	return true;
+}
+
+static void
+StartupEventRows(DestReceiver *self, int operation, TupleDesc desc)
+{
+	if (desc->natts != EV_NATTS)
+		elog(ERROR, "a query for event rows must return eventstore.events' columns");
+}
+
+static void
+ShutdownEventRows(DestReceiver *self)
+{
+}
+
+static void
+DestroyEventRows(DestReceiver *self)
+{
+	pfree(self);
+}
+
+/*
+ * A DestReceiver that adds each row it receives to rows: a query's events
+ * go straight from the scan into composite datums, with no copy between.
+ */
+DestReceiver *
+EventRowsDest(EventRows *rows)
+{
+	EventRowsReceiver *r = palloc0(sizeof(EventRowsReceiver));
+
+	r->pub.receiveSlot = ReceiveEventRow;
+	r->pub.rStartup = StartupEventRows;
+	r->pub.rShutdown = ShutdownEventRows;
+	r->pub.rDestroy = DestroyEventRows;
+	r->pub.mydest = DestNone;
+	r->rows = rows;
+	return &r->pub;
+}
+
+/* Add a copy of row i of another set. */
 void
 EventRowsCopy(EventRows *rows, EventRows *from, int i)
 {
-	EnsureRoom(rows);
-	rows->rows[rows->count++] = from->rows[i];
+	Size		len = VARSIZE(DatumGetPointer(RowDatum(from, i)));
+	Size		at = MakeRoom(rows, len);
+
+	memcpy(rows->buf + at, from->buf + from->offsets[i], len);
 }
 
 int
@@ -143,11 +258,12 @@ EventRowsCount(EventRows *rows)
 	return rows->count;
 }
 
-/* Forget the rows (their memory goes with the context's next reset). */
+/* Forget the rows, keeping their memory for the next ones. */
 void
 EventRowsReset(EventRows *rows)
 {
 	rows->count = 0;
+	rows->used = ROWS_DATA_OFFSET;
 }
 
 /* Column attno of row i. */
@@ -156,8 +272,8 @@ RowColumn(EventRows *rows, int i, int attno)
 {
 	bool		isnull;
 
-	return GetAttributeByNum(DatumGetHeapTupleHeader(rows->rows[i]), attno,
-							 &isnull);
+	return GetAttributeByNum((HeapTupleHeader) DatumGetPointer(RowDatum(rows, i)),
+							 attno, &isnull);
 }
 
 int64
@@ -198,6 +314,39 @@ HandlerCall(Projection *p)
 	return p->call;
 }
 
+/*
+ * rows[first .. first + count) as an eventstore.events[] datum: the buffer
+ * itself, its header filled in, when that is every row; a new array for
+ * part of them (a failed batch retried one event at a time).
+ */
+static Datum
+BatchArray(EventRows *rows, int first, int count)
+{
+	ArrayType  *array = (ArrayType *) rows->buf;
+	Datum	   *elems;
+
+	if (rows->used > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a batch of %d events takes more than 1 GB", count),
+				 errhint("Lower pg_eventstore.batch_size.")));
+	if (first == 0 && count == rows->count)
+	{
+		SET_VARSIZE(array, rows->used);
+		array->ndim = 1;
+		array->dataoffset = 0;
+		array->elemtype = rows->desc->tdtypeid;
+		ARR_DIMS(array)[0] = count;
+		ARR_LBOUND(array)[0] = 1;
+		return PointerGetDatum(array);
+	}
+	elems = palloc(sizeof(Datum) * count);
+	for (int i = 0; i < count; i++)
+		elems[i] = RowDatum(rows, first + i);
+	return PointerGetDatum(construct_array(elems, count, rows->desc->tdtypeid,
+										   -1, false, TYPALIGN_DOUBLE));
+}
+
 /* Call a function of one argument returning void (NULL or not). */
 static void
 CallVoid(FmgrInfo *call, Datum arg)
@@ -226,18 +375,11 @@ CallHandler(Projection *p, EventRows *rows, int first, int count)
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	if (p->batch_handler)
-	{
-		ArrayType  *batch = construct_array(&rows->rows[first], count,
-											rows->desc->tdtypeid, -1, false,
-											TYPALIGN_DOUBLE);
-
-		CallVoid(call, PointerGetDatum(batch));
-		pfree(batch);
-	}
+		CallVoid(call, BatchArray(rows, first, count));
 	else
 	{
 		for (int i = first; i < first + count; i++)
-			CallVoid(call, rows->rows[i]);
+			CallVoid(call, RowDatum(rows, i));
 	}
 	SetUserIdAndSecContext(saved_user, saved_context);
 }

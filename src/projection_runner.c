@@ -89,17 +89,29 @@ FetchBatch(Projection *p, EventRows *rows, int limit, Snapshot snapshot,
 	};
 	char		nulls[5] = {' ', ' ', ' ', types_null, ' '};
 
-	QueryThrough(KeptPlan(&batch_plan,
-						  "SELECT * FROM eventstore.events"
-						  " WHERE (transaction_id, global_position) > ($1, $2)"
-						  " AND transaction_id < $3"
-						  " AND ($4 IS NULL OR event_type = ANY ($4))"
-						  " ORDER BY transaction_id, global_position LIMIT $5",
-						  5, argtypes),
-				 values, nulls, snapshot, 0);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		EventRowsAdd(rows, SPI_tuptable->vals[i]);
-	SPI_freetuptable(SPI_tuptable);
+	SPIPlanPtr	plan = KeptPlan(&batch_plan,
+								"SELECT * FROM eventstore.events"
+								" WHERE (transaction_id, global_position) > ($1, $2)"
+								" AND transaction_id < $3"
+								" AND ($4 IS NULL OR event_type = ANY ($4))"
+								" ORDER BY transaction_id, global_position LIMIT $5",
+								5, argtypes);
+	SPIExecuteOptions options;
+	DestReceiver *dest = EventRowsDest(rows);
+	int			rc;
+
+	/* read-only SPI runs in the active snapshot: the batch's own */
+	memset(&options, 0, sizeof(options));
+	options.params = ParamsOf(plan, values, nulls);
+	options.read_only = true;
+	options.dest = dest;
+	PushActiveSnapshot(snapshot);
+	rc = SPI_execute_plan_extended(plan, &options);
+	PopActiveSnapshot();
+	/* SPI says SPI_OK_UTILITY for a SELECT into a receiver of its own */
+	if (rc < 0)
+		elog(ERROR, "reading a batch failed: %s", SPI_result_code_string(rc));
+	dest->rDestroy(dest);
 	return EventRowsCount(rows);
 }
 
@@ -152,6 +164,8 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 	char		types_null;
 	Datum		types = TypesDatum(p, &types_null);
 	int64		total = 0;
+	/* one buffer for every batch: no fresh memory to fault in each time */
+	EventRows  *rows = EventRowsCreate(ProjectionBatchSize);
 
 	*at_head = false;
 	while (max_events <= 0 || total < max_events)
@@ -159,7 +173,6 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		int			limit = ProjectionBatchSize;
 		Snapshot	snapshot;
 		FullTransactionId horizon;
-		EventRows  *rows;
 		ErrorData  *error;
 		int			fetched;
 		int			done;
@@ -172,7 +185,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
 		horizon = HorizonOf(snapshot);
-		rows = EventRowsCreate(limit);
+		EventRowsReset(rows);
 		fetched = FetchBatch(p, rows, limit, snapshot, horizon, types,
 							 types_null);
 		done = ApplyEvents(p, rows, 0, fetched, true, &error);
@@ -257,13 +270,17 @@ DrainSkips(Projection *p)
 	archived = palloc(sizeof(int64) * nskips);
 	for (uint64 i = 0; i < nskips; i++)
 	{
-		EventRows  *one = EventRowsCreate(1);
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		LogPlace	place;
+		bool		isnull;
 
-		EventRowsAdd(one, SPI_tuptable->vals[i]);
-		if (CompareLogPlaces(EventRowsPlace(one, 0), p->checkpoint) <= 0)
-			archived[narchived++] = EventRowsPosition(one, 0);
+		place.position = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		place.xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, 2, &isnull));
+		if (CompareLogPlaces(place, p->checkpoint) <= 0)
+			archived[narchived++] = place.position;
 		else
-			EventRowsAdd(rows, SPI_tuptable->vals[i]);
+			EventRowsAdd(rows, row, desc);
 	}
 	SPI_freetuptable(SPI_tuptable);
 

@@ -47,6 +47,25 @@ ExecKeptPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 	return (int) SPI_processed;
 }
 
+/* The parameters of a plan, for SPI_execute_plan_extended. */
+ParamListInfo
+ParamsOf(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			nargs = SPI_getargcount(plan);
+	ParamListInfo params = makeParamList(nargs);
+
+	for (int i = 0; i < nargs; i++)
+	{
+		ParamExternData *prm = &params->params[i];
+
+		prm->value = values[i];
+		prm->isnull = nulls != NULL && nulls[i] == 'n';
+		prm->pflags = PARAM_FLAG_CONST;
+		prm->ptype = SPI_getargtypeid(plan, i);
+	}
+	return params;
+}
+
 /*
  * Run a read-only kept plan and stream its rows straight into the
  * materialized result of the set-returning function fcinfo, with no copy in
@@ -59,20 +78,8 @@ ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum *values,
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SPIExecuteOptions options;
 	DestReceiver *dest;
-	ParamListInfo params;
-	int			nargs = SPI_getargcount(plan);
+	ParamListInfo params = ParamsOf(plan, values, nulls);
 	int			rc;
-
-	params = makeParamList(nargs);
-	for (int i = 0; i < nargs; i++)
-	{
-		ParamExternData *prm = &params->params[i];
-
-		prm->value = values[i];
-		prm->isnull = nulls != NULL && nulls[i] == 'n';
-		prm->pflags = PARAM_FLAG_CONST;
-		prm->ptype = SPI_getargtypeid(plan, i);
-	}
 
 	dest = CreateDestReceiver(DestTuplestore);
 	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
