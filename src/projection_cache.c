@@ -209,6 +209,39 @@ RecordSkip(Projection *p, EventRows *rows, int i)
 				 values, NULL, false, 0);
 }
 
+/*
+ * The rows of types the projection takes: all of them as they are (the
+ * common case), a copy of some, or NULL for none.
+ */
+static EventRows *
+RowsItTakes(Projection *p, EventRows *rows)
+{
+	int			n = EventRowsCount(rows);
+	int			first_not = n;
+	EventRows  *some;
+
+	if (p->ntypes == 0)
+		return rows;
+	for (int i = 0; i < n && first_not == n; i++)
+	{
+		text	   *type = EventRowsType(rows, i);
+
+		if (!ProjectionWantsType(p, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+			first_not = i;
+	}
+	if (first_not == n)
+		return rows;
+	some = EventRowsCreate(n);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *type = EventRowsType(rows, i);
+
+		if (ProjectionWantsType(p, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+			EventRowsCopy(some, rows, i);
+	}
+	return EventRowsCount(some) > 0 ? some : NULL;
+}
+
 /* Apply rows to an inline projection, counting the nesting. */
 static void
 ApplyCounted(Projection *p, EventRows *rows)
@@ -259,15 +292,8 @@ ApplyInlineProjections(EventRows *rows)
 		p = CachedProjection(id);
 		if (p == NULL)
 			continue;
-		mine = EventRowsCreate(EventRowsCount(rows));
-		for (int i = 0; i < EventRowsCount(rows); i++)
-		{
-			text	   *type = EventRowsType(rows, i);
-
-			if (ProjectionWantsType(p, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
-				EventRowsCopy(mine, rows, i);
-		}
-		if (EventRowsCount(mine) == 0)
+		mine = RowsItTakes(p, rows);
+		if (mine == NULL)
 			continue;
 		applying = locked && p->status == PROJECTION_ACTIVE;
 		/* skips and dead letters are written through SPI */
