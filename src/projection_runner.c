@@ -177,6 +177,8 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		int			fetched;
 		int			done;
 
+		LogPlace	before = p->checkpoint;
+
 		CHECK_FOR_INTERRUPTS();
 		if (max_events > 0 && max_events - total < limit)
 			limit = (int) (max_events - total);
@@ -209,7 +211,9 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 			 */
 			*at_head = FullTransactionIdFollows(horizon, p->replay_until);
 		}
-		SaveProjectionProgress(p, done);
+		/* an idle turn writes nothing (no xid, no commit to flush) */
+		if (done > 0 || CompareLogPlaces(p->checkpoint, before) != 0)
+			SaveProjectionProgress(p, done);
 		UnregisterSnapshot(snapshot);
 		total += done;
 		if (fetched < limit)

@@ -341,6 +341,8 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
 	*busy = taken;
 	if (applied > 0)
 		CountWorkerEvents(d->id, applied);
+	/* what the batch wrote counts for autovacuum and pg_stat_* */
+	pgstat_report_stat(false);
 	return applied;
 }
 
@@ -423,6 +425,8 @@ eventstore_worker_main(Datum arg)
 		if (more)
 			continue;
 		timeout = retry_soon ? Min(WorkerPollInterval, 10) : WorkerPollInterval;
+		/* nothing to do for a while: flush the statistics held back */
+		pgstat_report_stat(true);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
