@@ -39,8 +39,6 @@ set -euo pipefail
 START_TIME=$(date +%s)
 cd "$(dirname "$0")/../.."
 . scripts/common.sh
-# The appending and listening clients need psycopg 3 from Debian.
-PACKAGES="$PACKAGES python3-psycopg"
 
 if [ "${1:-}" = --quick ]; then
 	: "${WORKER_LAT_SECONDS:=5}" "${WORKER_LAT_ROUNDS:=2}"
