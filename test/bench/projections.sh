@@ -79,63 +79,8 @@ PER_STREAM=$((EVENTS / STREAMS))
 	{ echo "PROJ_CLIENT_EVENTS must be a multiple of $PAGE, at most PROJ_EVENTS" >&2; exit 2; }
 [[ $APPEND_SYNC =~ ^(on|off)$ ]] || { echo "PROJ_APPEND_SYNC is on or off" >&2; exit 2; }
 
-trap 'echo "== set-up failed (line $LINENO)" >&2; exit 2' ERR
-
-# On the way out, whatever happens: stop the cluster, remove its directory.
-STARTED=
-CLUSTER=
-WATCHDOG=
-cleanup() {
-	local rc=$?
-	trap - ERR EXIT INT TERM
-	[ -z "$WATCHDOG" ] || kill "$WATCHDOG" 2>/dev/null || true
-	if [ -n "$STARTED" ]; then
-		echo "== stopping the cluster"
-		timeout 90 $RUN pg_ctl stop -D "$DATA" -m fast -w -t 60 >/dev/null 2>&1 ||
-			timeout 30 $RUN pg_ctl stop -D "$DATA" -m immediate -w -t 20 >/dev/null 2>&1 || true
-	fi
-	if [ -z "$CLUSTER" ]; then
-		:
-	elif [ "${PROJ_KEEP:-0}" = 1 ]; then
-		echo "== kept $CLUSTER"
-	else
-		rm -rf "$CLUSTER"
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git status --porcelain -- src sql Makefile pg_eventstore.control 2>/dev/null)" ] ||
-	REVISION="$REVISION with local changes"
-
-install_dependencies
-"$PYTHON" -c 'import psycopg' 2>/dev/null ||
-	{ echo "$PYTHON cannot import psycopg (Debian package python3-psycopg)" >&2; exit 2; }
-export PG_EVENTSTORE_WORKDIR=${PROJ_WORKDIR:-/tmp/pg_eventstore-projbench}
-prepare_workdir projbench
-cd "$WORKDIR"
-build_and_install
-
-(
-	trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-	sleep "$TIME_LIMIT" & sleeper=$!
-	wait "$sleeper" && echo "== time limit of $TIME_LIMIT s reached, stopping" >&2 && kill -TERM $$
-) &
-WATCHDOG=$!
-
-CLUSTER=$(mktemp -d "${TMPDIR:-/tmp}/pg_eventstore-projbench-cluster.XXXXXX")
-[ "$(id -u)" -ne 0 ] || chown postgres: "$CLUSTER"
-chmod 700 "$CLUSTER"
-DATA=$CLUSTER/data
-LOG=$CLUSTER/server.log
-OUT=$CLUSTER/out
-
-echo "== starting a private PostgreSQL $PG_MAJOR cluster in $CLUSTER (port $PORT)"
-$RUN mkdir -p "$OUT"
-$RUN initdb -D "$DATA" -A trust --encoding=UTF8 --locale=C >/dev/null
+. test/bench/cluster.sh
+bench_prepare_cluster projbench "${PROJ_KEEP:-0}" "${PROJ_WORKDIR:-/tmp/pg_eventstore-projbench}" "$TIME_LIMIT" "$PYTHON"
 # As test/bench/run.sh: durable commits (fsync and synchronous_commit on),
 # checkpoints kept out of the measurements.
 $RUN tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
@@ -167,8 +112,7 @@ autovacuum = off
 # projection as soon as it is created).
 pg_eventstore.databases = ''
 EOF
-$RUN pg_ctl start -D "$DATA" -l "$LOG" -w -t 60 >/dev/null
-STARTED=1
+bench_start_cluster
 
 psql_run() {
 	timeout 900 $RUN psql -X -q -v ON_ERROR_STOP=1 -h "$CLUSTER" -p "$PORT" -d postgres "$@"
