@@ -395,6 +395,7 @@ eventstore_worker_main(Datum arg)
 {
 	WorkerAssignment a;
 	MemoryContext turn_context;
+	long		retry_delay = 5;
 
 	memcpy(&a, MyBgworkerEntry->bgw_extra, sizeof(WorkerAssignment));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -424,7 +425,12 @@ eventstore_worker_main(Datum arg)
 		more = WorkOnce(&a, turn_context, &retry_soon);
 		if (more)
 			continue;
-		timeout = retry_soon ? Min(WorkerPollInterval, 10) : WorkerPollInterval;
+		/*
+		 * Soon, but backing off while it lasts (a session's long
+		 * run_projection holds its projection): 10 ms, doubling to 1 s.
+		 */
+		retry_delay = retry_soon ? Min(retry_delay * 2, 1000) : 5;
+		timeout = retry_soon ? Min(WorkerPollInterval, retry_delay) : WorkerPollInterval;
 		/* nothing to do for a while: flush the statistics held back */
 		pgstat_report_stat(true);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
