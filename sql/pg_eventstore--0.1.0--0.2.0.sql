@@ -41,10 +41,11 @@ SELECT pg_catalog.pg_extension_config_dump('eventstore.projections_projection_id
 
 -- Events an inline projection did not apply (its lock was taken or it was
 -- not active), to be drained once it is active.  A drained row stays, with
--- its outcome, as the record of what happened.
+-- its outcome, as the record of what happened.  No foreign key: an append
+-- recording a skip must not wait for, or fail on, a concurrent
+-- drop_projection, which deletes the projection's rows itself.
 CREATE TABLE eventstore.projection_skips (
-	projection_id	integer NOT NULL
-		REFERENCES eventstore.projections (projection_id) ON DELETE CASCADE,
+	projection_id	integer NOT NULL,
 	global_position	bigint NOT NULL,
 	transaction_id	xid8 NOT NULL,
 	skipped_at		timestamptz NOT NULL,
@@ -57,11 +58,11 @@ CREATE INDEX projection_skips_pending_idx
 	WHERE drained_at IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_skips', '');
 
--- Events a projection with on_error = 'skip' could not apply.
+-- Events a projection with on_error = 'skip' could not apply (no foreign
+-- key, for the same reason).
 CREATE TABLE eventstore.projection_dead_letters (
 	dead_letter_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	projection_id	integer NOT NULL
-		REFERENCES eventstore.projections (projection_id) ON DELETE CASCADE,
+	projection_id	integer NOT NULL,
 	global_position	bigint NOT NULL,
 	event_id		uuid NOT NULL,
 	stream_id		text NOT NULL,
@@ -133,10 +134,11 @@ RETURNS integer
 	RETURN (SELECT max(p.version) FROM eventstore.projections p
 			WHERE p.name = current_version.name AND p.status = 'active');
 
--- The transaction that holds the log's read horizon back: the oldest one
--- with an xid still running, when events committed after it are waiting.
+-- The transaction at the log's read horizon: the oldest one with an xid
+-- still running.  It runs as its caller, so it shows another role's session
+-- only to those pg_stat_activity shows it to (pg_read_all_stats: all).
 CREATE FUNCTION eventstore.log_holder(OUT pid integer, OUT xact_age interval)
-	LANGUAGE sql STABLE SECURITY DEFINER
+	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT a.pid, now() - a.xact_start
@@ -144,8 +146,6 @@ CREATE FUNCTION eventstore.log_holder(OUT pid integer, OUT xact_age interval)
 			WHERE a.backend_xid IS NOT NULL
 			  AND a.backend_xid::text::numeric =
 				  pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296
-			  AND EXISTS (SELECT FROM eventstore.events e
-						  WHERE e.transaction_id > pg_snapshot_xmin(pg_current_snapshot()))
 			LIMIT 1
 	$$;
 
@@ -199,9 +199,14 @@ FROM eventstore.projections p
 							 (p.transaction_id, p."position")
 						 AND (p.event_types IS NULL
 							  OR e.event_type = ANY (p.event_types))
-						 AND NOT (p.mode = 'inline' AND p.status = 'active'
-								  AND p.caught_up)) lag ON true
-	CROSS JOIN LATERAL eventstore.log_holder() holder
+						 -- a caught-up inline projection's are its pending skips
+						 AND NOT (p.mode = 'inline' AND p.caught_up)) lag ON true
+	-- it holds the log back when events committed after it are waiting
+	LEFT JOIN LATERAL (SELECT h.* FROM eventstore.log_holder() h
+					   WHERE EXISTS (SELECT FROM eventstore.events e
+									 WHERE e.transaction_id >
+										   pg_snapshot_xmin(pg_current_snapshot()))) holder
+		ON true
 	LEFT JOIN eventstore.worker_activity() w
 		ON w.projection_id = p.projection_id;
 
@@ -213,8 +218,9 @@ REVOKE ALL ON FUNCTION
 	eventstore.stop_projection(text, integer),
 	eventstore.start_projection(text, integer)
 FROM PUBLIC;
--- log_holder and worker_activity show what pg_stat_activity shows anyone;
--- whoever is granted SELECT on projection_status may call them through it.
+-- whoever is granted SELECT on projection_status may call these through it:
+-- worker_activity shows pids and rates, and log_holder runs as its caller,
+-- so it shows a transaction only to those pg_stat_activity shows it to.
 REVOKE ALL ON FUNCTION eventstore.current_version(text) FROM PUBLIC;
 
 COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per (name, version), with status and checkpoint';
@@ -229,4 +235,4 @@ COMMENT ON FUNCTION eventstore.stop_projection(text, integer) IS 'Pause a projec
 COMMENT ON FUNCTION eventstore.start_projection(text, integer) IS 'Resume a stopped or failed projection from its checkpoint';
 COMMENT ON FUNCTION eventstore.current_version(text) IS 'The highest active version of a projection, NULL when none is active';
 COMMENT ON FUNCTION eventstore.worker_activity() IS 'Per projection a worker drove in the last minute: its pid and events per second';
-COMMENT ON FUNCTION eventstore.log_holder() IS 'The oldest running transaction, when it holds back events committed after it';
+COMMENT ON FUNCTION eventstore.log_holder() IS 'The oldest running transaction with an xid: the read horizon of the log';

@@ -171,6 +171,7 @@ extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
 extern text *EventRowsType(EventRows *rows, int i);
 extern pg_uuid_t *EventRowsId(EventRows *rows, int i);
 extern void RunOnReset(Projection *p);
+extern bool HandlerExists(Projection *p);
 
 /* projection_cache.c */
 extern void ApplyInlineProjections(EventRows *rows);
@@ -186,6 +187,8 @@ extern int	WorkerRetryInterval;
 extern void InstallWorkerShmemHooks(void);
 extern void PublishWorker(int index);
 extern void WakeWorkers(void);
+extern void StartLauncherGeneration(void);
+extern uint64 LauncherGeneration(void);
 extern void WakeWorkersAtCommit(void);
 extern void CountWorkerEvents(int32 projection_id, int64 events);
 

@@ -25,6 +25,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 /* Column numbers of eventstore.events. */
@@ -57,7 +58,6 @@ struct EventRows
 	char	   *buf;			/* an ArrayType: header, then the rows */
 	Size		used;
 	Size		size;
-	MemoryContext context;
 };
 
 /* Where a one-dimensional array without NULLs keeps its first element. */
@@ -106,7 +106,6 @@ EventRowsCreate(int capacity)
 	rows->size = ROWS_DATA_OFFSET + (Size) rows->capacity * 256;
 	rows->buf = palloc(rows->size);
 	rows->used = ROWS_DATA_OFFSET;
-	rows->context = CurrentMemoryContext;
 	return rows;
 }
 
@@ -300,6 +299,13 @@ EventRowsType(EventRows *rows, int i)
 	return DatumGetTextPP(RowColumn(rows, i, EV_EVENT_TYPE));
 }
 
+/* Does the projection's handler function still exist? */
+bool
+HandlerExists(Projection *p)
+{
+	return SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler));
+}
+
 /* The projection's prepared handler call, set up on first use. */
 static FmgrInfo *
 HandlerCall(Projection *p)
@@ -307,11 +313,54 @@ HandlerCall(Projection *p)
 	if (p->call == NULL)
 	{
 		MemoryContext context = GetMemoryChunkContext(p);
+		FmgrInfo   *call = MemoryContextAlloc(context, sizeof(FmgrInfo));
 
-		p->call = MemoryContextAlloc(context, sizeof(FmgrInfo));
-		fmgr_info_cxt(p->handler, p->call, context);
+		if (!HandlerExists(p))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("the handler of projection \"%s\" version %d no longer exists",
+							p->name, p->version),
+					 errhint("Create the projection again with an existing handler, or drop it.")));
+		fmgr_info_cxt(p->handler, call, context);
+		p->call = call;			/* only once it is complete */
 	}
 	return p->call;
+}
+
+/*
+ * Enter the owner's context for running its code: its user id, a
+ * security-restricted operation, and a GUC nesting level with the API's
+ * search_path, so that nothing the code SETs outlives it (LeaveOwnerCode
+ * undoes every setting made meanwhile, as REFRESH MATERIALIZED VIEW does).
+ */
+typedef struct OwnerCode
+{
+	Oid			user;
+	int			context;
+	int			nestlevel;
+} OwnerCode;
+
+static OwnerCode
+EnterOwnerCode(Oid owner)
+{
+	OwnerCode	saved;
+
+	GetUserIdAndSecContext(&saved.user, &saved.context);
+	SetUserIdAndSecContext(owner, saved.context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	saved.nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return saved;
+}
+
+static void
+LeaveOwnerCode(OwnerCode saved)
+{
+	AtEOXact_GUC(false, saved.nestlevel);
+	SetUserIdAndSecContext(saved.user, saved.context);
 }
 
 /*
@@ -367,13 +416,8 @@ static void
 CallHandler(Projection *p, EventRows *rows, int first, int count)
 {
 	FmgrInfo   *call = HandlerCall(p);
-	Oid			saved_user;
-	int			saved_context;
+	OwnerCode	saved = EnterOwnerCode(p->owner);
 
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(p->owner, saved_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
 	if (p->batch_handler)
 		CallVoid(call, BatchArray(rows, first, count));
 	else
@@ -381,7 +425,25 @@ CallHandler(Projection *p, EventRows *rows, int first, int count)
 		for (int i = first; i < first + count; i++)
 			CallVoid(call, RowDatum(rows, i));
 	}
-	SetUserIdAndSecContext(saved_user, saved_context);
+	LeaveOwnerCode(saved);
+}
+
+/*
+ * Is this handler error the event's own (a poison event, for on_error to
+ * deal with), rather than a cancel, a shutdown, a deadlock, a
+ * serialization failure, a lock timeout or a lack of resources, which a
+ * later try may not meet?
+ */
+static bool
+IsPoison(ErrorData *error)
+{
+	int			category = ERRCODE_TO_CATEGORY(error->sqlerrcode);
+
+	return category != ERRCODE_TRANSACTION_ROLLBACK &&
+		category != ERRCODE_INSUFFICIENT_RESOURCES &&
+		category != ERRCODE_OPERATOR_INTERVENTION &&
+		category != ERRCODE_SYSTEM_ERROR &&
+		error->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
 /*
@@ -409,6 +471,11 @@ TryCallHandler(Projection *p, EventRows *rows, int first, int count)
 		error = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+		/* not the event's fault: the batch fails and is tried again later */
+		if (!IsPoison(error))
+			ReThrowError(error);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
@@ -515,19 +582,18 @@ EventRowsId(EventRows *rows, int i)
 void
 RunOnReset(Projection *p)
 {
-	Oid			saved_user;
-	int			saved_context;
+	OwnerCode	saved;
 	int			rc;
 
 	if (p->on_reset == NULL)
 		return;
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(p->owner, saved_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	saved = EnterOwnerCode(p->owner);
 	rc = SPI_execute(p->on_reset, false, 0);
 	if (rc < 0)
-		elog(ERROR, "on_reset of projection \"%s\" failed: %s",
-			 p->name, SPI_result_code_string(rc));
-	SetUserIdAndSecContext(saved_user, saved_context);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_reset of projection \"%s\" failed: %s",
+						p->name, SPI_result_code_string(rc)),
+				 errhint("on_reset is SQL such as TRUNCATE my_schema.my_table, without transaction control.")));
+	LeaveOwnerCode(saved);
 }

@@ -295,7 +295,8 @@ ApplyInlineProjections(EventRows *rows)
 		mine = RowsItTakes(p, rows);
 		if (mine == NULL)
 			continue;
-		applying = locked && p->status == PROJECTION_ACTIVE;
+		/* a dropped handler: record skips; the runner then marks it failed */
+		applying = locked && p->status == PROJECTION_ACTIVE && HandlerExists(p);
 		/* skips and dead letters are written through SPI */
 		if (!spi && (!applying || p->skip_errors))
 		{

@@ -210,7 +210,10 @@ SaveProjectionProgress(Projection *p, int64 applied)
 				 values, NULL, false, 0);
 }
 
-/* Mark the projection failed on the event at `position`, with the error. */
+/*
+ * Mark the projection failed on the event at `position` (event_id NULL:
+ * not an event's fault), with the error.
+ */
 void
 RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 						pg_uuid_t *event_id)
@@ -221,8 +224,9 @@ RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 		CStringGetTextDatum(error->message ? error->message : "unknown error"),
 		CStringGetTextDatum(unpack_sql_state(error->sqlerrcode)),
 		Int64GetDatum(position),
-		UUIDPGetDatum(event_id)
+		event_id ? UUIDPGetDatum(event_id) : (Datum) 0
 	};
+	char		nulls[5] = {' ', ' ', ' ', ' ', event_id ? ' ' : 'n'};
 
 	p->status = PROJECTION_FAILED;
 	ereport(WARNING,
@@ -240,7 +244,7 @@ RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 						  " updated_at = clock_timestamp()"
 						  " WHERE projection_id = $1",
 						  5, argtypes),
-				 values, NULL, false, 0);
+				 values, nulls, false, 0);
 }
 
 /*

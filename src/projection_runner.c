@@ -151,8 +151,9 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
  * Apply up to max_events (<= 0: no limit) events after the checkpoint, a
  * batch at a time, until the log below the read horizon is exhausted.  Sets
  * *at_head when that horizon has passed the projection's replay_until, so
- * no event committed before its replay started can still be missing.  A failure under on_error = 'stop' marks the projection failed
- * and ends the run.  Returns the events dealt with.
+ * no event committed before its replay started can still be missing.  A
+ * failure under on_error = 'stop' marks the projection failed and ends the
+ * run.  Returns the events dealt with.
  */
 static int64
 Replay(Projection *p, int64 max_events, bool *at_head)
@@ -224,48 +225,59 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 	return total;
 }
 
-/* Mark the skip of the event at `position` drained, with its outcome. */
+/* Mark the skips of the events at positions[0 .. n) drained. */
 static void
-MarkDrained(Projection *p, int64 position, bool applied)
+MarkDrained(Projection *p, int64 *positions, int n, bool applied)
 {
-	Oid			argtypes[3] = {INT4OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int32GetDatum(p->id), Int64GetDatum(position),
-	CStringGetTextDatum(applied ? "applied" : "already applied")};
+	Oid			argtypes[3] = {INT4OID, INT8ARRAYOID, TEXTOID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[3];
 
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(positions[i]);
+	values[0] = Int32GetDatum(p->id);
+	values[1] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = CStringGetTextDatum(applied ? "applied" : "already applied");
 	ExecKeptPlan(KeptPlan(&drained_plan,
 						  "UPDATE eventstore.projection_skips"
-						  " SET drained_at = clock_timestamp(), outcome = $3"
-						  " WHERE projection_id = $1 AND global_position = $2",
+						  " SET drained_at = pg_catalog.clock_timestamp(), outcome = $3"
+						  " WHERE projection_id = $1 AND global_position = ANY ($2)",
 						  3, argtypes),
 				 values, NULL, false, 0);
 }
 
 /*
- * Drain the skips of an active, caught-up inline projection that are
- * visible now: an event at or before the checkpoint was applied by the
- * replay and is only archived; any other is applied, then archived.
- * Returns the events applied.
+ * Drain up to `limit` skips of an active, caught-up inline projection that
+ * are visible now, oldest first: an event at or before the checkpoint was
+ * applied by the replay and is only archived; any other is applied, then
+ * archived.  Returns the skips dealt with, *applied those applied;
+ * *failed when the projection failed on one.
  */
 static int64
-DrainSkips(Projection *p)
+DrainSkips(Projection *p, int limit, int64 *applied_count, bool *failed)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(p->id)};
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Datum		values[2] = {Int32GetDatum(p->id), Int64GetDatum(limit)};
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	EventRows  *rows = EventRowsCreate(16);
+	EventRows  *rows = EventRowsCreate(limit);
 	int64	   *archived;
+	int64	   *applied;
 	int			narchived = 0;
 	ErrorData  *error;
 	int			done;
-	int64		applied;
 	uint64		nskips;
 
+	*failed = false;
+	*applied_count = 0;
 	QueryThrough(KeptPlan(&pending_skips_plan,
 						  "SELECT e.* FROM eventstore.projection_skips s"
 						  " JOIN eventstore.events e USING (global_position)"
 						  " WHERE s.projection_id = $1 AND s.drained_at IS NULL"
-						  " ORDER BY e.transaction_id, e.global_position",
-						  1, argtypes),
+						  " ORDER BY e.transaction_id, e.global_position LIMIT $2",
+						  2, argtypes),
 				 values, NULL, snapshot, 0);
 	UnregisterSnapshot(snapshot);
 	nskips = SPI_processed;
@@ -288,21 +300,21 @@ DrainSkips(Projection *p)
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	for (int i = 0; i < narchived; i++)
-		MarkDrained(p, archived[i], false);
+	MarkDrained(p, archived, narchived, false);
 	done = ApplyEvents(p, rows, 0, EventRowsCount(rows), true, &error);
+	applied = palloc(sizeof(int64) * Max(done, 1));
 	for (int i = 0; i < done; i++)
-		MarkDrained(p, EventRowsPosition(rows, i), true);
-	applied = done;
+		applied[i] = EventRowsPosition(rows, i);
+	MarkDrained(p, applied, done, true);
+	SaveProjectionProgress(p, done);
+	*applied_count = done;
 	if (error != NULL)
 	{
-		SaveProjectionProgress(p, applied);
 		RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
 								EventRowsId(rows, done));
-		return applied;
+		*failed = true;
 	}
-	SaveProjectionProgress(p, applied);
-	return applied;
+	return narchived + done;
 }
 
 /*
@@ -326,8 +338,9 @@ Activate(Projection *p)
  * run_projection's work for one projection, also the worker's: apply what
  * the projection has not applied yet.  Takes the projection's runner lock,
  * waiting for it when `wait`, else returning 0 at once with *busy set when
- * another transaction has it.  The caller is connected to SPI and runs as the extension's
- * owner.  Returns the events applied (and dead-lettered).
+ * another transaction has it.  The caller is connected to SPI and runs as
+ * the extension's owner.  Returns the events applied (and dead-lettered,
+ * and drained).
  */
 int64
 RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
@@ -343,6 +356,16 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
 	if (p == NULL || p->status == PROJECTION_FAILED ||
 		p->status == PROJECTION_STOPPED)
 		return 0;
+	if (!HandlerExists(p))
+	{
+		ErrorData  *error = palloc0(sizeof(ErrorData));
+
+		error->sqlerrcode = ERRCODE_UNDEFINED_FUNCTION;
+		error->message = psprintf("the handler of projection \"%s\" version %d no longer exists",
+								  p->name, p->version);
+		RecordProjectionFailure(p, error, p->checkpoint.position, NULL);
+		return 0;
+	}
 
 	if (!(p->inline_mode && p->caught_up))
 		applied = Replay(p, max_events, &at_head);
@@ -350,7 +373,22 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
 		return applied;
 	if (at_head && !p->caught_up)
 		Activate(p);
-	if (p->inline_mode && p->caught_up && p->status == PROJECTION_ACTIVE)
-		applied += DrainSkips(p);
+	/* drain a page at a time, up to max_events */
+	while (p->inline_mode && p->caught_up && p->status == PROJECTION_ACTIVE)
+	{
+		int			page = ProjectionBatchSize;
+		int64		dealt;
+		int64		drained;
+		bool		failed;
+
+		if (max_events > 0 && max_events - applied < page)
+			page = (int) (max_events - applied);
+		if (page <= 0)
+			break;
+		dealt = DrainSkips(p, page, &drained, &failed);
+		applied += drained;
+		if (failed || dealt < page)
+			break;
+	}
 	return applied;
 }

@@ -68,6 +68,15 @@ LeaveOwner(Caller caller)
 	SPI_finish();
 }
 
+/* A role's name, or its oid once the role is dropped. */
+static const char *
+OwnerName(Oid owner)
+{
+	char	   *name = GetUserNameFromId(owner, true);
+
+	return name ? name : psprintf("with oid %u (dropped)", owner);
+}
+
 /* Refuse a caller who is not the projection's owner or a member of it. */
 static void
 RequireOwnership(Caller caller, Projection *p, const char *action)
@@ -78,7 +87,7 @@ RequireOwnership(Caller caller, Projection *p, const char *action)
 				 errmsg("must be owner of projection \"%s\" to %s it",
 						p->name, action),
 				 errdetail("Projection \"%s\" version %d is owned by role %s.",
-						   p->name, p->version, GetUserNameFromId(p->owner, false)),
+						   p->name, p->version, OwnerName(p->owner)),
 				 errhint("Ask its owner, or a member of that role, to do it.")));
 }
 
@@ -306,15 +315,21 @@ eventstore_drop_projection(PG_FUNCTION_ARGS)
 
 	foreach(lc, targets)
 	{
-		Projection *p = TakeOver((Projection *) lfirst(lc));
+		Projection *p;
 		Datum		values[1];
 
+		/* refused before taking locks that would hold up appends */
+		RequireOwnership(caller, (Projection *) lfirst(lc), "drop");
+		p = TakeOver((Projection *) lfirst(lc));
 		if (p == NULL)
 			continue;
-		RequireOwnership(caller, p, "drop");
 		values[0] = Int32GetDatum(p->id);
 		ExecKeptPlan(KeptPlan(&delete_plan,
-							  "DELETE FROM eventstore.projections"
+							  "WITH s AS (DELETE FROM eventstore.projection_skips"
+							  "  WHERE projection_id = $1),"
+							  " d AS (DELETE FROM eventstore.projection_dead_letters"
+							  "  WHERE projection_id = $1)"
+							  " DELETE FROM eventstore.projections"
 							  " WHERE projection_id = $1",
 							  1, argtypes),
 					 values, NULL, false, 0);
@@ -334,15 +349,18 @@ Datum
 eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 {
 	Caller		caller = EnterAsOwner();
-	Projection *p = TakeOver((Projection *) linitial(TargetProjections(fcinfo, true)));
+	Projection *target = (Projection *) linitial(TargetProjections(fcinfo, true));
+	Projection *p;
 	Oid			argtypes[2] = {INT4OID, XID8OID};
 	Datum		values[2];
 
+	RequireOwnership(caller, target, "rebuild");
+	p = TakeOver(target);
 	if (p == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_UNKNOWN_PROJECTION),
-				 errmsg("projection was dropped while waiting to rebuild it")));
-	RequireOwnership(caller, p, "rebuild");
+				 errmsg("projection \"%s\" was dropped while waiting to rebuild it",
+						target->name)));
 	values[0] = Int32GetDatum(p->id);
 	values[1] = FullTransactionIdGetDatum(LastCommittedXid());
 	ExecKeptPlan(KeptPlan(&reset_plan,
@@ -402,11 +420,12 @@ ChangeStatus(FunctionCallInfo fcinfo, Caller caller, bool stop)
 
 	foreach(lc, targets)
 	{
-		Projection *p = TakeOver((Projection *) lfirst(lc));
+		Projection *p;
 
+		RequireOwnership(caller, (Projection *) lfirst(lc), stop ? "stop" : "start");
+		p = TakeOver((Projection *) lfirst(lc));
 		if (p == NULL)
 			continue;
-		RequireOwnership(caller, p, stop ? "stop" : "start");
 		if (stop)
 			p->status = PROJECTION_STOPPED;
 		else
@@ -430,7 +449,7 @@ eventstore_stop_projection(PG_FUNCTION_ARGS)
 /*
  * SQL: start_projection(name, version): resume stopped or failed versions
  * (every version when NULL) from their checkpoints; a failed event is tried
- * again.  Returns the status of the last one.
+ * again.
  */
 Datum
 eventstore_start_projection(PG_FUNCTION_ARGS)

@@ -62,6 +62,9 @@ typedef struct LaunchedWorker
 
 static LaunchedWorker launched[ES_MAX_WORKERS];
 
+/* Whether the current settings were checked (and warned about) already. */
+static bool settings_checked = false;
+
 /*
  * The workers the settings ask for: each served database gets
  * max_workers / ndatabases of them (the remainder going to the first ones),
@@ -75,16 +78,20 @@ WantedWorkers(WorkerAssignment *wanted)
 	int			ndb;
 	int			used = 0;
 
+	bool		warn = !settings_checked;
+
+	settings_checked = true;
 	if (!SplitGUCList(copy, ',', &names))
 	{
-		ereport(WARNING,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pg_eventstore.databases is not a valid list of database names"),
-				 errhint("Separate the names with commas, for example 'app, reports'.")));
+		if (warn)
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pg_eventstore.databases is not a valid list of database names"),
+					 errhint("Separate the names with commas, for example 'app, reports'.")));
 		return 0;
 	}
 	ndb = list_length(names);
-	if (ndb > WorkerMaxWorkers)
+	if (ndb > WorkerMaxWorkers && warn)
 		ereport(WARNING,
 				(errmsg("pg_eventstore.databases names %d databases but pg_eventstore.max_workers is %d",
 						ndb, WorkerMaxWorkers),
@@ -115,6 +122,8 @@ static void
 StartWorker(LaunchedWorker *w, WorkerAssignment *a)
 {
 	BackgroundWorker worker;
+	MemoryContext old;
+	bool		registered;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -130,7 +139,11 @@ StartWorker(LaunchedWorker *w, WorkerAssignment *a)
 
 	w->assignment = *a;
 	w->terminating = false;
-	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
+	/* the handle outlives this turn's memory */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &w->handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
 	{
 		w->handle = NULL;
 		w->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -189,10 +202,17 @@ ReconcileWorkers(void)
 void
 eventstore_launcher_main(Datum arg)
 {
+	MemoryContext turn_context;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	memset(launched, 0, sizeof(launched));
+	/* workers a previous launcher left running end themselves */
+	StartLauncherGeneration();
+	turn_context = AllocSetContextCreate(TopMemoryContext,
+										 "pg_eventstore launcher turn",
+										 ALLOCSET_SMALL_SIZES);
 
 	for (;;)
 	{
@@ -201,8 +221,12 @@ eventstore_launcher_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			settings_checked = false;
 		}
+		MemoryContextReset(turn_context);
+		MemoryContextSwitchTo(turn_context);
 		ReconcileWorkers();
+		MemoryContextSwitchTo(TopMemoryContext);
 		/* a worker starting or stopping sets our latch (bgw_notify_pid) */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Min(WorkerRetryInterval, 1000), PG_WAIT_EXTENSION);
@@ -235,6 +259,45 @@ typedef struct DueProjection
 
 static SPIPlanPtr due_plan;
 
+/* Read the due projections of this worker's share, into `context`. */
+static List *
+ReadDueProjections(WorkerAssignment *a, MemoryContext context)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(a->member), Int32GetDatum(a->members)};
+	List	   *due = NIL;
+
+	ConnectSpi();
+	ExecKeptPlan(KeptPlan(&due_plan,
+						  "SELECT projection_id, status = 'rebuilding'"
+						  " FROM eventstore.projections p"
+						  " WHERE projection_id % $2 = $1"
+						  " AND (status = 'rebuilding'"
+						  "  OR (status = 'active' AND (mode = 'async'"
+						  "   OR EXISTS (SELECT FROM eventstore.projection_skips s"
+						  "    WHERE s.projection_id = p.projection_id"
+						  "      AND s.drained_at IS NULL))))"
+						  " ORDER BY projection_id",
+						  2, argtypes),
+				 values, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(context);
+		DueProjection *d = palloc(sizeof(DueProjection));
+		bool		isnull;
+
+		d->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, 1, &isnull));
+		d->rebuilding = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 2,
+												   &isnull));
+		due = lappend(due, d);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return due;
+}
+
 /*
  * The projections this worker should look at now, in a transaction of its
  * own: async ones, rebuilds, and inline ones with skips to drain.  None
@@ -243,52 +306,35 @@ static SPIPlanPtr due_plan;
 static List *
 ListDueProjections(WorkerAssignment *a, MemoryContext context)
 {
-	List	   *due = NIL;
-	Oid			schema;
+	List	   *volatile due = NIL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "pg_eventstore: listing projections");
-
-	schema = get_namespace_oid("eventstore", true);
-	if (OidIsValid(get_extension_oid("pg_eventstore", true)) &&
-		OidIsValid(schema) && OidIsValid(get_relname_relid("projections", schema)))
+	PG_TRY();
 	{
-		Oid			argtypes[2] = {INT4OID, INT4OID};
-		Datum		values[2] = {Int32GetDatum(a->member), Int32GetDatum(a->members)};
+		Oid			schema;
 
-		ConnectSpi();
-		ExecKeptPlan(KeptPlan(&due_plan,
-							  "SELECT projection_id, status = 'rebuilding'"
-							  " FROM eventstore.projections p"
-							  " WHERE projection_id % $2 = $1"
-							  " AND (status = 'rebuilding'"
-							  "  OR (status = 'active' AND (mode = 'async'"
-							  "   OR EXISTS (SELECT FROM eventstore.projection_skips s"
-							  "    WHERE s.projection_id = p.projection_id"
-							  "      AND s.drained_at IS NULL))))"
-							  " ORDER BY projection_id",
-							  2, argtypes),
-					 values, NULL, true, 0);
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			MemoryContext old = MemoryContextSwitchTo(context);
-			DueProjection *d = palloc(sizeof(DueProjection));
-			bool		isnull;
-
-			d->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-												SPI_tuptable->tupdesc, 1, &isnull));
-			d->rebuilding = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 2,
-													   &isnull));
-			due = lappend(due, d);
-			MemoryContextSwitchTo(old);
-		}
-		SPI_finish();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "pg_eventstore: listing projections");
+		schema = get_namespace_oid("eventstore", true);
+		if (OidIsValid(get_extension_oid("pg_eventstore", true)) &&
+			OidIsValid(schema) &&
+			OidIsValid(get_relname_relid("projections", schema)))
+			due = ReadDueProjections(a, context);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PG_CATCH();
+	{
+		/* say, the extension dropped meanwhile: try again next turn */
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		due = NIL;
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(context);
 	return due;
 }
@@ -304,7 +350,7 @@ static int64
 RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
 {
 	volatile int64 applied = 0;
-	bool		taken = false;
+	volatile bool taken = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -317,11 +363,14 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
 		p = ReloadProjection(d->id);
 		if (p != NULL)
 		{
+			bool		held;
+
 			pgstat_report_activity(STATE_RUNNING,
 								   psprintf("pg_eventstore: %s projection %s version %d",
 											d->rebuilding ? "rebuilding" : "applying",
 											p->name, p->version));
-			applied = RunProjection(p, limit, false, &taken);
+			applied = RunProjection(p, limit, false, &held);
+			taken = held;
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -396,14 +445,21 @@ eventstore_worker_main(Datum arg)
 	WorkerAssignment a;
 	MemoryContext turn_context;
 	long		retry_delay = 5;
+	uint64		generation;
 
 	memcpy(&a, MyBgworkerEntry->bgw_extra, sizeof(WorkerAssignment));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(a.database, NULL, 0);
+	SetConfigOption("application_name", "pg_eventstore worker",
+					PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("pg_eventstore worker");
+	/* the search_path the API pins, for the worker's own statements too */
+	SetConfigOption("search_path", "pg_catalog, pg_temp",
+					PGC_USERSET, PGC_S_SESSION);
 	PublishWorker(a.slot);
+	generation = LauncherGeneration();
 
 	turn_context = AllocSetContextCreate(TopMemoryContext,
 										 "pg_eventstore worker turn",
@@ -415,6 +471,13 @@ eventstore_worker_main(Datum arg)
 		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
+		if (LauncherGeneration() != generation)
+		{
+			ereport(LOG,
+					(errmsg("pg_eventstore worker for database \"%s\" exits: its launcher restarted",
+							a.database)));
+			proc_exit(0);
+		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -47,6 +47,7 @@ typedef struct ProjectionRate
 typedef struct WorkerShared
 {
 	LWLock	   *lock;
+	uint64		launcher_generation;	/* bumped by each launcher start */
 	WorkerSlot	workers[ES_MAX_WORKERS];
 	ProjectionRate rates[MAX_TRACKED_PROJECTIONS];
 } WorkerShared;
@@ -127,6 +128,34 @@ PublishWorker(int index)
 	on_shmem_exit(ReleaseWorkerSlot, Int32GetDatum(index));
 }
 
+/*
+ * A launcher starting (again, after its own crash or SIGTERM) takes a new
+ * generation and wakes every worker: those of the previous launcher see
+ * they are orphans and exit, and the new launcher starts their successors.
+ */
+void
+StartLauncherGeneration(void)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->launcher_generation++;
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+		if (shared->workers[i].pid != 0)
+			SetLatch(shared->workers[i].latch);
+	LWLockRelease(shared->lock);
+}
+
+/* The current launcher's generation. */
+uint64
+LauncherGeneration(void)
+{
+	uint64		generation;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	generation = shared->launcher_generation;
+	LWLockRelease(shared->lock);
+	return generation;
+}
+
 /* Set the latch of every worker serving this database. */
 void
 WakeWorkers(void)
@@ -176,7 +205,7 @@ WakeWorkersAtCommit(void)
 
 /* The tracked entry of a projection, claiming a free one if needed. */
 static ProjectionRate *
-RateEntry(int32 projection_id)
+RateEntry(int32 projection_id, int64 now)
 {
 	ProjectionRate *free_entry = NULL;
 
@@ -186,7 +215,9 @@ RateEntry(int32 projection_id)
 
 		if (r->database == MyDatabaseId && r->projection_id == projection_id)
 			return r;
-		if (r->database == InvalidOid && free_entry == NULL)
+		/* free, or idle for a minute: nothing of it would show */
+		if (free_entry == NULL &&
+			(r->database == InvalidOid || r->latest <= now - RATE_SECONDS))
 			free_entry = r;
 	}
 	if (free_entry != NULL)
@@ -206,7 +237,7 @@ CountWorkerEvents(int32 projection_id, int64 events)
 	ProjectionRate *r;
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	r = RateEntry(projection_id);
+	r = RateEntry(projection_id, now);
 	if (r != NULL)
 	{
 		/* clear the buckets of the seconds that passed without events */
