@@ -483,6 +483,39 @@ converges('dropme', 'second', q(ARRAY['Tick']),
 	'drop: the new worker picks up the extension and applies');
 is(workers('dropme'), $new_pid, 'drop: the same new worker');
 
+# --- The launcher restarted -----------------------------------------------
+
+# A launcher ended with SIGTERM is restarted by the postmaster; the workers
+# of the one before exit, and the new launcher starts their successors:
+# never two sets of workers at once.
+{
+	my ($old_launcher) = children_titled('pg_eventstore launcher');
+	my $before = sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'pg_eventstore worker'));
+	my $old_workers = sql('postgres', q(SELECT string_agg(pid::text, ',' ORDER BY pid)
+		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker'));
+	kill 'TERM', $old_launcher;
+	my $deadline = time + 20;
+	usleep(100_000)
+	  while time < $deadline
+	  && !(scalar(children_titled('pg_eventstore launcher')) == 1
+		&& (children_titled('pg_eventstore launcher'))[0] != $old_launcher);
+	isnt((children_titled('pg_eventstore launcher'))[0], $old_launcher,
+		'launcher: restarted after SIGTERM');
+	ok( $node->poll_query_until('postgres', qq(
+			SELECT count(*) = $before
+			       AND NOT (string_agg(pid::text, ',' ORDER BY pid) = '$old_workers')
+			FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker')),
+		'launcher: its workers are replaced, as many as before');
+	usleep(1_500_000);
+	is(sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'pg_eventstore worker')), $before,
+		'launcher: and no more than before (the old ones exited)');
+	sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+	converges('dropme', 'second', q(ARRAY['Tick']),
+		'launcher: the new workers apply');
+}
+
 $node->stop;
 
 # --- Not preloaded --------------------------------------------------------
@@ -507,5 +540,5 @@ $node->stop;
 }
 
 note sprintf('took %.1f s', time - $started);
-cmp_ok(time - $started, '<', 90, 'the whole test takes under 90 s');
+cmp_ok(time - $started, '<', 120, 'the whole test takes under 120 s');
 done_testing();
