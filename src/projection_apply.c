@@ -15,6 +15,7 @@
 #include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -333,6 +334,8 @@ HandlerCall(Projection *p)
  * search_path, so that nothing the code SETs outlives it (LeaveOwnerCode
  * undoes every setting made meanwhile, as REFRESH MATERIALIZED VIEW does).
  */
+#define OWNER_CODE_SEARCH_PATH "pg_catalog, pg_temp"
+
 typedef struct OwnerCode
 {
 	Oid			user;
@@ -350,9 +353,11 @@ EnterOwnerCode(Oid owner)
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	saved.nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	/* the API's functions and the worker have it already: the usual case */
+	if (strcmp(namespace_search_path, OWNER_CODE_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", OWNER_CODE_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 	return saved;
 }
 
