@@ -195,7 +195,7 @@ extern void CountWorkerEvents(int32 projection_id, int64 events);
 /* projection_runner.c */
 extern int	ProjectionBatchSize;
 extern int64 RunProjection(Projection *p, int64 max_events, bool wait,
-						   bool *busy);
+						   bool *busy, bool *exhausted);
 
 /* table_writer.c */
 typedef struct TableWriter TableWriter;

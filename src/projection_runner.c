@@ -276,7 +276,7 @@ DrainSkips(Projection *p, int limit, int64 *applied_count, bool *failed)
 						  "SELECT e.* FROM eventstore.projection_skips s"
 						  " JOIN eventstore.events e USING (global_position)"
 						  " WHERE s.projection_id = $1 AND s.drained_at IS NULL"
-						  " ORDER BY e.transaction_id, e.global_position LIMIT $2",
+						  " ORDER BY s.transaction_id, s.global_position LIMIT $2",
 						  2, argtypes),
 				 values, NULL, snapshot, 0);
 	UnregisterSnapshot(snapshot);
@@ -340,14 +340,17 @@ Activate(Projection *p)
  * waiting for it when `wait`, else returning 0 at once with *busy set when
  * another transaction has it.  The caller is connected to SPI and runs as
  * the extension's owner.  Returns the events applied (and dead-lettered,
- * and drained).
+ * and drained); *exhausted when max_events ended the run.
  */
 int64
-RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
+RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
+			  bool *exhausted)
 {
 	int64		applied = 0;
+	int64		budget_used;
 	bool		at_head = false;
 
+	*exhausted = false;
 	*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, wait);
 	if (*busy)
 		return 0;
@@ -369,11 +372,15 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
 
 	if (!(p->inline_mode && p->caught_up))
 		applied = Replay(p, max_events, &at_head);
+	budget_used = applied;
 	if (p->status == PROJECTION_FAILED)
 		return applied;
 	if (at_head && !p->caught_up)
 		Activate(p);
-	/* drain a page at a time, up to max_events */
+	/*
+	 * Drain a page at a time, up to max_events skips (archived or applied:
+	 * each page's query and updates are the work to bound).
+	 */
 	while (p->inline_mode && p->caught_up && p->status == PROJECTION_ACTIVE)
 	{
 		int			page = ProjectionBatchSize;
@@ -381,14 +388,17 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy)
 		int64		drained;
 		bool		failed;
 
-		if (max_events > 0 && max_events - applied < page)
-			page = (int) (max_events - applied);
+		if (max_events > 0 && max_events - budget_used < page)
+			page = (int) (max_events - budget_used);
 		if (page <= 0)
 			break;
 		dealt = DrainSkips(p, page, &drained, &failed);
 		applied += drained;
+		budget_used += dealt;
 		if (failed || dealt < page)
 			break;
 	}
+	/* stopped by max_events rather than by running out: more may wait */
+	*exhausted = max_events > 0 && budget_used >= max_events;
 	return applied;
 }

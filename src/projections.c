@@ -403,9 +403,10 @@ eventstore_run_projection(PG_FUNCTION_ARGS)
 	foreach(lc, targets)
 	{
 		bool		busy;
+		bool		exhausted;
 
 		applied += RunProjection((Projection *) lfirst(lc), max_events, true,
-								 &busy);
+								 &busy, &exhausted);
 	}
 	LeaveOwner(caller);
 	PG_RETURN_INT64(applied);

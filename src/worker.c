@@ -344,13 +344,15 @@ ListDueProjections(WorkerAssignment *a, MemoryContext context)
  * its own.  An error is logged and rolled back, never fatal to the worker.
  * Returns the events applied; *busy when another transaction (a session's
  * run_projection, a rebuild that woke us before its commit released its
- * locks) held the projection.
+ * locks) held the projection; *more when the batch was full.
  */
 static int64
-RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
+RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
+			bool *more)
 {
 	volatile int64 applied = 0;
 	volatile bool taken = false;
+	volatile bool full = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -364,13 +366,15 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
 		if (p != NULL)
 		{
 			bool		held;
+			bool		exhausted;
 
 			pgstat_report_activity(STATE_RUNNING,
 								   psprintf("pg_eventstore: %s projection %s version %d",
 											d->rebuilding ? "rebuilding" : "applying",
 											p->name, p->version));
-			applied = RunProjection(p, limit, false, &held);
+			applied = RunProjection(p, limit, false, &held, &exhausted);
 			taken = held;
+			full = exhausted;
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -388,6 +392,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy)
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
 	*busy = taken;
+	*more = full;
 	if (applied > 0)
 		CountWorkerEvents(d->id, applied);
 	/* what the batch wrote counts for autovacuum and pg_stat_* */
@@ -414,6 +419,7 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 		int			limit = ProjectionBatchSize;
 		int64		applied;
 		bool		busy;
+		bool		full;
 
 		CHECK_FOR_INTERRUPTS();
 		if (d->rebuilding && WorkerRebuildThrottle > 0)
@@ -426,12 +432,12 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 			}
 			limit = Min(limit, (int) rebuild_tokens);
 		}
-		applied = RunOneBatch(d, limit, context, &busy);
+		applied = RunOneBatch(d, limit, context, &busy, &full);
 		if (busy)
 			*retry_soon = true;
 		if (d->rebuilding && WorkerRebuildThrottle > 0)
 			rebuild_tokens -= applied;
-		if (applied >= limit)
+		if (full)
 			more = true;
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
