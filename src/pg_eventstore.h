@@ -137,14 +137,12 @@ typedef struct Projection
 	" transaction_id, replay_until"
 
 /* projection_registry.c */
-extern const char *ProjectionStatusName(ProjectionStatus status);
 extern Projection *ProjectionFromRow(HeapTuple row, TupleDesc desc);
 extern List *LoadProjections(text *name, bool all_versions, int32 version,
 							 bool latest_only);
 extern Projection *ReloadProjection(int32 id);
 extern Projection *FindProjection(text *name, int32 version);
 extern void SaveProjectionProgress(Projection *p, int64 applied);
-extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
 extern void RecordProjectionFailure(Projection *p, ErrorData *error,
 									int64 position, pg_uuid_t *event_id);
 extern void NoteProjectionsChanged(void);
@@ -166,8 +164,6 @@ extern LogPlace EventRowsPlace(EventRows *rows, int i);
 extern void EventRowsReset(EventRows *rows);
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 						bool isolate, ErrorData **error);
-extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
-							 ErrorData *error);
 extern text *EventRowsType(EventRows *rows, int i);
 extern pg_uuid_t *EventRowsId(EventRows *rows, int i);
 extern void RunOnReset(Projection *p);
@@ -186,7 +182,6 @@ extern int	WorkerRebuildThrottle;
 extern int	WorkerRetryInterval;
 extern void InstallWorkerShmemHooks(void);
 extern void PublishWorker(int index);
-extern void WakeWorkers(void);
 extern void StartLauncherGeneration(void);
 extern uint64 LauncherGeneration(void);
 extern void WakeWorkersAtCommit(void);

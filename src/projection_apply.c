@@ -66,6 +66,9 @@ struct EventRows
 
 static SPIPlanPtr dead_letter_plan;
 
+static void RecordDeadLetter(Projection *p, EventRows *rows, int i,
+							 ErrorData *error);
+
 /*
  * The row type of eventstore.events, kept for the life of the backend: the
  * extension's table never changes shape, and a re-created extension comes
@@ -542,7 +545,7 @@ ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 }
 
 /* Record row i as a dead letter of the projection, with its error. */
-void
+static void
 RecordDeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error)
 {
 	Oid			argtypes[10] = {INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID,

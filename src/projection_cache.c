@@ -40,12 +40,12 @@ static bool callback_registered = false;
 static int	applying_depth = 0;
 static List *retired_contexts = NIL;	/* in TopMemoryContext */
 
-static SPIPlanPtr load_inline_plan;
+static SPIPlanPtr load_cache_plan;
 static SPIPlanPtr skip_plan;
 
 /* Relcache callback: the registry changed, or everything is being reset. */
 static void
-InvalidateInlineProjections(Datum arg, Oid relid)
+InvalidateProjectionCache(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == registry_relid)
 	{
@@ -56,7 +56,7 @@ InvalidateInlineProjections(Datum arg, Oid relid)
 
 /* Load the registry through the latest snapshot. */
 static void
-LoadInlineProjections(void)
+LoadProjectionCache(void)
 {
 	MemoryContext context;
 	MemoryContext old;
@@ -64,7 +64,7 @@ LoadInlineProjections(void)
 	int			rc;
 
 	ConnectSpi();
-	rc = SPI_execute_snapshot(KeptPlan(&load_inline_plan,
+	rc = SPI_execute_snapshot(KeptPlan(&load_cache_plan,
 									   "SELECT " PROJECTION_COLUMNS
 									   " FROM eventstore.projections"
 									   " ORDER BY projection_id",
@@ -75,7 +75,7 @@ LoadInlineProjections(void)
 		elog(ERROR, "loading inline projections failed: %s",
 			 SPI_result_code_string(rc));
 
-	context = AllocSetContextCreate(TopMemoryContext, "pg_eventstore inline projections",
+	context = AllocSetContextCreate(TopMemoryContext, "pg_eventstore projection cache",
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(context);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -114,7 +114,7 @@ LockRegistry(void)
 {
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(InvalidateInlineProjections, (Datum) 0);
+		CacheRegisterRelcacheCallback(InvalidateProjectionCache, (Datum) 0);
 		callback_registered = true;
 	}
 	if (!OidIsValid(registry_relid))
@@ -128,7 +128,7 @@ LockRegistry(void)
 	/* granting the lock processes pending invalidations */
 	LockRelationOid(registry_relid, RowExclusiveLock);
 	if (!cache_valid)
-		LoadInlineProjections();
+		LoadProjectionCache();
 	return true;
 }
 
@@ -180,7 +180,7 @@ CachedProjection(int32 id)
 	ListCell   *lc;
 
 	if (!cache_valid)
-		LoadInlineProjections();
+		LoadProjectionCache();
 	foreach(lc, projections)
 	{
 		Projection *p = (Projection *) lfirst(lc);

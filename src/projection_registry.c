@@ -31,7 +31,7 @@ static SPIPlanPtr last_xid_plan;
 static const char *const status_names[] = {"active", "rebuilding", "failed", "stopped"};
 
 /* The status as the registry spells it. */
-const char *
+static const char *
 ProjectionStatusName(ProjectionStatus status)
 {
 	return status_names[status];

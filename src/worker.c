@@ -259,6 +259,20 @@ typedef struct DueProjection
 
 static SPIPlanPtr due_plan;
 
+/*
+ * In a PG_CATCH of the worker: log the error, roll its transaction back
+ * and go on, rather than let it turn FATAL.
+ */
+static void
+RecoverFromError(void)
+{
+	HOLD_INTERRUPTS();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	RESUME_INTERRUPTS();
+}
+
 /* Read the due projections of this worker's share, into `context`. */
 static List *
 ReadDueProjections(WorkerAssignment *a, MemoryContext context)
@@ -327,11 +341,7 @@ ListDueProjections(WorkerAssignment *a, MemoryContext context)
 	PG_CATCH();
 	{
 		/* say, the extension dropped meanwhile: try again next turn */
-		HOLD_INTERRUPTS();
-		EmitErrorReport();
-		AbortOutOfAnyTransaction();
-		FlushErrorState();
-		RESUME_INTERRUPTS();
+		RecoverFromError();
 		due = NIL;
 	}
 	PG_END_TRY();
@@ -382,11 +392,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
 	}
 	PG_CATCH();
 	{
-		HOLD_INTERRUPTS();
-		EmitErrorReport();
-		AbortOutOfAnyTransaction();
-		FlushErrorState();
-		RESUME_INTERRUPTS();
+		RecoverFromError();
 		applied = 0;
 	}
 	PG_END_TRY();

@@ -157,7 +157,7 @@ LauncherGeneration(void)
 }
 
 /* Set the latch of every worker serving this database. */
-void
+static void
 WakeWorkers(void)
 {
 	if (shared == NULL)
