@@ -24,7 +24,8 @@ install_dependencies() {
 		as_root apt-get update -qq
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
-	PG_BINDIR=$(/usr/lib/postgresql/$PG_MAJOR/bin/pg_config --bindir)
+	# PG_EVENTSTORE_PG_CONFIG points at another (say, a private) installation
+	PG_BINDIR=$("${PG_EVENTSTORE_PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}" --bindir)
 	export PG_CONFIG=$PG_BINDIR/pg_config
 	export PATH="$PG_BINDIR:$PATH"
 }
