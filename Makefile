@@ -2,8 +2,11 @@
 EXTENSION = pg_eventstore
 EXTVERSION = $(shell sed -n 's/^   "version": "\(.*\)",/\1/p' META.json)
 
+# One library from src/, a folder per subsystem (README: Layout); headers
+# are included by their path below src/, e.g. "log/log.h".
 MODULE_big = pg_eventstore
-OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c src/*/*.c))
+PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)

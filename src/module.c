@@ -1,19 +1,48 @@
 /*
  * module.c
  *		Module entry point of pg_eventstore: its settings, shared memory and
- *		the launcher of its background workers.
+ *		the launcher of its background workers (src/worker).
  */
 #include "postgres.h"
 
+#include <limits.h>
+
+#include "common/settings.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pg_eventstore.h"
-#include "postmaster/bgworker.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
+#include "worker/worker.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+
+/* The settings' variables, with their defaults. */
+char	   *WorkerDatabases = NULL;
+int			WorkerMaxWorkers = 2;
+int			ProjectionBatchSize = 1000;
+int			WorkerPollInterval = 1000;
+int			WorkerRebuildThrottle = 0;
+int			WorkerRetryInterval = 10000;
+
+/* Refuse a pg_eventstore.databases that is not a list of names. */
+static bool
+CheckDatabases(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval ? *newval : "");
+	List	   *names = NIL;
+	bool		ok = SplitGUCList(copy, ',', &names);
+
+	list_free(names);
+	pfree(copy);
+	if (!ok)
+	{
+		GUC_check_errdetail("The value is not a comma-separated list of database names.");
+		GUC_check_errhint("Separate the names with commas, for example 'app, reports'; quote a name with double quotes.");
+	}
+	return ok;
+}
 
 /* Define the settings; each says whether a reload applies it. */
 static void
@@ -25,7 +54,7 @@ DefineSettings(void)
 							   &WorkerDatabases,
 							   "postgres",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
-							   NULL, NULL, NULL);
+							   CheckDatabases, NULL, NULL);
 	DefineCustomIntVariable("pg_eventstore.max_workers",
 							"Upper bound on projection workers at once, over all databases.",
 							"Each served database gets at least one; the rest are spread evenly.  A reload applies it; each worker also needs a max_worker_processes slot.",
@@ -62,23 +91,6 @@ DefineSettings(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_eventstore");
-}
-
-/* Register the launcher, which keeps the per-database workers running. */
-static void
-RegisterLauncher(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "pg_eventstore", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "eventstore_launcher_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "pg_eventstore launcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "pg_eventstore launcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
 }
 
 /*

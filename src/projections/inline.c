@@ -1,5 +1,5 @@
 /*
- * projection_cache.c
+ * projections/inline.c
  *		Inline projections, applied inside the appending transaction.
  *
  * Each backend keeps the projections of its database in a cache.
@@ -18,16 +18,15 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_type.h"
-#include "pg_eventstore.h"
+#include "common/catalog.h"
+#include "common/kept_plans.h"
+#include "projections/projections.h"
 #include "storage/lmgr.h"
-#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
+#include "worker/worker.h"
 
 static MemoryContext cache_context = NULL;
 static List *projections = NIL;	/* of Projection, in cache_context */
@@ -40,8 +39,6 @@ static bool callback_registered = false;
 static int	applying_depth = 0;
 static List *retired_contexts = NIL;	/* in TopMemoryContext */
 
-static SPIPlanPtr load_cache_plan;
-static SPIPlanPtr skip_plan;
 
 /* Relcache callback: the registry changed, or everything is being reset. */
 static void
@@ -58,30 +55,13 @@ InvalidateProjectionCache(Datum arg, Oid relid)
 static void
 LoadProjectionCache(void)
 {
-	MemoryContext context;
-	MemoryContext old;
-	List	   *loaded = NIL;
-	int			rc;
+	MemoryContext context = AllocSetContextCreate(TopMemoryContext,
+												  "pg_eventstore projection cache",
+												  ALLOCSET_SMALL_SIZES);
+	List	   *loaded;
 
 	ConnectSpi();
-	rc = SPI_execute_snapshot(KeptPlan(&load_cache_plan,
-									   "SELECT " PROJECTION_COLUMNS
-									   " FROM eventstore.projections"
-									   " ORDER BY projection_id",
-									   0, NULL),
-							  NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							  true, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "loading inline projections failed: %s",
-			 SPI_result_code_string(rc));
-
-	context = AllocSetContextCreate(TopMemoryContext, "pg_eventstore projection cache",
-									ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(context);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		loaded = lappend(loaded, ProjectionFromRow(SPI_tuptable->vals[i],
-												   SPI_tuptable->tupdesc));
-	MemoryContextSwitchTo(old);
+	loaded = LoadAllProjections(context);
 	SPI_finish();
 
 	/*
@@ -120,7 +100,7 @@ LockRegistry(void)
 	if (!OidIsValid(registry_relid))
 	{
 		registry_relid = get_relname_relid("projections",
-										   get_namespace_oid("eventstore", false));
+										   get_namespace_oid(EVENTSTORE_SCHEMA, false));
 		cache_valid = false;
 		if (!OidIsValid(registry_relid))
 			return false;
@@ -189,24 +169,6 @@ CachedProjection(int32 id)
 			return p;
 	}
 	return NULL;
-}
-
-/* Record that the projection skipped row i, in this transaction. */
-static void
-RecordSkip(Projection *p, EventRows *rows, int i)
-{
-	Oid			argtypes[4] = {INT4OID, INT8OID, XID8OID, TIMESTAMPTZOID};
-	LogPlace	place = EventRowsPlace(rows, i);
-	Datum		values[4] = {Int32GetDatum(p->id), Int64GetDatum(place.position),
-		FullTransactionIdGetDatum(place.xid),
-	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
-
-	ExecKeptPlan(KeptPlan(&skip_plan,
-						  "INSERT INTO eventstore.projection_skips"
-						  " (projection_id, global_position, transaction_id, skipped_at)"
-						  " VALUES ($1, $2, $3, $4)",
-						  4, argtypes),
-				 values, NULL, false, 0);
 }
 
 /*

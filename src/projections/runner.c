@@ -1,5 +1,5 @@
 /*
- * projection_runner.c
+ * projections/runner.c
  *		Applying the log to a projection in batches from its checkpoint:
  *		the replay of a rebuild, async projections, and the drain of the
  *		events inline applications skipped.
@@ -13,47 +13,20 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "catalog/pg_type.h"
+#include "common/kept_plans.h"
+#include "common/settings.h"
 #include "miscadmin.h"
-#include "pg_eventstore.h"
-#include "storage/lock.h"
+#include "projections/projections.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-
-/* Events per batch transaction (pg_eventstore.batch_size). */
-int			ProjectionBatchSize = 1000;
+#include "utils/xid8.h"
 
 static SPIPlanPtr batch_plan;
 static SPIPlanPtr head_plan;
 static SPIPlanPtr pending_skips_plan;
-static SPIPlanPtr drained_plan;
-
-/* The read horizon of a snapshot as an xid8: its xmin, with its epoch. */
-static FullTransactionId
-HorizonOf(Snapshot snapshot)
-{
-	FullTransactionId next = ReadNextFullTransactionId();
-	uint32		epoch = EpochFromFullTransactionId(next);
-
-	/* xmin is at most next, and less than 2^31 behind it */
-	if (snapshot->xmin > XidFromFullTransactionId(next))
-		epoch--;
-	return FullTransactionIdFromEpochAndXid(epoch, snapshot->xmin);
-}
-
-/* Run a read-only plan through `snapshot`. */
-static void
-QueryThrough(SPIPlanPtr plan, Datum *values, const char *nulls,
-			 Snapshot snapshot, long count)
-{
-	int			rc = SPI_execute_snapshot(plan, values, nulls, snapshot,
-										  InvalidSnapshot, true, false, count);
-
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "projection query failed: %s", SPI_result_code_string(rc));
-}
 
 /* The projection's event types as a text[] datum; NULL for every type. */
 static Datum
@@ -96,21 +69,12 @@ FetchBatch(Projection *p, EventRows *rows, int limit, Snapshot snapshot,
 								" AND ($4 IS NULL OR event_type = ANY ($4))"
 								" ORDER BY transaction_id, global_position LIMIT $5",
 								5, argtypes);
-	SPIExecuteOptions options;
 	DestReceiver *dest = EventRowsDest(rows);
-	int			rc;
 
 	/* read-only SPI runs in the active snapshot: the batch's own */
-	memset(&options, 0, sizeof(options));
-	options.params = ParamsOf(plan, values, nulls);
-	options.read_only = true;
-	options.dest = dest;
 	PushActiveSnapshot(snapshot);
-	rc = SPI_execute_plan_extended(plan, &options);
+	ExecKeptPlanInto(plan, values, nulls, dest, 0);
 	PopActiveSnapshot();
-	/* SPI says SPI_OK_UTILITY for a SELECT into a receiver of its own */
-	if (rc < 0)
-		elog(ERROR, "reading a batch failed: %s", SPI_result_code_string(rc));
 	dest->rDestroy(dest);
 	return EventRowsCount(rows);
 }
@@ -126,23 +90,17 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 	Oid			argtypes[1] = {XID8OID};
 	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
 	LogPlace	head;
-	bool		isnull;
 
-	QueryThrough(KeptPlan(&head_plan,
-						  "SELECT transaction_id, global_position"
-						  " FROM eventstore.events WHERE transaction_id < $1"
-						  " ORDER BY transaction_id DESC, global_position DESC"
-						  " LIMIT 1",
-						  1, argtypes),
-				 values, NULL, snapshot, 1);
+	QueryKeptPlanThrough(KeptPlan(&head_plan,
+								  "SELECT * FROM eventstore.events"
+								  " WHERE transaction_id < $1"
+								  " ORDER BY transaction_id DESC, global_position DESC"
+								  " LIMIT 1",
+								  1, argtypes),
+						 values, NULL, snapshot, 1);
 	if (SPI_processed == 0)
 		return;
-	head.xid = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 1,
-													   &isnull));
-	head.position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 2,
-												&isnull));
+	head = LogPlaceOfRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	if (CompareLogPlaces(head, p->checkpoint) > 0)
 		p->checkpoint = head;
 }
@@ -187,7 +145,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		MemoryContextSwitchTo(batch_context);
 
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
-		horizon = HorizonOf(snapshot);
+		horizon = LogHorizonOf(snapshot);
 		EventRowsReset(rows);
 		fetched = FetchBatch(p, rows, limit, snapshot, horizon, types,
 							 types_null);
@@ -225,30 +183,6 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 	return total;
 }
 
-/* Mark the skips of the events at positions[0 .. n) drained. */
-static void
-MarkDrained(Projection *p, int64 *positions, int n, bool applied)
-{
-	Oid			argtypes[3] = {INT4OID, INT8ARRAYOID, TEXTOID};
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	Datum		values[3];
-
-	if (n == 0)
-		return;
-	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(positions[i]);
-	values[0] = Int32GetDatum(p->id);
-	values[1] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[2] = CStringGetTextDatum(applied ? "applied" : "already applied");
-	ExecKeptPlan(KeptPlan(&drained_plan,
-						  "UPDATE eventstore.projection_skips"
-						  " SET drained_at = pg_catalog.clock_timestamp(), outcome = $3"
-						  " WHERE projection_id = $1 AND global_position = ANY ($2)",
-						  3, argtypes),
-				 values, NULL, false, 0);
-}
-
 /*
  * Drain up to `limit` skips of an active, caught-up inline projection that
  * are visible now, oldest first: an event at or before the checkpoint was
@@ -272,13 +206,13 @@ DrainSkips(Projection *p, int limit, int64 *applied_count, bool *failed)
 
 	*failed = false;
 	*applied_count = 0;
-	QueryThrough(KeptPlan(&pending_skips_plan,
-						  "SELECT e.* FROM eventstore.projection_skips s"
-						  " JOIN eventstore.events e USING (global_position)"
-						  " WHERE s.projection_id = $1 AND s.drained_at IS NULL"
-						  " ORDER BY s.transaction_id, s.global_position LIMIT $2",
-						  2, argtypes),
-				 values, NULL, snapshot, 0);
+	QueryKeptPlanThrough(KeptPlan(&pending_skips_plan,
+								  "SELECT e.* FROM eventstore.projection_skips s"
+								  " JOIN eventstore.events e USING (global_position)"
+								  " WHERE s.projection_id = $1 AND s.drained_at IS NULL"
+								  " ORDER BY s.transaction_id, s.global_position LIMIT $2",
+								  2, argtypes),
+						 values, NULL, snapshot, 0);
 	UnregisterSnapshot(snapshot);
 	nskips = SPI_processed;
 	if (nskips == 0)
@@ -288,11 +222,8 @@ DrainSkips(Projection *p, int limit, int64 *applied_count, bool *failed)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		LogPlace	place;
-		bool		isnull;
+		LogPlace	place = LogPlaceOfRow(row, desc);
 
-		place.position = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		place.xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, 2, &isnull));
 		if (CompareLogPlaces(place, p->checkpoint) <= 0)
 			archived[narchived++] = place.position;
 		else
@@ -300,12 +231,12 @@ DrainSkips(Projection *p, int limit, int64 *applied_count, bool *failed)
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	MarkDrained(p, archived, narchived, false);
+	MarkSkipsDrained(p, archived, narchived, false);
 	done = ApplyEvents(p, rows, 0, EventRowsCount(rows), true, &error);
 	applied = palloc(sizeof(int64) * Max(done, 1));
 	for (int i = 0; i < done; i++)
 		applied[i] = EventRowsPosition(rows, i);
-	MarkDrained(p, applied, done, true);
+	MarkSkipsDrained(p, applied, done, true);
 	SaveProjectionProgress(p, done);
 	*applied_count = done;
 	if (error != NULL)
@@ -328,10 +259,8 @@ static void
 Activate(Projection *p)
 {
 	LockProjection(p->id, PROJECTION_APPLY_LOCK, ExclusiveLock, true);
-	p->status = PROJECTION_ACTIVE;
 	p->caught_up = true;
-	SaveProjectionProgress(p, 0);
-	NoteProjectionsChanged();
+	SetProjectionStatus(p, PROJECTION_ACTIVE);
 }
 
 /*

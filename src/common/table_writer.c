@@ -1,5 +1,5 @@
 /*
- * table_writer.c
+ * common/table_writer.c
  *		Row-level writes to the extension's own tables through the table and
  *		index access methods, for hot paths where an SQL statement's
  *		executor start-up would cost more than the work itself.
@@ -25,13 +25,16 @@
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
+#include "common/catalog.h"
+#include "common/table_writer.h"
 #include "miscadmin.h"
-#include "pg_eventstore.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #define MAX_TABLES 4
+
+/* Tries of "lock the row, else create it" lost to a concurrent creator. */
+#define MAX_CREATE_RACES 10
 
 struct TableWriter
 {
@@ -42,17 +45,6 @@ struct TableWriter
 	TupleTableSlot *locked[MAX_TABLES];	/* the row locked, per table */
 	TupleTableSlot *building[MAX_TABLES];	/* a row being built, per table */
 };
-
-/* The OID of relation eventstore.<name>; the extension must exist. */
-Oid
-EventstoreRelid(const char *name)
-{
-	Oid			relid = get_relname_relid(name, get_namespace_oid("eventstore", false));
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation eventstore.%s does not exist", name);
-	return relid;
-}
 
 /* A range table entry for a written relation. */
 static RangeTblEntry *
@@ -91,7 +83,7 @@ TableWriterOpen(const char *operation, int ntables, const char *const *names,
 	{
 		rels[i] = table_open(EventstoreRelid(names[i]), RowExclusiveLock);
 		if (RelationGetDescr(rels[i])->natts != natts[i])
-			elog(ERROR, "eventstore.%s does not have the %d columns this library writes",
+			elog(ERROR, EVENTSTORE_SCHEMA ".%s does not have the %d columns this library writes",
 				 names[i], natts[i]);
 		range_table = lappend(range_table, WrittenRelation(rels[i]));
 	}
@@ -167,7 +159,8 @@ TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 
 /*
  * Find table t's row by its primary key and lock its newest version for
- * update, waiting or not as `policy` says.  Returns the locked row, or NULL
+ * update, waiting or not as `policy` says (a primary key lookup: keys are
+ * set with TableWriterKey).  Returns the locked row, or NULL
  * when there is none (or, with LockWaitSkip, when another transaction holds
  * it or changed it after our snapshot: *busy is then set).  Each call looks
  * with a fresh snapshot under READ COMMITTED, so a row inserted
@@ -230,37 +223,11 @@ LockRow(TableWriter *w, int t, int nkeys, ScanKey keys, LockWaitPolicy policy,
 }
 
 /*
- * Find table t's row by its primary key and lock its newest version for
- * update, waiting for a concurrent writer.  NULL when there is none.  "what"
- * names the row in errors, for example: stream "cart-1".
- */
-TupleTableSlot *
-TableWriterLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
-				   const char *what)
-{
-	bool		busy;
-
-	return LockRow(w, t, nkeys, keys, LockWaitBlock, what, &busy);
-}
-
-/*
- * Like TableWriterLockRow, but never waits: NULL with *busy set when another
- * transaction holds the row or changed it after our snapshot.
- */
-TupleTableSlot *
-TableWriterTryLockRow(TableWriter *w, int t, int nkeys, ScanKey keys,
-					  bool *busy)
-{
-	return LockRow(w, t, nkeys, keys, LockWaitSkip,
-				   RelationGetRelationName(w->tables[t]->ri_RelationDesc), busy);
-}
-
-/*
  * Does table t have a row with this primary key in any state: committed,
  * or inserted or deleted by a transaction still in progress?
  */
-bool
-TableWriterRowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
+static bool
+RowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
 {
 	Relation	rel = w->tables[t]->ri_RelationDesc;
 	SnapshotData dirty;
@@ -275,7 +242,48 @@ TableWriterRowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
 	return found;
 }
 
-/* The row of table t that TableWriterLockRow locked last. */
+/*
+ * Lock table t's row with these primary key values, creating it when there
+ * is none; "what" names the row in errors, for example: stream "cart-1".
+ * With wait, a concurrent writer of the row is waited for, and a concurrent
+ * creator that wins the race is waited for and its row locked instead.
+ * Without, nothing is waited for: ROW_BUSY when another transaction holds
+ * the row, changed it after our snapshot, or is inserting it.
+ */
+RowLockResult
+TableWriterLockOrCreate(TableWriter *w, int t, int nkeys, ScanKey keys,
+						const char *what, bool wait, RowCreator create,
+						void *arg)
+{
+	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
+	{
+		bool		busy;
+
+		if (LockRow(w, t, nkeys, keys, wait ? LockWaitBlock : LockWaitSkip,
+					what, &busy) != NULL)
+			return ROW_LOCKED;
+		if (busy || (!wait && RowExists(w, t, nkeys, keys)))
+			return ROW_BUSY;
+		if (create(arg) || !wait)
+			return ROW_CREATED;
+		/* a concurrent creator won, or ours wants its row locked: look again */
+	}
+	elog(ERROR, "%s could not be created or locked", what);
+	return ROW_BUSY;			/* keep the compiler quiet */
+}
+
+/*
+ * Make rows this transaction wrote since the writer opened (through SPI)
+ * visible to it, as a new SQL statement would, so it can lock them.
+ */
+void
+TableWriterSeeOwnWrites(TableWriter *w)
+{
+	CommandCounterIncrement();
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+}
+
+/* The row of table t that TableWriterLockOrCreate locked last. */
 TupleTableSlot *
 TableWriterLockedRow(TableWriter *w, int t)
 {

@@ -1,5 +1,5 @@
 /*
- * append.c
+ * log/append.c
  *		append_to_stream and append_event: optimistic concurrency on one
  *		stream's row, idempotent retries, and the insert of the batch.
  *
@@ -15,14 +15,21 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/args.h"
+#include "common/catalog.h"
+#include "common/errors.h"
+#include "common/kept_plans.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "pg_eventstore.h"
+#include "log/event_rows.h"
+#include "log/log.h"
+#include "projections/projections.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 PG_FUNCTION_INFO_V1(eventstore_append_to_stream);
 PG_FUNCTION_INFO_V1(eventstore_append_event);
@@ -35,6 +42,10 @@ typedef struct AppendResult
 	int64		last_position;
 	FullTransactionId xid;
 } AppendResult;
+
+/* expected_revision values with a meaning of their own */
+#define ES_EXPECT_NO_STREAM		(-1)
+#define ES_EXPECT_STREAM_EXISTS	(-2)
 
 /* What the caller expects of the stream before the append. */
 typedef struct Expectation
@@ -61,9 +72,6 @@ UseSpi(bool *connected)
 	ConnectSpi();
 	*connected = true;
 }
-
-/* Retries of "create the stream row" lost to a concurrent creator. */
-#define MAX_CREATE_RACES 10
 
 /* Render an expected revision for an error detail. */
 static const char *
@@ -131,8 +139,10 @@ ReportStoredId(pg_uuid_t *id, HeapTuple row, TupleDesc desc)
 	bool		isnull;
 	char	   *id_text = DatumGetCString(DirectFunctionCall1(uuid_out,
 															  UUIDPGetDatum(id)));
-	char	   *stream = TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull));
-	int64		revision = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	char	   *stream = TextDatumGetCString(SPI_getbinval(row, desc, EVENTS_STREAM_ID,
+															   &isnull));
+	int64		revision = DatumGetInt64(SPI_getbinval(row, desc, EVENTS_REVISION,
+													   &isnull));
 
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_DUPLICATE_EVENT_ID),
@@ -188,9 +198,8 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	values[0] = PointerGetDatum(construct_array(ids, nids, UUIDOID, UUID_LEN,
 												false, TYPALIGN_CHAR));
 	ExecKeptPlan(KeptPlan(&find_ids_plan,
-						  "SELECT event_id, stream_id, revision, global_position,"
-						  " transaction_id, event_type, data, metadata"
-						  " FROM eventstore.events WHERE event_id = ANY ($1)"
+						  "SELECT * FROM eventstore.events"
+						  " WHERE event_id = ANY ($1)"
 						  " ORDER BY stream_id, revision",
 						  1, argtypes),
 				 values, NULL, false, 0);
@@ -202,33 +211,43 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	if (SPI_processed != (uint64) batch->count)
 	{
 		/* some of the batch is stored and some is not */
-		ReportStoredId(DatumGetUUIDP(SPI_getbinval(rows[0], desc, 1, &isnull)),
+		ReportStoredId(DatumGetUUIDP(SPI_getbinval(rows[0], desc, EVENTS_EVENT_ID,
+												   &isnull)),
 					   rows[0], desc);
 	}
 
-	first_revision = DatumGetInt64(SPI_getbinval(rows[0], desc, 3, &isnull));
-	result->first_position = DatumGetInt64(SPI_getbinval(rows[0], desc, 4, &isnull));
-	result->xid = DatumGetFullTransactionId(SPI_getbinval(rows[0], desc, 5, &isnull));
+	first_revision = DatumGetInt64(SPI_getbinval(rows[0], desc, EVENTS_REVISION,
+												 &isnull));
+	result->first_position = DatumGetInt64(SPI_getbinval(rows[0], desc,
+														 EVENTS_GLOBAL_POSITION,
+														 &isnull));
+	result->xid = DatumGetFullTransactionId(SPI_getbinval(rows[0], desc,
+														  EVENTS_TRANSACTION_ID,
+														  &isnull));
 	for (int i = 0; i < batch->count; i++)
 	{
 		EventInput *event = &batch->events[i];
 		HeapTuple	row = rows[i];
 
-		if (memcmp(DatumGetUUIDP(SPI_getbinval(row, desc, 1, &isnull)),
+		if (memcmp(DatumGetUUIDP(SPI_getbinval(row, desc, EVENTS_EVENT_ID, &isnull)),
 				   &event->id, sizeof(pg_uuid_t)) != 0 ||
-			!TextEquals(SPI_getbinval(row, desc, 2, &isnull), stream_id) ||
-			DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull)) != first_revision + i ||
-			!FullTransactionIdEquals(DatumGetFullTransactionId(SPI_getbinval(row, desc, 5, &isnull)),
+			!TextEquals(SPI_getbinval(row, desc, EVENTS_STREAM_ID, &isnull), stream_id) ||
+			DatumGetInt64(SPI_getbinval(row, desc, EVENTS_REVISION, &isnull)) !=
+			first_revision + i ||
+			!FullTransactionIdEquals(DatumGetFullTransactionId(SPI_getbinval(row, desc,
+																			 EVENTS_TRANSACTION_ID,
+																			 &isnull)),
 									 result->xid) ||
-			!TextEquals(SPI_getbinval(row, desc, 6, &isnull), event->type) ||
-			!JsonbEquals(SPI_getbinval(row, desc, 7, &isnull), event->data) ||
-			!JsonbEquals(SPI_getbinval(row, desc, 8, &isnull), event->metadata) ||
+			!TextEquals(SPI_getbinval(row, desc, EVENTS_EVENT_TYPE, &isnull), event->type) ||
+			!JsonbEquals(SPI_getbinval(row, desc, EVENTS_DATA, &isnull), event->data) ||
+			!JsonbEquals(SPI_getbinval(row, desc, EVENTS_METADATA, &isnull), event->metadata) ||
 			!FitsExpectation(expect, first_revision))
-			ReportStoredId(DatumGetUUIDP(SPI_getbinval(row, desc, 1, &isnull)),
+			ReportStoredId(DatumGetUUIDP(SPI_getbinval(row, desc, EVENTS_EVENT_ID, &isnull)),
 						   row, desc);
 	}
 	result->last_position = DatumGetInt64(SPI_getbinval(rows[batch->count - 1],
-														desc, 4, &isnull));
+														desc, EVENTS_GLOBAL_POSITION,
+														&isnull));
 	result->last_revision = first_revision + batch->count - 1;
 	return true;
 }
@@ -241,6 +260,35 @@ MatchesExistingStream(Expectation expect, int64 current)
 		expect.revision == current;
 }
 
+/* What creating a new stream's row needs to know (LockAndCheckStream). */
+typedef struct NewStream
+{
+	text	   *stream_id;
+	EventBatch *batch;
+	Expectation expect;
+	TimestampTz now;
+	AppendResult *result;
+	bool	   *spi;
+} NewStream;
+
+/*
+ * The stream does not exist: none of the batch's ids can be a retry, and
+ * only an expectation of no stream (or none) fits.  Returns whether the
+ * row was created; false when a concurrent first append created it first.
+ */
+static bool
+CreateNewStream(void *arg)
+{
+	NewStream  *ns = (NewStream *) arg;
+
+	if (ns->batch->any_id_given &&
+		FindRetry(ns->stream_id, ns->batch, ns->expect, ns->result, ns->spi))
+		elog(ERROR, "events of a batch are stored but their stream is not");
+	if (!ns->expect.any && ns->expect.revision != ES_EXPECT_NO_STREAM)
+		ReportWrongRevision(ns->stream_id, ns->expect, false, 0);
+	return CreateStream(ns->stream_id, ns->batch->count, ns->now, ns->spi);
+}
+
 /*
  * Lock or create the stream and check the expectation.  Returns the revision
  * of the batch's first event, or -1 with *result filled when the batch is a
@@ -251,34 +299,18 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 				   Expectation expect, TimestampTz now, AppendResult *result,
 				   bool *spi)
 {
-	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
-	{
-		int64		current;
+	NewStream	ns = {stream_id, batch, expect, now, result, spi};
+	int64		current;
 
-		if (LogWriterLockStream(writer, stream_id, &current))
-		{
-			if (batch->any_id_given &&
-				FindRetry(stream_id, batch, expect, result, spi))
-				return -1;
-			if (!MatchesExistingStream(expect, current))
-				ReportWrongRevision(stream_id, expect, true, current);
-			LogWriterAdvanceStream(writer, current + batch->count, now);
-			return current + 1;
-		}
-
-		/* a new stream: none of the batch's ids can be a retry */
-		if (batch->any_id_given &&
-			FindRetry(stream_id, batch, expect, result, spi))
-			elog(ERROR, "events of a batch are stored but their stream is not");
-		if (!expect.any && expect.revision != ES_EXPECT_NO_STREAM)
-			ReportWrongRevision(stream_id, expect, false, 0);
-		if (CreateStream(stream_id, batch->count, now, spi))
-			return 0;
-		/* a concurrent first append created the stream: lock it instead */
-	}
-	elog(ERROR, "stream \"%s\" could not be created or locked",
-		 text_to_cstring(stream_id));
-	return 0;					/* keep the compiler quiet */
+	if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream, &ns))
+		return 0;
+	if (batch->any_id_given &&
+		FindRetry(stream_id, batch, expect, result, spi))
+		return -1;
+	if (!MatchesExistingStream(expect, current))
+		ReportWrongRevision(stream_id, expect, true, current);
+	LogWriterAdvanceStream(writer, current + batch->count, now);
+	return current + 1;
 }
 
 /* Append a validated batch and return the append_result datum. */
@@ -379,11 +411,7 @@ eventstore_append_to_stream(PG_FUNCTION_ARGS)
 	text	   *stream_id = RequireStreamId(fcinfo, 0);
 	EventBatch *batch;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("events must not be null"),
-				 errhint("Pass a JSON array of event objects.")));
+	RequireArgNotNull(fcinfo, 1, "events", "Pass a JSON array of event objects.");
 	batch = EventBatchFromJsonb(PG_GETARG_JSONB_P(1));
 	PG_RETURN_DATUM(AppendBatch(fcinfo, stream_id, batch,
 								GetExpectation(fcinfo, 2)));
@@ -400,11 +428,8 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 	Jsonb	   *data;
 	EventBatch *batch;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("event_type must not be null"),
-				 errhint("Pass the event's type, for example 'ItemAdded'.")));
+	RequireArgNotNull(fcinfo, 1, "event_type",
+					  "Pass the event's type, for example 'ItemAdded'.");
 	data = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	if (data == NULL)
 		data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));

@@ -1,5 +1,5 @@
 /*
- * stream_hash.c
+ * log/stream_hash.c
  *		The stable hash that splits the log into consumer-group partitions.
  *
  * FNV-1a over the stream id's bytes: defined by its algorithm alone, so it is
@@ -9,7 +9,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "pg_eventstore.h"
+#include "log/log.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(eventstore_stream_partition);

@@ -1,5 +1,5 @@
 /*
- * uuid_v7.c
+ * log/uuid_v7.c
  *		Time-ordered UUIDs (RFC 9562 version 7) for events appended without
  *		an id of their own.
  *
@@ -13,7 +13,7 @@
 #include <sys/time.h>
 
 #include "fmgr.h"
-#include "pg_eventstore.h"
+#include "log/log.h"
 
 PG_FUNCTION_INFO_V1(eventstore_uuid_v7);
 

@@ -1,12 +1,12 @@
 /*
- * append_only.c
+ * log/append_only.c
  *		The trigger that keeps the event log append-only for every role.
  */
 #include "postgres.h"
 
 #include "commands/trigger.h"
+#include "common/errors.h"
 #include "fmgr.h"
-#include "pg_eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_log_change);
 

@@ -1,5 +1,5 @@
 /*
- * projections.c
+ * projections/api.c
  *		The projections' SQL API: create_projection, drop_projection,
  *		rebuild_projection, run_projection, stop_projection and
  *		start_projection.
@@ -15,15 +15,19 @@
 #include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "common/args.h"
+#include "common/catalog.h"
+#include "common/errors.h"
+#include "common/kept_plans.h"
+#include "common/role.h"
 #include "miscadmin.h"
-#include "pg_eventstore.h"
+#include "projections/projections.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(eventstore_create_projection);
@@ -33,38 +37,22 @@ PG_FUNCTION_INFO_V1(eventstore_run_projection);
 PG_FUNCTION_INFO_V1(eventstore_stop_projection);
 PG_FUNCTION_INFO_V1(eventstore_start_projection);
 
-static SPIPlanPtr insert_plan;
-static SPIPlanPtr delete_plan;
-static SPIPlanPtr reset_plan;
-
-/* The caller's user id and security context, restored by LeaveOwner. */
-typedef struct Caller
-{
-	Oid			user;
-	int			context;
-} Caller;
-
 /*
  * Connect to SPI and become the extension's owner for the bookkeeping;
  * returns who the caller was.  An error restores the caller on abort.
  */
-static Caller
+static RoleSwitch
 EnterAsOwner(void)
 {
-	Caller		caller;
-
-	GetUserIdAndSecContext(&caller.user, &caller.context);
 	ConnectSpi();
-	SetUserIdAndSecContext(ExtensionOwner(),
-						   caller.context | SECURITY_LOCAL_USERID_CHANGE);
-	return caller;
+	return BecomeRole(ExtensionOwner());
 }
 
 /* Back to the caller, disconnected from SPI. */
 static void
-LeaveOwner(Caller caller)
+LeaveOwner(RoleSwitch caller)
 {
-	SetUserIdAndSecContext(caller.user, caller.context);
+	RestoreRole(caller);
 	SPI_finish();
 }
 
@@ -79,9 +67,9 @@ OwnerName(Oid owner)
 
 /* Refuse a caller who is not the projection's owner or a member of it. */
 static void
-RequireOwnership(Caller caller, Projection *p, const char *action)
+RequireOwnership(RoleSwitch caller, Projection *p, const char *action)
 {
-	if (!has_privs_of_role(caller.user, p->owner))
+	if (!has_privs_of_role(caller.caller, p->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of projection \"%s\" to %s it",
@@ -89,28 +77,6 @@ RequireOwnership(Caller caller, Projection *p, const char *action)
 				 errdetail("Projection \"%s\" version %d is owned by role %s.",
 						   p->name, p->version, OwnerName(p->owner)),
 				 errhint("Ask its owner, or a member of that role, to do it.")));
-}
-
-/* The argument at argno, which must be one of two words. */
-static const char *
-RequireChoice(FunctionCallInfo fcinfo, int argno, const char *argname,
-			  const char *a, const char *b)
-{
-	char	   *value;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname),
-				 errhint("Pass '%s' or '%s'.", a, b)));
-	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	if (strcmp(value, a) != 0 && strcmp(value, b) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be '%s' or '%s'", argname, a, b),
-				 errdetail("Got '%s'.", value),
-				 errhint("Pass '%s' or '%s'.", a, b)));
-	return value;
 }
 
 /*
@@ -184,19 +150,11 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 	if (PG_ARGISNULL(argno))
 	{
 		if (!null_ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("version must not be null"),
-					 errhint("Pass 1 for a first version.")));
+			RequireArgNotNull(fcinfo, argno, "version", "Pass 1 for a first version.");
 		return 0;
 	}
 	version = PG_GETARG_INT32(argno);
-	if (version < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("version must be at least 1"),
-				 errdetail("Got %d.", version),
-				 errhint("Number a projection's versions from 1.")));
+	RequireAtLeastOne(version, "version", "Number a projection's versions from 1.");
 	return version;
 }
 
@@ -209,30 +167,22 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 Datum
 eventstore_create_projection(PG_FUNCTION_ARGS)
 {
-	text	   *name = RequireName(fcinfo, 0, "name");
-	Oid			handler;
+	NewProjection np;
 	char		types_null;
-	Datum		types = CheckEventTypes(fcinfo, 2, &types_null);
-	const char *mode = RequireChoice(fcinfo, 3, "mode", "async", "inline");
-	int32		version = GetVersion(fcinfo, 4, false);
-	const char *on_error = RequireChoice(fcinfo, 6, "on_error", "stop", "skip");
-	Oid			argtypes[11] = {TEXTOID, INT4OID, REGPROCOID, BOOLOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID, XID8OID};
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Caller		caller;
-	bool		batch;
-	bool		empty;
-	FullTransactionId replay_until;
+	RoleSwitch	caller;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("handler must not be null"),
-				 errhint("Pass a function such as 'my_schema.apply_event'::regproc.")));
-	handler = PG_GETARG_OID(1);
+	np.name = RequireName(fcinfo, 0, "name");
+	np.event_types = CheckEventTypes(fcinfo, 2, &types_null);
+	np.mode = RequireChoice(fcinfo, 3, "mode", MODE_ASYNC, MODE_INLINE);
+	np.version = GetVersion(fcinfo, 4, false);
+	np.on_reset = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	np.on_error = RequireChoice(fcinfo, 6, "on_error", ON_ERROR_STOP, ON_ERROR_SKIP);
+	RequireArgNotNull(fcinfo, 1, "handler",
+					  "Pass a function such as 'my_schema.apply_event'::regproc.");
+	np.handler = PG_GETARG_OID(1);
 	caller = EnterAsOwner();
-	batch = CheckHandler(handler, caller.user);
+	np.owner = caller.caller;
+	np.batch_handler = CheckHandler(np.handler, np.owner);
 
 	/*
 	 * Wait for appends in flight (they hold RowExclusiveLock on the
@@ -240,42 +190,14 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	 * that come later see the projection.
 	 */
 	LockRelationOid(EventstoreRelid("projections"), ShareRowExclusiveLock);
-	if (FindProjection(name, version) != NULL)
+	if (FindProjection(np.name, np.version) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_PROJECTION_EXISTS),
 				 errmsg("projection \"%s\" version %d already exists",
-						text_to_cstring(name), version),
+						text_to_cstring(np.name), np.version),
 				 errhint("Create a new version for a changed projection, or drop this one first.")));
-	replay_until = LastCommittedXid();
-	empty = !FullTransactionIdIsValid(replay_until);
-
-	values[0] = PointerGetDatum(name);
-	values[1] = Int32GetDatum(version);
-	values[2] = ObjectIdGetDatum(handler);
-	values[3] = BoolGetDatum(batch);
-	values[4] = types;
-	nulls[4] = types_null;
-	values[5] = CStringGetTextDatum(mode);
-	values[6] = PG_ARGISNULL(5) ? (Datum) 0 : PG_GETARG_DATUM(5);
-	nulls[6] = PG_ARGISNULL(5) ? 'n' : ' ';
-	values[7] = CStringGetTextDatum(on_error);
-	values[8] = ObjectIdGetDatum(caller.user);
-	values[9] = CStringGetTextDatum(empty ? "active" : "rebuilding");
-	values[10] = FullTransactionIdGetDatum(replay_until);
-	ExecKeptPlan(KeptPlan(&insert_plan,
-						  "INSERT INTO eventstore.projections"
-						  " (name, version, handler, batch_handler, event_types,"
-						  "  mode, on_reset, on_error, owner, status, caught_up,"
-						  "  rebuild_started_at, caught_up_at, created_at, updated_at,"
-						  "  replay_until)"
-						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-						  "  $10 = 'active',"
-						  "  CASE WHEN $10 = 'rebuilding' THEN clock_timestamp() END,"
-						  "  CASE WHEN $10 = 'active' THEN clock_timestamp() END,"
-						  "  clock_timestamp(), clock_timestamp(), $11)",
-						  11, argtypes),
-				 values, nulls, false, 0);
-	NoteProjectionsChanged();
+	np.replay_until = LastCommittedXid();
+	InsertProjection(&np);
 	LeaveOwner(caller);
 	PG_RETURN_VOID();
 }
@@ -308,33 +230,20 @@ TakeOver(Projection *p)
 Datum
 eventstore_drop_projection(PG_FUNCTION_ARGS)
 {
-	Caller		caller = EnterAsOwner();
+	RoleSwitch	caller = EnterAsOwner();
 	List	   *targets = TargetProjections(fcinfo, false);
 	ListCell   *lc;
-	Oid			argtypes[1] = {INT4OID};
 
 	foreach(lc, targets)
 	{
 		Projection *p;
-		Datum		values[1];
 
 		/* refused before taking locks that would hold up appends */
 		RequireOwnership(caller, (Projection *) lfirst(lc), "drop");
 		p = TakeOver((Projection *) lfirst(lc));
-		if (p == NULL)
-			continue;
-		values[0] = Int32GetDatum(p->id);
-		ExecKeptPlan(KeptPlan(&delete_plan,
-							  "WITH s AS (DELETE FROM eventstore.projection_skips"
-							  "  WHERE projection_id = $1),"
-							  " d AS (DELETE FROM eventstore.projection_dead_letters"
-							  "  WHERE projection_id = $1)"
-							  " DELETE FROM eventstore.projections"
-							  " WHERE projection_id = $1",
-							  1, argtypes),
-					 values, NULL, false, 0);
+		if (p != NULL)
+			DeleteProjection(p->id);
 	}
-	NoteProjectionsChanged();
 	LeaveOwner(caller);
 	PG_RETURN_VOID();
 }
@@ -348,11 +257,9 @@ eventstore_drop_projection(PG_FUNCTION_ARGS)
 Datum
 eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 {
-	Caller		caller = EnterAsOwner();
+	RoleSwitch	caller = EnterAsOwner();
 	Projection *target = (Projection *) linitial(TargetProjections(fcinfo, true));
 	Projection *p;
-	Oid			argtypes[2] = {INT4OID, XID8OID};
-	Datum		values[2];
 
 	RequireOwnership(caller, target, "rebuild");
 	p = TakeOver(target);
@@ -361,20 +268,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ES_UNKNOWN_PROJECTION),
 				 errmsg("projection \"%s\" was dropped while waiting to rebuild it",
 						target->name)));
-	values[0] = Int32GetDatum(p->id);
-	values[1] = FullTransactionIdGetDatum(LastCommittedXid());
-	ExecKeptPlan(KeptPlan(&reset_plan,
-						  "UPDATE eventstore.projections SET status = 'rebuilding',"
-						  " caught_up = false, \"position\" = 0,"
-						  " transaction_id = '0', replay_until = $2, last_error = NULL,"
-						  " error_sqlstate = NULL, error_position = NULL,"
-						  " error_event_id = NULL, failed_at = NULL,"
-						  " rebuild_started_at = clock_timestamp(),"
-						  " updated_at = clock_timestamp()"
-						  " WHERE projection_id = $1",
-						  2, argtypes),
-				 values, NULL, false, 0);
-	NoteProjectionsChanged();
+	ResetProjectionForRebuild(p, LastCommittedXid());
 	RunOnReset(p);
 	LeaveOwner(caller);
 	PG_RETURN_VOID();
@@ -388,18 +282,14 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 Datum
 eventstore_run_projection(PG_FUNCTION_ARGS)
 {
-	Caller		caller = EnterAsOwner();
+	RoleSwitch	caller = EnterAsOwner();
 	List	   *targets = TargetProjections(fcinfo, false);
 	int64		max_events = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2);
 	int64		applied = 0;
 	ListCell   *lc;
 
-	if (!PG_ARGISNULL(2) && max_events < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_events must be at least 1"),
-				 errdetail("Got " INT64_FORMAT ".", max_events),
-				 errhint("Pass NULL to apply everything there is.")));
+	if (!PG_ARGISNULL(2))
+		RequireAtLeastOne(max_events, "max_events", "Pass NULL to apply everything there is.");
 	foreach(lc, targets)
 	{
 		bool		busy;
@@ -414,7 +304,7 @@ eventstore_run_projection(PG_FUNCTION_ARGS)
 
 /* Set the status of every target projection the caller owns. */
 static void
-ChangeStatus(FunctionCallInfo fcinfo, Caller caller, bool stop)
+ChangeStatus(FunctionCallInfo fcinfo, RoleSwitch caller, bool stop)
 {
 	List	   *targets = TargetProjections(fcinfo, false);
 	ListCell   *lc;
@@ -427,20 +317,17 @@ ChangeStatus(FunctionCallInfo fcinfo, Caller caller, bool stop)
 		p = TakeOver((Projection *) lfirst(lc));
 		if (p == NULL)
 			continue;
-		if (stop)
-			p->status = PROJECTION_STOPPED;
-		else
-			p->status = p->caught_up ? PROJECTION_ACTIVE : PROJECTION_REBUILDING;
-		SaveProjectionProgress(p, 0);
+		SetProjectionStatus(p, stop ? PROJECTION_STOPPED
+							: p->caught_up ? PROJECTION_ACTIVE
+							: PROJECTION_REBUILDING);
 	}
-	NoteProjectionsChanged();
 }
 
 /* SQL: stop_projection(name, version): NULL stops every version. */
 Datum
 eventstore_stop_projection(PG_FUNCTION_ARGS)
 {
-	Caller		caller = EnterAsOwner();
+	RoleSwitch	caller = EnterAsOwner();
 
 	ChangeStatus(fcinfo, caller, true);
 	LeaveOwner(caller);
@@ -455,7 +342,7 @@ eventstore_stop_projection(PG_FUNCTION_ARGS)
 Datum
 eventstore_start_projection(PG_FUNCTION_ARGS)
 {
-	Caller		caller = EnterAsOwner();
+	RoleSwitch	caller = EnterAsOwner();
 
 	ChangeStatus(fcinfo, caller, false);
 	LeaveOwner(caller);

@@ -1,5 +1,5 @@
 /*
- * worker_state.c
+ * worker/shared_state.c
  *		The workers' shared state: which worker serves which database, the
  *		latch an append sets at commit to wake it, and each projection's
  *		throughput over the last minute.
@@ -7,10 +7,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "common/settings.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "pg_eventstore.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -18,6 +18,7 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "worker/worker.h"
 
 PG_FUNCTION_INFO_V1(eventstore_worker_activity);
 

@@ -1,12 +1,11 @@
 /*
- * event_batch.c
+ * log/event_batch.c
  *		Validation of the events an append receives, before anything is
  *		written: a bad batch leaves no trace.
  */
 #include "postgres.h"
 
-#include "fmgr.h"
-#include "pg_eventstore.h"
+#include "log/log.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -61,53 +60,6 @@ ParseUuid(const char *text, int len, pg_uuid_t *out)
 		i += 2;
 	}
 	return byte == UUID_LEN;
-}
-
-/*
- * A text argument that names something and serves as an index key: not
- * NULL, not empty, and short enough for a btree entry.  example_hint says
- * what to pass.
- */
-static text *
-RequireKeyText(FunctionCallInfo fcinfo, int argno, const char *argname,
-			   const char *example_hint)
-{
-	text	   *value;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname),
-				 errhint("%s", example_hint)));
-	value = PG_GETARG_TEXT_PP(argno);
-	if (VARSIZE_ANY_EXHDR(value) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname),
-				 errhint("%s", example_hint)));
-	if (VARSIZE_ANY_EXHDR(value) > ES_MAX_KEY_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is longer than %d bytes", argname, ES_MAX_KEY_BYTES),
-				 errdetail("It has %d bytes.", (int) VARSIZE_ANY_EXHDR(value)),
-				 errhint("It is an index key: use a short name, or a hash of a long one.")));
-	return value;
-}
-
-/* The stream id argument: every event belongs to a named stream. */
-text *
-RequireStreamId(FunctionCallInfo fcinfo, int argno)
-{
-	return RequireKeyText(fcinfo, argno, "stream_id",
-						  "Pass the id of the stream, for example 'cart-42'.");
-}
-
-/* A processor, partition or instance argument. */
-text *
-RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	return RequireKeyText(fcinfo, argno, argname,
-						  "Pass a name, for example 'order-summary'.");
 }
 
 /* An empty JSON object, the default for data and metadata. */

@@ -1,5 +1,5 @@
 /*
- * read.c
+ * log/read.c
  *		read_stream, read_all and stream_revision.
  *
  * read_all serves the global log in the order (transaction_id,
@@ -14,12 +14,15 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/args.h"
+#include "common/kept_plans.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "pg_eventstore.h"
+#include "log/log.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "utils/xid8.h"
 
 PG_FUNCTION_INFO_V1(eventstore_read_stream);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
@@ -43,12 +46,7 @@ GetMaxCount(FunctionCallInfo fcinfo, int argno, char *null_flag)
 		return (Datum) 0;
 	}
 	max_count = PG_GETARG_INT32(argno);
-	if (max_count < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_count must be at least 1"),
-				 errdetail("Got %d.", max_count),
-				 errhint("Pass NULL to read without a limit.")));
+	RequireAtLeastOne(max_count, "max_count", "Pass NULL to read without a limit.");
 	return Int64GetDatum(max_count);
 }
 
@@ -144,12 +142,8 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	Oid			argtypes[6] = {XID8OID, INT8OID, TEXTARRAYOID, INT4OID, INT4OID,
 	INT8OID};
 
-	if (after < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("after_position must not be negative"),
-				 errdetail("Got " INT64_FORMAT ".", after),
-				 errhint("Pass NULL or 0 to read from the start of the log.")));
+	RequireNonNegative(after, "after_position",
+					   "Pass NULL or 0 to read from the start of the log.");
 	values[5] = GetMaxCount(fcinfo, 1, &nulls[5]);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';

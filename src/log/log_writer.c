@@ -1,5 +1,5 @@
 /*
- * log_writer.c
+ * log/log_writer.c
  *		The append path's writes: lock and advance a stream's row, insert
  *		its events.  Made through table_writer.c rather than SQL statements,
  *		whose executor start-up per statement cost more than the work.
@@ -7,34 +7,16 @@
 #include "postgres.h"
 
 #include "commands/sequence.h"
-#include "pg_eventstore.h"
+#include "common/catalog.h"
+#include "common/errors.h"
+#include "common/table_writer.h"
+#include "log/event_rows.h"
+#include "log/log.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/xid8.h"
 
-/* Column numbers of eventstore.streams and eventstore.events. */
-enum
-{
-	STREAMS_STREAM_ID = 1,
-	STREAMS_REVISION,
-	STREAMS_CREATED_AT,
-	STREAMS_UPDATED_AT,
-	STREAMS_NATTS = STREAMS_UPDATED_AT
-};
-
-enum
-{
-	EVENTS_GLOBAL_POSITION = 1,
-	EVENTS_TRANSACTION_ID,
-	EVENTS_STREAM_ID,
-	EVENTS_REVISION,
-	EVENTS_EVENT_ID,
-	EVENTS_EVENT_TYPE,
-	EVENTS_DATA,
-	EVENTS_METADATA,
-	EVENTS_CREATED_AT,
-	EVENTS_NATTS = EVENTS_CREATED_AT
-};
-
+/* The writer's tables, in TableWriterOpen's order. */
 enum
 {
 	STREAMS_TABLE,
@@ -70,22 +52,26 @@ LogWriterClose(LogWriter *w)
 
 /*
  * Lock the stream's row, waiting for a concurrent appender to commit or
- * abort; false when the stream does not exist.
+ * abort, and return true with its revision.  When the stream does not
+ * exist, `create` is called to create it: false is returned once it did,
+ * and a concurrent first append that created it first is waited for and
+ * its row locked instead.
  */
 bool
-LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision)
+LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
+					RowCreator create, void *arg)
 {
 	ScanKeyData key;
-	TupleTableSlot *row;
 	bool		isnull;
 
 	TableWriterKey(w->tables, STREAMS_TABLE, &key, STREAMS_STREAM_ID, F_TEXTEQ,
 				   PointerGetDatum(stream_id));
-	row = TableWriterLockRow(w->tables, STREAMS_TABLE, 1, &key,
-							 psprintf("stream \"%s\"", text_to_cstring(stream_id)));
-	if (row == NULL)
+	if (TableWriterLockOrCreate(w->tables, STREAMS_TABLE, 1, &key,
+								psprintf("stream \"%s\"", text_to_cstring(stream_id)),
+								true, create, arg) == ROW_CREATED)
 		return false;
-	*revision = DatumGetInt64(slot_getattr(row, STREAMS_REVISION, &isnull));
+	*revision = DatumGetInt64(slot_getattr(TableWriterLockedRow(w->tables, STREAMS_TABLE),
+										   STREAMS_REVISION, &isnull));
 	return true;
 }
 

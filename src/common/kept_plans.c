@@ -1,15 +1,24 @@
 /*
- * spi_plans.c
+ * common/kept_plans.c
  *		Prepared SPI plans kept for the life of the backend, so the hot paths
- *		parse and plan their statements once.
+ *		parse and plan their statements once, and the ways they are run:
+ *		writes, reads through a given snapshot, and reads whose rows go
+ *		straight to a receiver.
  */
 #include "postgres.h"
 
-#include "executor/spi.h"
+#include "common/kept_plans.h"
 #include "executor/tstoreReceiver.h"
 #include "funcapi.h"
-#include "pg_eventstore.h"
 #include "utils/builtins.h"
+
+/* Connect to SPI, or fail: every caller needs it to go on. */
+void
+ConnectSpi(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
 
 /*
  * Return the plan cached in *cache, preparing and keeping it on first use.
@@ -47,8 +56,24 @@ ExecKeptPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 	return (int) SPI_processed;
 }
 
+/*
+ * Run a read-only kept query through `snapshot` rather than the caller's:
+ * the latest one, for decisions that must see every change committed
+ * before a lock was granted, or a batch's own.  Rows land in SPI_tuptable.
+ */
+void
+QueryKeptPlanThrough(SPIPlanPtr plan, Datum *values, const char *nulls,
+					 Snapshot snapshot, long count)
+{
+	int			rc = SPI_execute_snapshot(plan, values, nulls, snapshot,
+										  InvalidSnapshot, true, false, count);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
+}
+
 /* The parameters of a plan, for SPI_execute_plan_extended. */
-ParamListInfo
+static ParamListInfo
 ParamsOf(SPIPlanPtr plan, Datum *values, const char *nulls)
 {
 	int			nargs = SPI_getargcount(plan);
@@ -67,6 +92,29 @@ ParamsOf(SPIPlanPtr plan, Datum *values, const char *nulls)
 }
 
 /*
+ * Run a read-only kept query in the active snapshot and hand its rows
+ * straight to `dest`, with no tuple table in between.
+ */
+void
+ExecKeptPlanInto(SPIPlanPtr plan, Datum *values, const char *nulls,
+				 DestReceiver *dest, long count)
+{
+	SPIExecuteOptions options;
+	int			rc;
+
+	memset(&options, 0, sizeof(options));
+	options.params = ParamsOf(plan, values, nulls);
+	options.read_only = true;
+	options.tcount = count;
+	options.dest = dest;
+	rc = SPI_execute_plan_extended(plan, &options);
+	/* SPI says SPI_OK_UTILITY for a SELECT into a receiver of its own */
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan_extended failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
  * Run a read-only kept plan and stream its rows straight into the
  * materialized result of the set-returning function fcinfo, with no copy in
  * between.
@@ -76,55 +124,29 @@ ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum *values,
 					const char *nulls, long count)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	SPIExecuteOptions options;
-	DestReceiver *dest;
-	ParamListInfo params = ParamsOf(plan, values, nulls);
-	int			rc;
+	DestReceiver *dest = CreateDestReceiver(DestTuplestore);
 
-	dest = CreateDestReceiver(DestTuplestore);
 	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
 									rsinfo->econtext->ecxt_per_query_memory,
 									true, NULL, NULL);
-
-	memset(&options, 0, sizeof(options));
-	options.params = params;
-	options.read_only = true;
-	options.tcount = count;
-	options.dest = dest;
-
-	rc = SPI_execute_plan_extended(plan, &options);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan_extended failed: %s",
-			 SPI_result_code_string(rc));
+	ExecKeptPlanInto(plan, values, nulls, dest, count);
 	dest->rDestroy(dest);
 }
 
 /*
- * Read column `column` (1-based) of the first result row as int64; false
- * when there is no row or the value is NULL.
+ * The first column of the first result row; false when there is no row or
+ * the value is NULL.
  */
 bool
-GetInt64Result(int column, int64 *value)
+GetFirstResult(Datum *value)
 {
 	bool		isnull;
-	Datum		d;
 
 	if (SPI_processed == 0)
 		return false;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column,
-					  &isnull);
-	if (isnull)
-		return false;
-	*value = DatumGetInt64(d);
-	return true;
-}
-
-/* Connect to SPI, or fail: every caller needs it to go on. */
-void
-ConnectSpi(void)
-{
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	*value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						   &isnull);
+	return !isnull;
 }
 
 /*
@@ -153,11 +175,14 @@ bool
 RunKeptInt64Query(SPIPlanPtr *cache, const char *sql, int nargs,
 				  const Oid *argtypes, Datum *values, int64 *result)
 {
+	Datum		value;
 	bool		found;
 
 	ConnectSpi();
 	ExecKeptPlan(KeptPlan(cache, sql, nargs, argtypes), values, NULL, true, 1);
-	found = GetInt64Result(1, result);
+	found = GetFirstResult(&value);
+	if (found)
+		*result = DatumGetInt64(value);
 	SPI_finish();
 	return found;
 }

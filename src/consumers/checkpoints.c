@@ -1,5 +1,5 @@
 /*
- * checkpoints.c
+ * consumers/checkpoints.c
  *		store_checkpoint, read_checkpoint and reset_checkpoint.
  *
  * A checkpoint is compared in log order, (transaction_id, global_position),
@@ -15,13 +15,18 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/args.h"
+#include "common/catalog.h"
+#include "common/kept_plans.h"
+#include "common/table_writer.h"
 #include "fmgr.h"
-#include "pg_eventstore.h"
+#include "log/log.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 PG_FUNCTION_INFO_V1(eventstore_store_checkpoint);
 PG_FUNCTION_INFO_V1(eventstore_read_checkpoint);
@@ -32,12 +37,25 @@ PG_FUNCTION_INFO_V1(eventstore_reset_checkpoint);
 static SPIPlanPtr create_checkpoint_plan;
 static SPIPlanPtr read_checkpoint_plan;
 
-/* Insert a processor's checkpoint row if there is none yet. */
-static void
-CreateCheckpointRow(text *processor, text *partition)
+/* The checkpoint row's key, for creating it (LockCheckpointRow). */
+typedef struct CheckpointKey
 {
+	text	   *processor;
+	text	   *partition;
+	TableWriter *writer;
+} CheckpointKey;
+
+/*
+ * Insert a processor's checkpoint row, with no checkpoint, if there is none
+ * yet; then have it looked up and locked like an existing one.
+ */
+static bool
+CreateCheckpointRow(void *arg)
+{
+	CheckpointKey *key = (CheckpointKey *) arg;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[3] = {PointerGetDatum(processor), PointerGetDatum(partition),
+	Datum		values[3] = {PointerGetDatum(key->processor),
+		PointerGetDatum(key->partition),
 	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
 
 	RunKeptStatement(&create_checkpoint_plan,
@@ -46,6 +64,8 @@ CreateCheckpointRow(text *processor, text *partition)
 					 " VALUES ($1, $2, $3)"
 					 " ON CONFLICT (processor_id, partition) DO NOTHING",
 					 3, argtypes, values);
+	TableWriterSeeOwnWrites(key->writer);
+	return false;
 }
 
 /*
@@ -57,28 +77,21 @@ static TableWriter *
 LockCheckpointRow(const char *operation, text *processor, text *partition)
 {
 	static const char *const names[] = {"checkpoints"};
-	static const int natts[] = {CP_NATTS};
-	char	   *what = NULL;
+	static const int natts[] = {CHECKPOINTS_NATTS};
+	TableWriter *w = TableWriterOpen(operation, 1, names, natts);
+	CheckpointKey key = {processor, partition, w};
+	ScanKeyData keys[2];
 
-	for (int attempt = 0; attempt < 2; attempt++)
-	{
-		TableWriter *w = TableWriterOpen(operation, 1, names, natts);
-		ScanKeyData keys[2];
-
-		if (what == NULL)
-			what = psprintf("the checkpoint of processor \"%s\", partition \"%s\"",
-							text_to_cstring(processor), text_to_cstring(partition));
-		TableWriterKey(w, 0, &keys[0], CP_PROCESSOR_ID, F_TEXTEQ,
-					   PointerGetDatum(processor));
-		TableWriterKey(w, 0, &keys[1], CP_PARTITION, F_TEXTEQ,
-					   PointerGetDatum(partition));
-		if (TableWriterLockRow(w, 0, 2, keys, what) != NULL)
-			return w;
-		TableWriterClose(w);
-		CreateCheckpointRow(processor, partition);
-	}
-	elog(ERROR, "%s could not be created", what);
-	return NULL;				/* keep the compiler quiet */
+	TableWriterKey(w, 0, &keys[0], CHECKPOINTS_PROCESSOR_ID, F_TEXTEQ,
+				   PointerGetDatum(processor));
+	TableWriterKey(w, 0, &keys[1], CHECKPOINTS_PARTITION, F_TEXTEQ,
+				   PointerGetDatum(partition));
+	(void) TableWriterLockOrCreate(w, 0, 2, keys,
+								   psprintf("the checkpoint of processor \"%s\", partition \"%s\"",
+											text_to_cstring(processor),
+											text_to_cstring(partition)),
+								   true, CreateCheckpointRow, &key);
+	return w;
 }
 
 /* The stored checkpoint of the locked row, as a place in log order. */
@@ -86,7 +99,7 @@ static bool
 StoredPlace(TupleTableSlot *row, LogPlace *place)
 {
 	bool		isnull;
-	Datum		position = slot_getattr(row, CP_POSITION, &isnull);
+	Datum		position = slot_getattr(row, CHECKPOINTS_POSITION, &isnull);
 
 	if (isnull)
 	{
@@ -94,7 +107,7 @@ StoredPlace(TupleTableSlot *row, LogPlace *place)
 		return false;
 	}
 	place->position = DatumGetInt64(position);
-	place->xid = DatumGetFullTransactionId(slot_getattr(row, CP_TRANSACTION_ID,
+	place->xid = DatumGetFullTransactionId(slot_getattr(row, CHECKPOINTS_TRANSACTION_ID,
 														&isnull));
 	return true;
 }
@@ -105,11 +118,11 @@ WriteCheckpoint(TableWriter *w, LogPlace place, bool none)
 {
 	TupleTableSlot *row = TableWriterCopyOfLocked(w, 0);
 
-	row->tts_values[CP_POSITION - 1] = Int64GetDatum(place.position);
-	row->tts_values[CP_TRANSACTION_ID - 1] = FullTransactionIdGetDatum(place.xid);
-	row->tts_isnull[CP_POSITION - 1] = none;
-	row->tts_isnull[CP_TRANSACTION_ID - 1] = none;
-	row->tts_values[CP_UPDATED_AT - 1] =
+	row->tts_values[CHECKPOINTS_POSITION - 1] = Int64GetDatum(place.position);
+	row->tts_values[CHECKPOINTS_TRANSACTION_ID - 1] = FullTransactionIdGetDatum(place.xid);
+	row->tts_isnull[CHECKPOINTS_POSITION - 1] = none;
+	row->tts_isnull[CHECKPOINTS_TRANSACTION_ID - 1] = none;
+	row->tts_values[CHECKPOINTS_UPDATED_AT - 1] =
 		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	TableWriterUpdate(w, 0, row);
 }
@@ -145,18 +158,11 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	const char *outcome;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("position must not be null"),
-				 errhint("Pass the global_position of the last event processed; reset_checkpoint clears a checkpoint.")));
+	RequireArgNotNull(fcinfo, 1, "position",
+					  "Pass the global_position of the last event processed; reset_checkpoint clears a checkpoint.");
 	position = PG_GETARG_INT64(1);
-	if (expected < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expected_position must not be negative"),
-				 errdetail("Got " INT64_FORMAT ".", expected),
-				 errhint("Pass the checkpoint read before processing, or NULL when none was stored.")));
+	RequireNonNegative(expected, "expected_position",
+					   "Pass the checkpoint read before processing, or NULL when none was stored.");
 
 	/* a position that is not in the log is refused whatever the outcome */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());

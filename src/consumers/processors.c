@@ -1,5 +1,5 @@
 /*
- * processors.c
+ * consumers/processors.c
  *		claim_processor, release_processor and processor_claim_key: one live
  *		instance per processor (and partition).
  *
@@ -20,10 +20,13 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/args.h"
+#include "common/catalog.h"
 #include "common/hashfn.h"
+#include "common/kept_plans.h"
+#include "common/table_writer.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pg_eventstore.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
@@ -177,6 +180,41 @@ ClaimsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/* The claim's checkpoint row, for creating it (RecordOwner). */
+typedef struct ClaimRow
+{
+	text	   *processor;
+	text	   *partition;
+	const char *instance;		/* NULL: a release, which creates nothing */
+} ClaimRow;
+
+/*
+ * Insert the checkpoint row of a claim that has none, recording its owner
+ * (ON CONFLICT: a first store may insert the row meanwhile, and keeps it).
+ */
+static bool
+CreateClaimRow(void *arg)
+{
+	ClaimRow   *claim = (ClaimRow *) arg;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[4];
+
+	if (claim->instance == NULL)
+		return true;
+	values[0] = PointerGetDatum(claim->processor);
+	values[1] = PointerGetDatum(claim->partition);
+	values[2] = CStringGetTextDatum(claim->instance);
+	values[3] = Int32GetDatum(MyProcPid);
+	RunKeptStatement(&insert_owner_plan,
+					 "INSERT INTO eventstore.checkpoints"
+					 " (processor_id, partition, owner_instance, owner_pid,"
+					 "  claimed_at, updated_at)"
+					 " VALUES ($1, $2, $3, $4, now(), now())"
+					 " ON CONFLICT (processor_id, partition) DO NOTHING",
+					 4, argtypes, values);
+	return true;
+}
+
 /*
  * Record in the checkpoint row who holds the claim (instance NULL: nobody),
  * without waiting: a row another transaction has locked, or is inserting,
@@ -186,50 +224,33 @@ static void
 RecordOwner(text *processor, text *partition, const char *instance)
 {
 	static const char *const names[] = {"checkpoints"};
-	static const int natts[] = {CP_NATTS};
+	static const int natts[] = {CHECKPOINTS_NATTS};
 	TableWriter *w = TableWriterOpen(instance ? "claim_processor" : "release_processor",
 									 1, names, natts);
+	ClaimRow	claim = {processor, partition, instance};
 	ScanKeyData keys[2];
-	TupleTableSlot *row;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	bool		busy;
 
-	TableWriterKey(w, 0, &keys[0], CP_PROCESSOR_ID, F_TEXTEQ,
+	TableWriterKey(w, 0, &keys[0], CHECKPOINTS_PROCESSOR_ID, F_TEXTEQ,
 				   PointerGetDatum(processor));
-	TableWriterKey(w, 0, &keys[1], CP_PARTITION, F_TEXTEQ,
+	TableWriterKey(w, 0, &keys[1], CHECKPOINTS_PARTITION, F_TEXTEQ,
 				   PointerGetDatum(partition));
-	row = TableWriterTryLockRow(w, 0, 2, keys, &busy);
-	if (row != NULL)
+	if (TableWriterLockOrCreate(w, 0, 2, keys, "a processor's checkpoint row",
+								false, CreateClaimRow, &claim) == ROW_LOCKED)
 	{
-		row = TableWriterCopyOfLocked(w, 0);
-		row->tts_isnull[CP_OWNER_INSTANCE - 1] = (instance == NULL);
-		row->tts_isnull[CP_OWNER_PID - 1] = (instance == NULL);
+		TupleTableSlot *row = TableWriterCopyOfLocked(w, 0);
+
+		row->tts_isnull[CHECKPOINTS_OWNER_INSTANCE - 1] = (instance == NULL);
+		row->tts_isnull[CHECKPOINTS_OWNER_PID - 1] = (instance == NULL);
 		if (instance != NULL)
 		{
-			row->tts_values[CP_OWNER_INSTANCE - 1] = CStringGetTextDatum(instance);
-			row->tts_values[CP_OWNER_PID - 1] = Int32GetDatum(MyProcPid);
-			row->tts_values[CP_CLAIMED_AT - 1] = TimestampTzGetDatum(now);
-			row->tts_isnull[CP_CLAIMED_AT - 1] = false;
+			row->tts_values[CHECKPOINTS_OWNER_INSTANCE - 1] = CStringGetTextDatum(instance);
+			row->tts_values[CHECKPOINTS_OWNER_PID - 1] = Int32GetDatum(MyProcPid);
+			row->tts_values[CHECKPOINTS_CLAIMED_AT - 1] = TimestampTzGetDatum(now);
+			row->tts_isnull[CHECKPOINTS_CLAIMED_AT - 1] = false;
 		}
-		row->tts_values[CP_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+		row->tts_values[CHECKPOINTS_UPDATED_AT - 1] = TimestampTzGetDatum(now);
 		TableWriterUpdate(w, 0, row);
-	}
-	else if (!busy && instance != NULL &&
-			 !TableWriterRowExists(w, 0, 2, keys))
-	{
-		/* ON CONFLICT: a first store may insert the row meanwhile */
-		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
-		Datum		values[4] = {PointerGetDatum(processor),
-			PointerGetDatum(partition), CStringGetTextDatum(instance),
-		Int32GetDatum(MyProcPid)};
-
-		RunKeptStatement(&insert_owner_plan,
-						 "INSERT INTO eventstore.checkpoints"
-						 " (processor_id, partition, owner_instance, owner_pid,"
-						 "  claimed_at, updated_at)"
-						 " VALUES ($1, $2, $3, $4, now(), now())"
-						 " ON CONFLICT (processor_id, partition) DO NOTHING",
-						 4, argtypes, values);
 	}
 	TableWriterClose(w);
 }

@@ -1,0 +1,26 @@
+/*
+ * common/args.h
+ *		Checks of SQL function arguments shared by the API: each raises an
+ *		error with a SQLSTATE, a message naming the argument and a hint.
+ */
+#ifndef ES_ARGS_H
+#define ES_ARGS_H
+
+#include "fmgr.h"
+
+/* Stream ids and processor names are btree keys, whose size is bounded. */
+#define ES_MAX_KEY_BYTES	1000
+
+extern void RequireArgNotNull(FunctionCallInfo fcinfo, int argno,
+							  const char *argname, const char *hint);
+extern text *RequireStreamId(FunctionCallInfo fcinfo, int argno);
+extern text *RequireName(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern const char *RequireChoice(FunctionCallInfo fcinfo, int argno,
+								 const char *argname, const char *a,
+								 const char *b);
+extern void RequireNonNegative(int64 value, const char *argname,
+							   const char *hint);
+extern void RequireAtLeastOne(int64 value, const char *argname,
+							  const char *hint);
+
+#endif							/* ES_ARGS_H */

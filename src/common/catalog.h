@@ -1,0 +1,164 @@
+/*
+ * common/catalog.h
+ *		Facts about the extension's own objects, each written once: the
+ *		schema, the search_path its SQL functions pin, the column numbers of
+ *		every table, and the words its tables use for statuses and modes.
+ *
+ * The column numbers follow the install script (sql/); code that reads or
+ * writes rows by number checks a table's column count against *_NATTS
+ * first, so a layout this library does not know is an error, never a
+ * misread.
+ */
+#ifndef ES_CATALOG_H
+#define ES_CATALOG_H
+
+/* The schema the install script creates and every object lives in. */
+#define EVENTSTORE_SCHEMA "eventstore"
+
+/*
+ * The search_path every API function pins, and that owner code and the
+ * workers run with: nothing of a caller's schemas is found by accident.
+ */
+#define API_SEARCH_PATH "pg_catalog, pg_temp"
+
+/* eventstore.streams */
+enum
+{
+	STREAMS_STREAM_ID = 1,
+	STREAMS_REVISION,
+	STREAMS_CREATED_AT,
+	STREAMS_UPDATED_AT,
+	STREAMS_NATTS = STREAMS_UPDATED_AT
+};
+
+/* eventstore.events, also the composite type handlers receive */
+enum
+{
+	EVENTS_GLOBAL_POSITION = 1,
+	EVENTS_TRANSACTION_ID,
+	EVENTS_STREAM_ID,
+	EVENTS_REVISION,
+	EVENTS_EVENT_ID,
+	EVENTS_EVENT_TYPE,
+	EVENTS_DATA,
+	EVENTS_METADATA,
+	EVENTS_CREATED_AT,
+	EVENTS_NATTS = EVENTS_CREATED_AT
+};
+
+/* eventstore.checkpoints */
+enum
+{
+	CHECKPOINTS_PROCESSOR_ID = 1,
+	CHECKPOINTS_PARTITION,
+	CHECKPOINTS_POSITION,
+	CHECKPOINTS_TRANSACTION_ID,
+	CHECKPOINTS_OWNER_INSTANCE,
+	CHECKPOINTS_OWNER_PID,
+	CHECKPOINTS_CLAIMED_AT,
+	CHECKPOINTS_UPDATED_AT,
+	CHECKPOINTS_NATTS = CHECKPOINTS_UPDATED_AT
+};
+
+/* eventstore.projections, the registry */
+enum
+{
+	PROJECTIONS_PROJECTION_ID = 1,
+	PROJECTIONS_NAME,
+	PROJECTIONS_VERSION,
+	PROJECTIONS_HANDLER,
+	PROJECTIONS_BATCH_HANDLER,
+	PROJECTIONS_EVENT_TYPES,
+	PROJECTIONS_MODE,
+	PROJECTIONS_ON_RESET,
+	PROJECTIONS_ON_ERROR,
+	PROJECTIONS_OWNER,
+	PROJECTIONS_STATUS,
+	PROJECTIONS_CAUGHT_UP,
+	PROJECTIONS_REPLAY_UNTIL,
+	PROJECTIONS_POSITION,
+	PROJECTIONS_TRANSACTION_ID,
+	PROJECTIONS_EVENTS_APPLIED,
+	PROJECTIONS_LAST_ERROR,
+	PROJECTIONS_ERROR_SQLSTATE,
+	PROJECTIONS_ERROR_POSITION,
+	PROJECTIONS_ERROR_EVENT_ID,
+	PROJECTIONS_FAILED_AT,
+	PROJECTIONS_REBUILD_STARTED_AT,
+	PROJECTIONS_CAUGHT_UP_AT,
+	PROJECTIONS_CREATED_AT,
+	PROJECTIONS_UPDATED_AT,
+	PROJECTIONS_NATTS = PROJECTIONS_UPDATED_AT
+};
+
+/* eventstore.projection_skips */
+enum
+{
+	SKIPS_PROJECTION_ID = 1,
+	SKIPS_GLOBAL_POSITION,
+	SKIPS_TRANSACTION_ID,
+	SKIPS_SKIPPED_AT,
+	SKIPS_DRAINED_AT,
+	SKIPS_OUTCOME,
+	SKIPS_NATTS = SKIPS_OUTCOME
+};
+
+/* eventstore.projection_dead_letters */
+enum
+{
+	DEAD_LETTERS_DEAD_LETTER_ID = 1,
+	DEAD_LETTERS_PROJECTION_ID,
+	DEAD_LETTERS_GLOBAL_POSITION,
+	DEAD_LETTERS_EVENT_ID,
+	DEAD_LETTERS_STREAM_ID,
+	DEAD_LETTERS_EVENT_TYPE,
+	DEAD_LETTERS_ERROR_SQLSTATE,
+	DEAD_LETTERS_ERROR_MESSAGE,
+	DEAD_LETTERS_ERROR_DETAIL,
+	DEAD_LETTERS_ERROR_CONTEXT,
+	DEAD_LETTERS_FAILED_AT,
+	DEAD_LETTERS_NATTS = DEAD_LETTERS_FAILED_AT
+};
+
+/*
+ * The words of eventstore.projections and projection_skips, as string
+ * literals, so that SQL text can be assembled from them at compile time:
+ * "status = '" STATUS_ACTIVE "'".
+ */
+#define STATUS_ACTIVE			"active"
+#define STATUS_REBUILDING		"rebuilding"
+#define STATUS_FAILED			"failed"
+#define STATUS_STOPPED			"stopped"
+#define MODE_ASYNC				"async"
+#define MODE_INLINE				"inline"
+#define ON_ERROR_STOP			"stop"
+#define ON_ERROR_SKIP			"skip"
+#define SKIP_OUTCOME_APPLIED	"applied"
+#define SKIP_OUTCOME_ALREADY	"already applied"
+
+/* The status of a projection, as eventstore.projections.status spells it. */
+typedef enum ProjectionStatus
+{
+	PROJECTION_ACTIVE,
+	PROJECTION_REBUILDING,
+	PROJECTION_FAILED,
+	PROJECTION_STOPPED
+} ProjectionStatus;
+
+extern const char *ProjectionStatusName(ProjectionStatus status);
+extern ProjectionStatus ParseProjectionStatus(const char *name);
+
+/* The OID of relation eventstore.<name>; the extension must exist. */
+extern Oid	EventstoreRelid(const char *name);
+
+/* The role that owns the extension's tables, and so its bookkeeping. */
+extern Oid	ExtensionOwner(void);
+
+/*
+ * Is the extension installed in this database at a version with a
+ * projection registry?  (For the workers, which serve databases that may
+ * have none, or an older one.)
+ */
+extern bool RegistryExists(void);
+
+#endif							/* ES_CATALOG_H */

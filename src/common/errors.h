@@ -1,0 +1,18 @@
+/*
+ * common/errors.h
+ *		The SQLSTATEs of the event store's own class "SE".  Every one is
+ *		listed in the README; keep the two in step.
+ */
+#ifndef ES_ERRORS_H
+#define ES_ERRORS_H
+
+#include "utils/elog.h"
+
+#define ERRCODE_ES_WRONG_EXPECTED_REVISION	MAKE_SQLSTATE('S','E','0','0','1')
+#define ERRCODE_ES_DUPLICATE_EVENT_ID		MAKE_SQLSTATE('S','E','0','0','2')
+#define ERRCODE_ES_UNKNOWN_POSITION			MAKE_SQLSTATE('S','E','0','0','3')
+#define ERRCODE_ES_APPEND_ONLY				MAKE_SQLSTATE('S','E','0','0','4')
+#define ERRCODE_ES_UNKNOWN_PROJECTION		MAKE_SQLSTATE('S','E','0','0','5')
+#define ERRCODE_ES_PROJECTION_EXISTS		MAKE_SQLSTATE('S','E','0','0','6')
+
+#endif							/* ES_ERRORS_H */

@@ -1,0 +1,110 @@
+/*
+ * projections/projections.h
+ *		Projections: the registry and its locks, handlers called as their
+ *		owner, inline application inside appends, and the runner of batches,
+ *		replays and drains.
+ */
+#ifndef ES_PROJECTIONS_H
+#define ES_PROJECTIONS_H
+
+#include "access/htup.h"
+#include "common/catalog.h"
+#include "fmgr.h"
+#include "log/event_rows.h"
+#include "log/log.h"
+#include "nodes/pg_list.h"
+#include "storage/lockdefs.h"
+
+/* A registered projection: a row of eventstore.projections. */
+typedef struct Projection
+{
+	int32		id;
+	char	   *name;
+	int32		version;
+	Oid			handler;
+	bool		batch_handler;	/* takes eventstore.events[] */
+	int			ntypes;			/* 0: every event type */
+	char	  **types;
+	bool		inline_mode;
+	bool		skip_errors;	/* on_error = 'skip' */
+	char	   *on_reset;		/* NULL: none */
+	Oid			owner;
+	ProjectionStatus status;
+	bool		caught_up;		/* its replay from the start is done */
+	LogPlace	checkpoint;
+	FullTransactionId replay_until; /* see eventstore.projections */
+	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
+} Projection;
+
+/* A projection due for a worker's attention, as listed at a turn's start. */
+typedef struct DueProjection
+{
+	int32		id;
+	bool		rebuilding;
+} DueProjection;
+
+/* A new registry row, as create_projection checked its arguments. */
+typedef struct NewProjection
+{
+	text	   *name;
+	int32		version;
+	Oid			handler;
+	bool		batch_handler;
+	Datum		event_types;	/* text[], or 0 for every type */
+	const char *mode;
+	text	   *on_reset;		/* NULL: none */
+	const char *on_error;
+	Oid			owner;
+	FullTransactionId replay_until; /* invalid: the log is empty */
+} NewProjection;
+
+/*
+ * The advisory locks of a projection, keyed by its projection_id.  Inline
+ * applications hold APPLY shared (try only); rebuilds and status changes
+ * take it exclusive.  RUNNER, exclusive, makes one runner at a time apply
+ * a projection's batches.  Both show in pg_locks with this objsubid.
+ */
+#define PROJECTION_APPLY_LOCK	0x5041
+#define PROJECTION_RUNNER_LOCK	0x5052
+
+/* registry.c: every read and write of the projection tables */
+extern List *LoadProjections(text *name, bool all_versions, int32 version,
+							 bool latest_only);
+extern Projection *FindProjection(text *name, int32 version);
+extern Projection *ReloadProjection(int32 id);
+extern List *LoadAllProjections(MemoryContext context);
+extern List *ReadDueProjections(int member, int members, MemoryContext context);
+extern void InsertProjection(NewProjection *np);
+extern void DeleteProjection(int32 id);
+extern void ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until);
+extern void SaveProjectionProgress(Projection *p, int64 applied);
+extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
+extern void RecordProjectionFailure(Projection *p, ErrorData *error,
+									int64 position, pg_uuid_t *event_id);
+extern void RecordSkip(Projection *p, EventRows *rows, int i);
+extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
+							 ErrorData *error);
+extern void MarkSkipsDrained(Projection *p, int64 *positions, int n,
+							 bool applied);
+extern void NoteProjectionsChanged(void);
+extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
+extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
+
+/* handler.c: the owner's code */
+extern bool HandlerExists(Projection *p);
+extern void CallHandler(Projection *p, EventRows *rows, int first, int count);
+extern void RunOnReset(Projection *p);
+
+/* apply.c */
+extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
+						bool isolate, ErrorData **error);
+
+/* inline.c */
+extern bool PrepareProjectionsForAppend(EventBatch *batch);
+extern void ApplyInlineProjections(EventRows *rows);
+
+/* runner.c */
+extern int64 RunProjection(Projection *p, int64 max_events, bool wait,
+						   bool *busy, bool *exhausted);
+
+#endif							/* ES_PROJECTIONS_H */

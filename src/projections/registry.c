@@ -1,0 +1,517 @@
+/*
+ * projections/registry.c
+ *		Every read and write of the projection tables (eventstore.projections,
+ *		projection_skips, projection_dead_letters), every status change, the
+ *		projections' locks, and the invalidation that tells every backend the
+ *		registry changed.
+ *
+ * The registry is read through the latest snapshot, never the caller's
+ * transaction snapshot: a decision about a projection (apply it, skip it,
+ * replay it) must see every status change committed before the lock that
+ * guards the decision was granted, even in a REPEATABLE READ transaction.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/catalog.h"
+#include "common/errors.h"
+#include "common/kept_plans.h"
+#include "miscadmin.h"
+#include "projections/projections.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
+#include "worker/worker.h"
+
+static SPIPlanPtr load_by_name_plan;
+static SPIPlanPtr load_by_id_plan;
+static SPIPlanPtr load_all_plan;
+static SPIPlanPtr due_plan;
+static SPIPlanPtr insert_plan;
+static SPIPlanPtr delete_plan;
+static SPIPlanPtr reset_plan;
+static SPIPlanPtr save_plan;
+static SPIPlanPtr failure_plan;
+static SPIPlanPtr skip_plan;
+static SPIPlanPtr dead_letter_plan;
+static SPIPlanPtr drained_plan;
+
+/* A Projection, in the current memory context, from a registry row. */
+static Projection *
+ProjectionFromRow(HeapTuple row, TupleDesc desc)
+{
+	Projection *p = palloc0(sizeof(Projection));
+	bool		isnull;
+	Datum		types;
+
+	if (desc->natts != PROJECTIONS_NATTS)
+		elog(ERROR, EVENTSTORE_SCHEMA ".projections does not have the %d columns this library reads",
+			 PROJECTIONS_NATTS);
+	p->id = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_PROJECTION_ID, &isnull));
+	p->name = SPI_getvalue(row, desc, PROJECTIONS_NAME);
+	p->version = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_VERSION, &isnull));
+	p->handler = DatumGetObjectId(SPI_getbinval(row, desc, PROJECTIONS_HANDLER, &isnull));
+	p->batch_handler = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_BATCH_HANDLER, &isnull));
+	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+
+		deconstruct_array(DatumGetArrayTypeP(types), TEXTOID, -1, false,
+						  TYPALIGN_INT, &elems, &nulls, &p->ntypes);
+		p->types = palloc(sizeof(char *) * Max(p->ntypes, 1));
+		for (int i = 0; i < p->ntypes; i++)
+			p->types[i] = TextDatumGetCString(elems[i]);
+	}
+	p->inline_mode = strcmp(SPI_getvalue(row, desc, PROJECTIONS_MODE), MODE_INLINE) == 0;
+	p->on_reset = SPI_getvalue(row, desc, PROJECTIONS_ON_RESET);
+	p->skip_errors = strcmp(SPI_getvalue(row, desc, PROJECTIONS_ON_ERROR), ON_ERROR_SKIP) == 0;
+	p->owner = DatumGetObjectId(SPI_getbinval(row, desc, PROJECTIONS_OWNER, &isnull));
+	p->status = ParseProjectionStatus(SPI_getvalue(row, desc, PROJECTIONS_STATUS));
+	p->caught_up = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_CAUGHT_UP, &isnull));
+	p->checkpoint.position = DatumGetInt64(SPI_getbinval(row, desc, PROJECTIONS_POSITION, &isnull));
+	p->checkpoint.xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, PROJECTIONS_TRANSACTION_ID, &isnull));
+	p->replay_until = DatumGetFullTransactionId(SPI_getbinval(row, desc, PROJECTIONS_REPLAY_UNTIL, &isnull));
+	return p;
+}
+
+/* Run a registry query through the latest snapshot. */
+static void
+QueryLatest(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	QueryKeptPlanThrough(plan, values, nulls, GetLatestSnapshot(), 0);
+}
+
+/* Select the versions of projection `name` (all when version_null). */
+static void
+QueryByName(text *name, int32 version, bool version_null)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {PointerGetDatum(name), Int32GetDatum(version)};
+	char		nulls[2] = {' ', version_null ? 'n' : ' '};
+
+	QueryLatest(KeptPlan(&load_by_name_plan,
+						 "SELECT * FROM eventstore.projections"
+						 " WHERE name = $1 AND ($2 IS NULL OR version = $2)"
+						 " ORDER BY version",
+						 2, argtypes),
+				values, nulls);
+}
+
+/*
+ * The projections named `name`: every version when all_versions, else the
+ * given one, or the highest when latest_only.  Raises SE005 when there is
+ * none.  The caller is connected to SPI.
+ */
+List *
+LoadProjections(text *name, bool all_versions, int32 version,
+				bool latest_only)
+{
+	List	   *result = NIL;
+	uint64		first = 0;
+
+	QueryByName(name, version, all_versions || latest_only);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_UNKNOWN_PROJECTION),
+				 all_versions || latest_only
+				 ? errmsg("projection \"%s\" does not exist", text_to_cstring(name))
+				 : errmsg("projection \"%s\" version %d does not exist",
+						  text_to_cstring(name), version),
+				 errhint("eventstore.projection_status lists the projections and their versions.")));
+	if (latest_only)
+		first = SPI_processed - 1;
+	for (uint64 i = first; i < SPI_processed; i++)
+		result = lappend(result, ProjectionFromRow(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc));
+	return result;
+}
+
+/* Projection `name` at `version` as it is now, NULL when there is none. */
+Projection *
+FindProjection(text *name, int32 version)
+{
+	QueryByName(name, version, false);
+	if (SPI_processed == 0)
+		return NULL;
+	return ProjectionFromRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+}
+
+/* The projection's registry row as it is now; NULL once it is dropped. */
+Projection *
+ReloadProjection(int32 id)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(id)};
+
+	QueryLatest(KeptPlan(&load_by_id_plan,
+						 "SELECT * FROM eventstore.projections"
+						 " WHERE projection_id = $1",
+						 1, argtypes),
+				values, NULL);
+	if (SPI_processed == 0)
+		return NULL;
+	return ProjectionFromRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+}
+
+/*
+ * Every projection of this database, in projection_id order, allocated in
+ * `context` (the inline cache's).  The caller is connected to SPI.
+ */
+List *
+LoadAllProjections(MemoryContext context)
+{
+	MemoryContext old;
+	List	   *loaded = NIL;
+
+	QueryLatest(KeptPlan(&load_all_plan,
+						 "SELECT * FROM eventstore.projections"
+						 " ORDER BY projection_id",
+						 0, NULL),
+				NULL, NULL);
+	old = MemoryContextSwitchTo(context);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		loaded = lappend(loaded, ProjectionFromRow(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc));
+	MemoryContextSwitchTo(old);
+	return loaded;
+}
+
+/*
+ * The projections a worker serving projection_id % members == member should
+ * look at now: rebuilds, active async ones, and active inline ones with
+ * skips to drain; DueProjections allocated in `context`.  The caller is
+ * connected to SPI.
+ */
+List *
+ReadDueProjections(int member, int members, MemoryContext context)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(member), Int32GetDatum(members)};
+	List	   *due = NIL;
+
+	ExecKeptPlan(KeptPlan(&due_plan,
+						  "SELECT * FROM eventstore.projections p"
+						  " WHERE projection_id % $2 = $1"
+						  " AND (status = '" STATUS_REBUILDING "'"
+						  "  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'"
+						  "   OR EXISTS (SELECT FROM eventstore.projection_skips s"
+						  "    WHERE s.projection_id = p.projection_id"
+						  "      AND s.drained_at IS NULL))))"
+						  " ORDER BY projection_id",
+						  2, argtypes),
+				 values, NULL, true, 0);
+	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != PROJECTIONS_NATTS)
+		elog(ERROR, EVENTSTORE_SCHEMA ".projections does not have the %d columns this library reads",
+			 PROJECTIONS_NATTS);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(context);
+		DueProjection *d = palloc(sizeof(DueProjection));
+		bool		isnull;
+
+		d->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc,
+											PROJECTIONS_PROJECTION_ID, &isnull));
+		d->rebuilding = strcmp(SPI_getvalue(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc,
+											PROJECTIONS_STATUS),
+							   STATUS_REBUILDING) == 0;
+		due = lappend(due, d);
+		MemoryContextSwitchTo(old);
+	}
+	return due;
+}
+
+/*
+ * Insert a projection's registry row: active over an empty log, else
+ * rebuilding, to be backfilled from the start.
+ */
+void
+InsertProjection(NewProjection *np)
+{
+	Oid			argtypes[11] = {TEXTOID, INT4OID, REGPROCOID, BOOLOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID, XID8OID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		empty = !FullTransactionIdIsValid(np->replay_until);
+
+	values[0] = PointerGetDatum(np->name);
+	values[1] = Int32GetDatum(np->version);
+	values[2] = ObjectIdGetDatum(np->handler);
+	values[3] = BoolGetDatum(np->batch_handler);
+	values[4] = np->event_types;
+	nulls[4] = np->event_types == (Datum) 0 ? 'n' : ' ';
+	values[5] = CStringGetTextDatum(np->mode);
+	values[6] = PointerGetDatum(np->on_reset);
+	nulls[6] = np->on_reset == NULL ? 'n' : ' ';
+	values[7] = CStringGetTextDatum(np->on_error);
+	values[8] = ObjectIdGetDatum(np->owner);
+	values[9] = CStringGetTextDatum(empty ? STATUS_ACTIVE : STATUS_REBUILDING);
+	values[10] = FullTransactionIdGetDatum(np->replay_until);
+	ExecKeptPlan(KeptPlan(&insert_plan,
+						  "INSERT INTO eventstore.projections"
+						  " (name, version, handler, batch_handler, event_types,"
+						  "  mode, on_reset, on_error, owner, status, caught_up,"
+						  "  rebuild_started_at, caught_up_at, created_at, updated_at,"
+						  "  replay_until)"
+						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+						  "  $10 = '" STATUS_ACTIVE "',"
+						  "  CASE WHEN $10 = '" STATUS_REBUILDING "' THEN clock_timestamp() END,"
+						  "  CASE WHEN $10 = '" STATUS_ACTIVE "' THEN clock_timestamp() END,"
+						  "  clock_timestamp(), clock_timestamp(), $11)",
+						  11, argtypes),
+				 values, nulls, false, 0);
+	NoteProjectionsChanged();
+}
+
+/* Delete a projection's registry row, skips and dead letters. */
+void
+DeleteProjection(int32 id)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(id)};
+
+	ExecKeptPlan(KeptPlan(&delete_plan,
+						  "WITH s AS (DELETE FROM eventstore.projection_skips"
+						  "  WHERE projection_id = $1),"
+						  " d AS (DELETE FROM eventstore.projection_dead_letters"
+						  "  WHERE projection_id = $1)"
+						  " DELETE FROM eventstore.projections"
+						  " WHERE projection_id = $1",
+						  1, argtypes),
+				 values, NULL, false, 0);
+	NoteProjectionsChanged();
+}
+
+/*
+ * Mark the projection rebuilding with its checkpoint at the start of the
+ * log and its last failure cleared; the replay is done once its horizon has
+ * passed replay_until.
+ */
+void
+ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until)
+{
+	Oid			argtypes[2] = {INT4OID, XID8OID};
+	Datum		values[2] = {Int32GetDatum(p->id),
+	FullTransactionIdGetDatum(replay_until)};
+
+	ExecKeptPlan(KeptPlan(&reset_plan,
+						  "UPDATE eventstore.projections SET status = '" STATUS_REBUILDING "',"
+						  " caught_up = false, \"position\" = 0,"
+						  " transaction_id = '0', replay_until = $2, last_error = NULL,"
+						  " error_sqlstate = NULL, error_position = NULL,"
+						  " error_event_id = NULL, failed_at = NULL,"
+						  " rebuild_started_at = clock_timestamp(),"
+						  " updated_at = clock_timestamp()"
+						  " WHERE projection_id = $1",
+						  2, argtypes),
+				 values, NULL, false, 0);
+	NoteProjectionsChanged();
+}
+
+/*
+ * Write the projection's status, checkpoint and caught_up flag, adding
+ * `applied` to its count of applied events.  Any status but failed clears
+ * the last failure.
+ */
+void
+SaveProjectionProgress(Projection *p, int64 applied)
+{
+	Oid			argtypes[6] = {INT4OID, TEXTOID, BOOLOID, INT8OID, XID8OID, INT8OID};
+	Datum		values[6] = {
+		Int32GetDatum(p->id),
+		CStringGetTextDatum(ProjectionStatusName(p->status)),
+		BoolGetDatum(p->caught_up),
+		Int64GetDatum(p->checkpoint.position),
+		FullTransactionIdGetDatum(p->checkpoint.xid),
+		Int64GetDatum(applied)
+	};
+
+	ExecKeptPlan(KeptPlan(&save_plan,
+						  "UPDATE eventstore.projections SET status = $2,"
+						  " caught_up = $3, \"position\" = $4,"
+						  " transaction_id = $5,"
+						  " events_applied = events_applied + $6,"
+						  " caught_up_at = CASE WHEN $3 AND NOT caught_up"
+						  "   THEN clock_timestamp() ELSE caught_up_at END,"
+						  " last_error = CASE WHEN $2 = '" STATUS_FAILED "'"
+						  "   THEN last_error END,"
+						  " error_sqlstate = CASE WHEN $2 = '" STATUS_FAILED "'"
+						  "   THEN error_sqlstate END,"
+						  " error_position = CASE WHEN $2 = '" STATUS_FAILED "'"
+						  "   THEN error_position END,"
+						  " error_event_id = CASE WHEN $2 = '" STATUS_FAILED "'"
+						  "   THEN error_event_id END,"
+						  " failed_at = CASE WHEN $2 = '" STATUS_FAILED "'"
+						  "   THEN failed_at END,"
+						  " updated_at = clock_timestamp()"
+						  " WHERE projection_id = $1",
+						  6, argtypes),
+				 values, NULL, false, 0);
+}
+
+/*
+ * Give the projection a new status (its caught_up flag and checkpoint as
+ * they are in *p), for every backend from this transaction's commit.
+ */
+void
+SetProjectionStatus(Projection *p, ProjectionStatus status)
+{
+	p->status = status;
+	SaveProjectionProgress(p, 0);
+	NoteProjectionsChanged();
+}
+
+/*
+ * Mark the projection failed on the event at `position` (event_id NULL:
+ * not an event's fault), with the error.
+ */
+void
+RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
+						pg_uuid_t *event_id)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTOID, TEXTOID, INT8OID, UUIDOID};
+	Datum		values[5] = {
+		Int32GetDatum(p->id),
+		CStringGetTextDatum(error->message ? error->message : "unknown error"),
+		CStringGetTextDatum(unpack_sql_state(error->sqlerrcode)),
+		Int64GetDatum(position),
+		event_id ? UUIDPGetDatum(event_id) : (Datum) 0
+	};
+	char		nulls[5] = {' ', ' ', ' ', ' ', event_id ? ' ' : 'n'};
+
+	p->status = PROJECTION_FAILED;
+	ereport(WARNING,
+			(errcode(error->sqlerrcode),
+			 errmsg("projection \"%s\" version %d failed at position " INT64_FORMAT,
+					p->name, p->version, position),
+			 errdetail("%s", error->message ? error->message : "unknown error"),
+			 errhint("Fix the handler or the event's cause, then call eventstore.start_projection to retry it.")));
+	NoteProjectionsChanged();
+	ExecKeptPlan(KeptPlan(&failure_plan,
+						  "UPDATE eventstore.projections SET status = '" STATUS_FAILED "',"
+						  " last_error = $2, error_sqlstate = $3,"
+						  " error_position = $4, error_event_id = $5,"
+						  " failed_at = clock_timestamp(),"
+						  " updated_at = clock_timestamp()"
+						  " WHERE projection_id = $1",
+						  5, argtypes),
+				 values, nulls, false, 0);
+}
+
+/* Record that the projection skipped row i, in this transaction. */
+void
+RecordSkip(Projection *p, EventRows *rows, int i)
+{
+	Oid			argtypes[4] = {INT4OID, INT8OID, XID8OID, TIMESTAMPTZOID};
+	LogPlace	place = EventRowsPlace(rows, i);
+	Datum		values[4] = {Int32GetDatum(p->id), Int64GetDatum(place.position),
+		FullTransactionIdGetDatum(place.xid),
+	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+
+	ExecKeptPlan(KeptPlan(&skip_plan,
+						  "INSERT INTO eventstore.projection_skips"
+						  " (projection_id, global_position, transaction_id, skipped_at)"
+						  " VALUES ($1, $2, $3, $4)",
+						  4, argtypes),
+				 values, NULL, false, 0);
+}
+
+/* Record row i as a dead letter of the projection, with its error. */
+void
+RecordDeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error)
+{
+	Oid			argtypes[10] = {INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int32GetDatum(p->id);
+	values[1] = EventRowsColumn(rows, i, EVENTS_GLOBAL_POSITION);
+	values[2] = EventRowsColumn(rows, i, EVENTS_EVENT_ID);
+	values[3] = EventRowsColumn(rows, i, EVENTS_STREAM_ID);
+	values[4] = EventRowsColumn(rows, i, EVENTS_EVENT_TYPE);
+	values[5] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
+	values[6] = CStringGetTextDatum(error->message ? error->message : "unknown error");
+	values[7] = error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0;
+	nulls[7] = error->detail ? ' ' : 'n';
+	values[8] = error->context ? CStringGetTextDatum(error->context) : (Datum) 0;
+	nulls[8] = error->context ? ' ' : 'n';
+	values[9] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	ExecKeptPlan(KeptPlan(&dead_letter_plan,
+						  "INSERT INTO eventstore.projection_dead_letters"
+						  " (projection_id, global_position, event_id, stream_id,"
+						  "  event_type, error_sqlstate, error_message,"
+						  "  error_detail, error_context, failed_at)"
+						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+						  10, argtypes),
+				 values, nulls, false, 0);
+}
+
+/* Mark the skips of the events at positions[0 .. n) drained. */
+void
+MarkSkipsDrained(Projection *p, int64 *positions, int n, bool applied)
+{
+	Oid			argtypes[3] = {INT4OID, INT8ARRAYOID, TEXTOID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[3];
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(positions[i]);
+	values[0] = Int32GetDatum(p->id);
+	values[1] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = CStringGetTextDatum(applied ? SKIP_OUTCOME_APPLIED : SKIP_OUTCOME_ALREADY);
+	ExecKeptPlan(KeptPlan(&drained_plan,
+						  "UPDATE eventstore.projection_skips"
+						  " SET drained_at = pg_catalog.clock_timestamp(), outcome = $3"
+						  " WHERE projection_id = $1 AND global_position = ANY ($2)",
+						  3, argtypes),
+				 values, NULL, false, 0);
+}
+
+/*
+ * Tell every backend, when this transaction commits, that the registry
+ * changed: their caches of inline projections reload on next use.  The
+ * message goes out before the transaction's locks are released, so whoever
+ * is granted a projection's lock next sees the change.
+ */
+void
+NoteProjectionsChanged(void)
+{
+	CacheInvalidateRelcacheByRelid(EventstoreRelid("projections"));
+	WakeWorkersAtCommit();
+}
+
+/*
+ * Take one of a projection's transaction-level locks; false when wait is
+ * false and the lock is held in a conflicting mode.
+ */
+bool
+LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, 0, kind);
+	return LockAcquire(&tag, mode, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Does the projection take events of this type? */
+bool
+ProjectionWantsType(const Projection *p, const char *type, int len)
+{
+	if (p->ntypes == 0)
+		return true;
+	for (int i = 0; i < p->ntypes; i++)
+		if (strncmp(p->types[i], type, len) == 0 && p->types[i][len] == '\0')
+			return true;
+	return false;
+}

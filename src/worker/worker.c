@@ -1,0 +1,262 @@
+/*
+ * worker/worker.c
+ *		A worker: drives one database's async projections, rebuilds and
+ *		drains with run_projection's code.
+ *
+ * Each worker runs one batch of each projection it serves per turn, every
+ * batch and its checkpoint in a transaction of their own, so one slow
+ * projection delays the others by at most one batch.  A database served by
+ * n workers gives worker k the projections whose projection_id % n == k.
+ * An append that touches an async projection sets the workers' latches at
+ * commit; otherwise they wake every poll_interval.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/catalog.h"
+#include "common/kept_plans.h"
+#include "common/settings.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "projections/projections.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "worker/worker.h"
+
+/* Rebuild throttle: events a rebuild may still apply now (token bucket). */
+static double rebuild_tokens = 0;
+static TimestampTz tokens_at = 0;
+
+/* Top the bucket up for the time passed; it holds one second's worth. */
+static void
+RefillRebuildTokens(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (tokens_at != 0)
+		rebuild_tokens += (double) (now - tokens_at) / USECS_PER_SEC * WorkerRebuildThrottle;
+	rebuild_tokens = Min(rebuild_tokens, (double) WorkerRebuildThrottle);
+	tokens_at = now;
+}
+
+/*
+ * In a PG_CATCH of the worker: log the error, roll its transaction back
+ * and go on, rather than let it turn FATAL.
+ */
+static void
+RecoverFromError(void)
+{
+	HOLD_INTERRUPTS();
+	EmitErrorReport();
+	AbortOutOfAnyTransaction();
+	FlushErrorState();
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * The projections this worker should look at now, in a transaction of its
+ * own: async ones, rebuilds, and inline ones with skips to drain.  None
+ * when this database has no (or an older) pg_eventstore.
+ */
+static List *
+ListDueProjections(WorkerAssignment *a, MemoryContext context)
+{
+	List	   *volatile due = NIL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "pg_eventstore: listing projections");
+		if (RegistryExists())
+		{
+			ConnectSpi();
+			due = ReadDueProjections(a->member, a->members, context);
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* say, the extension dropped meanwhile: try again next turn */
+		RecoverFromError();
+		due = NIL;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	return due;
+}
+
+/*
+ * One batch of one projection, with its checkpoint, in a transaction of
+ * its own.  An error is logged and rolled back, never fatal to the worker.
+ * Returns the events applied; *busy when another transaction (a session's
+ * run_projection, a rebuild that woke us before its commit released its
+ * locks) held the projection; *more when the batch was full.
+ */
+static int64
+RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
+			bool *more)
+{
+	volatile int64 applied = 0;
+	volatile bool taken = false;
+	volatile bool full = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		Projection *p;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ConnectSpi();
+		p = ReloadProjection(d->id);
+		if (p != NULL)
+		{
+			bool		held;
+			bool		exhausted;
+
+			pgstat_report_activity(STATE_RUNNING,
+								   psprintf("pg_eventstore: %s projection %s version %d",
+											d->rebuilding ? "rebuilding" : "applying",
+											p->name, p->version));
+			applied = RunProjection(p, limit, false, &held, &exhausted);
+			taken = held;
+			full = exhausted;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		RecoverFromError();
+		applied = 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	*busy = taken;
+	*more = full;
+	if (applied > 0)
+		CountWorkerEvents(d->id, applied);
+	/* what the batch wrote counts for autovacuum and pg_stat_* */
+	pgstat_report_stat(false);
+	return applied;
+}
+
+/*
+ * One turn: a batch of every due projection.  Returns true when there is
+ * more to do at once; *retry_soon when a rebuild waits for its throttle or
+ * a projection was held by another transaction.
+ */
+static bool
+WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
+{
+	List	   *due = ListDueProjections(a, context);
+	ListCell   *lc;
+	bool		more = false;
+
+	*retry_soon = false;
+	foreach(lc, due)
+	{
+		DueProjection *d = (DueProjection *) lfirst(lc);
+		int			limit = ProjectionBatchSize;
+		int64		applied;
+		bool		busy;
+		bool		full;
+
+		CHECK_FOR_INTERRUPTS();
+		if (d->rebuilding && WorkerRebuildThrottle > 0)
+		{
+			RefillRebuildTokens();
+			if (rebuild_tokens < 1)
+			{
+				*retry_soon = true;
+				continue;
+			}
+			limit = Min(limit, (int) rebuild_tokens);
+		}
+		applied = RunOneBatch(d, limit, context, &busy, &full);
+		if (busy)
+			*retry_soon = true;
+		if (d->rebuilding && WorkerRebuildThrottle > 0)
+			rebuild_tokens -= applied;
+		if (full)
+			more = true;
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return more;
+}
+
+/* A worker: drives the projections of one database until told to stop. */
+void
+eventstore_worker_main(Datum arg)
+{
+	WorkerAssignment a;
+	MemoryContext turn_context;
+	long		retry_delay = 5;
+	uint64		generation;
+
+	memcpy(&a, MyBgworkerEntry->bgw_extra, sizeof(WorkerAssignment));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(a.database, NULL, 0);
+	SetConfigOption("application_name", "pg_eventstore worker",
+					PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname("pg_eventstore worker");
+	/* the search_path the API pins, for the worker's own statements too */
+	SetConfigOption("search_path", API_SEARCH_PATH,
+					PGC_USERSET, PGC_S_SESSION);
+	PublishWorker(a.slot);
+	generation = LauncherGeneration();
+
+	turn_context = AllocSetContextCreate(TopMemoryContext,
+										 "pg_eventstore worker turn",
+										 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		bool		more;
+		bool		retry_soon;
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (LauncherGeneration() != generation)
+		{
+			ereport(LOG,
+					(errmsg("pg_eventstore worker for database \"%s\" exits: its launcher restarted",
+							a.database)));
+			proc_exit(0);
+		}
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(turn_context);
+		MemoryContextSwitchTo(turn_context);
+		more = WorkOnce(&a, turn_context, &retry_soon);
+		if (more)
+			continue;
+		/*
+		 * Soon, but backing off while it lasts (a session's long
+		 * run_projection holds its projection): 10 ms, doubling to 1 s.
+		 */
+		retry_delay = retry_soon ? Min(retry_delay * 2, 1000) : 5;
+		timeout = retry_soon ? Min(WorkerPollInterval, retry_delay) : WorkerPollInterval;
+		/* nothing to do for a while: flush the statistics held back */
+		pgstat_report_stat(true);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,35 @@
+/*
+ * worker/worker.h
+ *		The background workers: the launcher, the per-database workers, and
+ *		the shared state through which appends wake them.
+ */
+#ifndef ES_WORKER_H
+#define ES_WORKER_H
+
+#include "fmgr.h"
+
+/* What the launcher tells a worker, in bgw_extra. */
+typedef struct WorkerAssignment
+{
+	char		database[NAMEDATALEN];
+	int			slot;			/* in the shared worker slots */
+	int			member;			/* serves projection_id % members == member */
+	int			members;
+} WorkerAssignment;
+
+/* launcher.c */
+extern void RegisterLauncher(void);
+PGDLLEXPORT void eventstore_launcher_main(Datum arg);
+
+/* worker.c */
+PGDLLEXPORT void eventstore_worker_main(Datum arg);
+
+/* shared_state.c */
+extern void InstallWorkerShmemHooks(void);
+extern void PublishWorker(int index);
+extern void StartLauncherGeneration(void);
+extern uint64 LauncherGeneration(void);
+extern void WakeWorkersAtCommit(void);
+extern void CountWorkerEvents(int32 projection_id, int64 events);
+
+#endif							/* ES_WORKER_H */
