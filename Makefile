@@ -6,7 +6,11 @@ MODULE_big = pg_eventstore
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# The install script of the current version is built from the current
+# schema, sql/$(EXTENSION).sql; the released install and upgrade scripts in
+# sql/ are installed as they are.
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress (exact output and pgTAP plans) and isolation specs, each on a
 # temporary instance with the library preloaded, as in production.
@@ -31,6 +35,9 @@ CONTROL_VERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSIO
 ifneq ($(CONTROL_VERSION),$(EXTVERSION))
 $(error $(EXTENSION).control says $(CONTROL_VERSION) but META.json says $(EXTVERSION))
 endif
+
+$(DATA_built): sql/$(EXTENSION).sql
+	cp $< $@
 
 # pg_isolation_regress writes into output_iso and looks for expected output
 # there before its input directory: point it at the top-level expected/.
