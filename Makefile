@@ -30,10 +30,15 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The control file's default_version must match META.json.
+# The control file's default_version and the version META.json's provides
+# gives the extension must match META.json's version.
 CONTROL_VERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 ifneq ($(CONTROL_VERSION),$(EXTVERSION))
 $(error $(EXTENSION).control says $(CONTROL_VERSION) but META.json says $(EXTVERSION))
+endif
+PROVIDES_VERSION = $(shell sed -n '/"provides"/,/}/s/^ *"version": "\(.*\)".*/\1/p' META.json)
+ifneq ($(PROVIDES_VERSION),$(EXTVERSION))
+$(error META.json's provides says $(PROVIDES_VERSION) but its version is $(EXTVERSION))
 endif
 
 $(DATA_built): sql/$(EXTENSION).sql
