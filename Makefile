@@ -9,7 +9,11 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c src/*/*.c))
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
-DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+# The install script of the current version is built from the current
+# schema, sql/$(EXTENSION).sql; the released install and upgrade scripts in
+# sql/ are installed as they are.
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress (exact output and pgTAP plans) and isolation specs, each on a
 # temporary instance with the library preloaded, as in production.
@@ -29,11 +33,19 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The control file's default_version must match META.json.
+# The control file's default_version and the version META.json's provides
+# gives the extension must match META.json's version.
 CONTROL_VERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 ifneq ($(CONTROL_VERSION),$(EXTVERSION))
 $(error $(EXTENSION).control says $(CONTROL_VERSION) but META.json says $(EXTVERSION))
 endif
+PROVIDES_VERSION = $(shell sed -n '/"provides"/,/}/s/^ *"version": "\(.*\)".*/\1/p' META.json)
+ifneq ($(PROVIDES_VERSION),$(EXTVERSION))
+$(error META.json's provides says $(PROVIDES_VERSION) but its version is $(EXTVERSION))
+endif
+
+$(DATA_built): sql/$(EXTENSION).sql
+	cp $< $@
 
 # pg_isolation_regress writes into output_iso and looks for expected output
 # there before its input directory: point it at the top-level expected/.
