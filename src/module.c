@@ -7,7 +7,7 @@
 
 #include <limits.h>
 
-#include "common/settings.h"
+#include "core/settings.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"

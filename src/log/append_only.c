@@ -5,7 +5,7 @@
 #include "postgres.h"
 
 #include "commands/trigger.h"
-#include "common/errors.h"
+#include "core/errors.h"
 #include "fmgr.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_log_change);

@@ -8,7 +8,7 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
-#include "common/catalog.h"
+#include "core/catalog.h"
 #include "funcapi.h"
 #include "log/event_rows.h"
 #include "utils/array.h"

@@ -1,7 +1,7 @@
 /*
  * log/log.h
- *		The event log: validated batches, the writer that appends them, places
- *		in the global log's order, and the ids and hashes events carry.
+ *		The event log: validated batches, places in the global log's order,
+ *		and the ids events carry.
  */
 #ifndef ES_LOG_H
 #define ES_LOG_H
@@ -9,7 +9,6 @@
 #include "access/htup.h"
 #include "access/transam.h"
 #include "access/tupdesc.h"
-#include "common/table_writer.h"
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
@@ -48,7 +47,6 @@ typedef struct LogPlace
 
 /* log_order.c */
 extern const LogPlace LogStart;
-extern bool LookupLogPlace(int64 position, Snapshot snapshot, LogPlace *place);
 extern LogPlace RequireLogPlace(int64 position, Snapshot snapshot,
 								const char *argname, const char *hint);
 extern int	CompareLogPlaces(LogPlace a, LogPlace b);
@@ -56,25 +54,7 @@ extern LogPlace LogPlaceOfRow(HeapTuple row, TupleDesc desc);
 extern FullTransactionId LogHorizonOf(Snapshot snapshot);
 extern FullTransactionId LastCommittedXid(void);
 
-/* log_writer.c */
-typedef struct LogWriter LogWriter;
-typedef struct EventRows EventRows;
-
-extern LogWriter *LogWriterOpen(const char *operation);
-extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
-								RowCreator create, void *arg);
-extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
-								   TimestampTz now);
-extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,
-								  text *stream_id, int64 revision,
-								  EventInput *event, TimestampTz now,
-								  EventRows *rows);
-extern void LogWriterClose(LogWriter *w);
-
 /* uuid_v7.c */
 extern void GenerateUuidV7(pg_uuid_t *out, int count);
-
-/* stream_hash.c */
-extern uint32 StreamHash(const char *stream_id, int len);
 
 #endif							/* ES_LOG_H */

@@ -9,10 +9,10 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
-#include "common/args.h"
-#include "common/catalog.h"
-#include "common/errors.h"
-#include "common/kept_plans.h"
+#include "core/args.h"
+#include "core/catalog.h"
+#include "core/errors.h"
+#include "core/kept_plans.h"
 #include "log/log.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -28,7 +28,7 @@ const LogPlace LogStart = {{0}, 0};
  * The place of the event at `position`, seen through `snapshot`; false when
  * no event has that position.  Position 0 is the start of the log.
  */
-bool
+static bool
 LookupLogPlace(int64 position, Snapshot snapshot, LogPlace *place)
 {
 	Relation	events;
@@ -98,7 +98,10 @@ CompareLogPlaces(LogPlace a, LogPlace b)
 	return 0;
 }
 
-/* The place of a row of eventstore.events (a query's SELECT *). */
+/*
+ * The place of a row of eventstore.events, or of any row whose first
+ * columns are the table's first two (global_position, transaction_id).
+ */
 LogPlace
 LogPlaceOfRow(HeapTuple row, TupleDesc desc)
 {

@@ -14,8 +14,8 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/args.h"
-#include "common/kept_plans.h"
+#include "core/args.h"
+#include "core/kept_plans.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "log/log.h"

@@ -15,7 +15,7 @@
 PG_FUNCTION_INFO_V1(eventstore_stream_partition);
 
 /* 32-bit FNV-1a of the bytes of a stream id. */
-uint32
+static uint32
 StreamHash(const char *stream_id, int len)
 {
 	uint32		hash = 2166136261u;

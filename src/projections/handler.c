@@ -12,7 +12,7 @@
  */
 #include "postgres.h"
 
-#include "common/role.h"
+#include "core/role.h"
 #include "executor/spi.h"
 #include "projections/projections.h"
 #include "utils/memutils.h"

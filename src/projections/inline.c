@@ -18,9 +18,8 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
-#include "common/catalog.h"
-#include "common/kept_plans.h"
+#include "core/catalog.h"
+#include "core/kept_plans.h"
 #include "projections/projections.h"
 #include "storage/lmgr.h"
 #include "utils/inval.h"
@@ -39,7 +38,6 @@ static bool callback_registered = false;
 static int	applying_depth = 0;
 static List *retired_contexts = NIL;	/* in TopMemoryContext */
 
-
 /* Relcache callback: the registry changed, or everything is being reset. */
 static void
 InvalidateProjectionCache(Datum arg, Oid relid)
@@ -55,7 +53,8 @@ InvalidateProjectionCache(Datum arg, Oid relid)
 static void
 LoadProjectionCache(void)
 {
-	MemoryContext context = AllocSetContextCreate(TopMemoryContext,
+	/* under the caller's context until loaded: an error frees it */
+	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext,
 												  "pg_eventstore projection cache",
 												  ALLOCSET_SMALL_SIZES);
 	List	   *loaded;
@@ -63,6 +62,7 @@ LoadProjectionCache(void)
 	ConnectSpi();
 	loaded = LoadAllProjections(context);
 	SPI_finish();
+	MemoryContextSetParent(context, TopMemoryContext);
 
 	/*
 	 * A handler applying an older entry may have appended (and so reloaded)
@@ -99,8 +99,7 @@ LockRegistry(void)
 	}
 	if (!OidIsValid(registry_relid))
 	{
-		registry_relid = get_relname_relid("projections",
-										   get_namespace_oid(EVENTSTORE_SCHEMA, false));
+		registry_relid = RegistryRelid();
 		cache_valid = false;
 		if (!OidIsValid(registry_relid))
 			return false;

@@ -8,7 +8,7 @@
 #define ES_PROJECTIONS_H
 
 #include "access/htup.h"
-#include "common/catalog.h"
+#include "core/catalog.h"
 #include "fmgr.h"
 #include "log/event_rows.h"
 #include "log/log.h"
@@ -86,7 +86,6 @@ extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
 							 ErrorData *error);
 extern void MarkSkipsDrained(Projection *p, int64 *positions, int n,
 							 bool applied);
-extern void NoteProjectionsChanged(void);
 extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
 extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
 

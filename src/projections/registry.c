@@ -13,9 +13,9 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/catalog.h"
-#include "common/errors.h"
-#include "common/kept_plans.h"
+#include "core/catalog.h"
+#include "core/errors.h"
+#include "core/kept_plans.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
 #include "storage/lock.h"
@@ -25,6 +25,8 @@
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 #include "worker/worker.h"
+
+static void NoteProjectionsChanged(void);
 
 static SPIPlanPtr load_by_name_plan;
 static SPIPlanPtr load_by_id_plan;
@@ -39,6 +41,31 @@ static SPIPlanPtr skip_plan;
 static SPIPlanPtr dead_letter_plan;
 static SPIPlanPtr drained_plan;
 
+static const char *const status_names[] = {
+	[PROJECTION_ACTIVE] = STATUS_ACTIVE,
+	[PROJECTION_REBUILDING] = STATUS_REBUILDING,
+	[PROJECTION_FAILED] = STATUS_FAILED,
+	[PROJECTION_STOPPED] = STATUS_STOPPED
+};
+
+/* The status as the registry spells it. */
+static const char *
+ProjectionStatusName(ProjectionStatus status)
+{
+	return status_names[status];
+}
+
+/* The status the registry spells `name`. */
+static ProjectionStatus
+ParseProjectionStatus(const char *name)
+{
+	for (int i = 0; i < (int) lengthof(status_names); i++)
+		if (strcmp(name, status_names[i]) == 0)
+			return (ProjectionStatus) i;
+	elog(ERROR, "unknown projection status \"%s\"", name);
+	return PROJECTION_FAILED;	/* keep the compiler quiet */
+}
+
 /* A Projection, in the current memory context, from a registry row. */
 static Projection *
 ProjectionFromRow(HeapTuple row, TupleDesc desc)
@@ -47,9 +74,6 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	bool		isnull;
 	Datum		types;
 
-	if (desc->natts != PROJECTIONS_NATTS)
-		elog(ERROR, EVENTSTORE_SCHEMA ".projections does not have the %d columns this library reads",
-			 PROJECTIONS_NATTS);
 	p->id = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_PROJECTION_ID, &isnull));
 	p->name = SPI_getvalue(row, desc, PROJECTIONS_NAME);
 	p->version = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_VERSION, &isnull));
@@ -95,7 +119,7 @@ QueryByName(text *name, int32 version, bool version_null)
 	char		nulls[2] = {' ', version_null ? 'n' : ' '};
 
 	QueryLatest(KeptPlan(&load_by_name_plan,
-						 "SELECT * FROM eventstore.projections"
+						 "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections"
 						 " WHERE name = $1 AND ($2 IS NULL OR version = $2)"
 						 " ORDER BY version",
 						 2, argtypes),
@@ -149,7 +173,7 @@ ReloadProjection(int32 id)
 	Datum		values[1] = {Int32GetDatum(id)};
 
 	QueryLatest(KeptPlan(&load_by_id_plan,
-						 "SELECT * FROM eventstore.projections"
+						 "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections"
 						 " WHERE projection_id = $1",
 						 1, argtypes),
 				values, NULL);
@@ -169,7 +193,7 @@ LoadAllProjections(MemoryContext context)
 	List	   *loaded = NIL;
 
 	QueryLatest(KeptPlan(&load_all_plan,
-						 "SELECT * FROM eventstore.projections"
+						 "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections"
 						 " ORDER BY projection_id",
 						 0, NULL),
 				NULL, NULL);
@@ -195,7 +219,7 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	List	   *due = NIL;
 
 	ExecKeptPlan(KeptPlan(&due_plan,
-						  "SELECT * FROM eventstore.projections p"
+						  "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections p"
 						  " WHERE projection_id % $2 = $1"
 						  " AND (status = '" STATUS_REBUILDING "'"
 						  "  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'"
@@ -205,9 +229,6 @@ ReadDueProjections(int member, int members, MemoryContext context)
 						  " ORDER BY projection_id",
 						  2, argtypes),
 				 values, NULL, true, 0);
-	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != PROJECTIONS_NATTS)
-		elog(ERROR, EVENTSTORE_SCHEMA ".projections does not have the %d columns this library reads",
-			 PROJECTIONS_NATTS);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(context);
@@ -484,7 +505,7 @@ MarkSkipsDrained(Projection *p, int64 *positions, int n, bool applied)
  * message goes out before the transaction's locks are released, so whoever
  * is granted a projection's lock next sees the change.
  */
-void
+static void
 NoteProjectionsChanged(void)
 {
 	CacheInvalidateRelcacheByRelid(EventstoreRelid("projections"));

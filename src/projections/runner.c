@@ -14,8 +14,8 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/kept_plans.h"
-#include "common/settings.h"
+#include "core/kept_plans.h"
+#include "core/settings.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
 #include "utils/array.h"
@@ -91,9 +91,10 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
 	LogPlace	head;
 
+	/* the events table's first two columns, so LogPlaceOfRow reads them */
 	QueryKeptPlanThrough(KeptPlan(&head_plan,
-								  "SELECT * FROM eventstore.events"
-								  " WHERE transaction_id < $1"
+								  "SELECT global_position, transaction_id"
+								  " FROM eventstore.events WHERE transaction_id < $1"
 								  " ORDER BY transaction_id DESC, global_position DESC"
 								  " LIMIT 1",
 								  1, argtypes),

@@ -7,7 +7,7 @@
  */
 #include "postgres.h"
 
-#include "common/settings.h"
+#include "core/settings.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -49,9 +49,15 @@ WantedWorkers(WorkerAssignment *wanted)
 	bool		warn = !settings_checked;
 
 	settings_checked = true;
-	/* the setting's check hook refused anything else */
+	/* the setting's check hook refuses anything else: serve nothing */
 	if (!SplitGUCList(copy, ',', &names))
-		elog(ERROR, "pg_eventstore.databases is not a list of names");
+	{
+		if (warn)
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pg_eventstore.databases is not a valid list of database names")));
+		return 0;
+	}
 	ndb = list_length(names);
 	if (ndb > WorkerMaxWorkers && warn)
 		ereport(WARNING,

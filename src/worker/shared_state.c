@@ -7,7 +7,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "common/settings.h"
+#include "core/settings.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"

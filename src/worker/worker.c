@@ -13,9 +13,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "common/catalog.h"
-#include "common/kept_plans.h"
-#include "common/settings.h"
+#include "core/catalog.h"
+#include "core/kept_plans.h"
+#include "core/settings.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"

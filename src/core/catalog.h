@@ -1,13 +1,14 @@
 /*
- * common/catalog.h
+ * core/catalog.h
  *		Facts about the extension's own objects, each written once: the
  *		schema, the search_path its SQL functions pin, the column numbers of
  *		every table, and the words its tables use for statuses and modes.
  *
- * The column numbers follow the install script (sql/); code that reads or
- * writes rows by number checks a table's column count against *_NATTS
- * first, so a layout this library does not know is an error, never a
- * misread.
+ * The column numbers follow the current schema (sql/pg_eventstore.sql).
+ * The table writer and the event rows check a table's column count against
+ * *_NATTS when they open it, so a layout this library does not know is an
+ * error, never a misread; queries read by number only what they select in
+ * the table's own order (SELECT *, or PROJECTIONS_COLUMN_LIST).
  */
 #ifndef ES_CATALOG_H
 #define ES_CATALOG_H
@@ -91,6 +92,18 @@ enum
 	PROJECTIONS_NATTS = PROJECTIONS_UPDATED_AT
 };
 
+/*
+ * The registry's columns in that order, for reads that must not depend on
+ * columns a later version adds (a backend still running an older library
+ * after ALTER EXTENSION UPDATE reads the new table).
+ */
+#define PROJECTIONS_COLUMN_LIST \
+	"projection_id, name, version, handler, batch_handler, event_types, mode," \
+	" on_reset, on_error, owner, status, caught_up, replay_until," \
+	" \"position\", transaction_id, events_applied, last_error," \
+	" error_sqlstate, error_position, error_event_id, failed_at," \
+	" rebuild_started_at, caught_up_at, created_at, updated_at"
+
 /* eventstore.projection_skips */
 enum
 {
@@ -145,14 +158,14 @@ typedef enum ProjectionStatus
 	PROJECTION_STOPPED
 } ProjectionStatus;
 
-extern const char *ProjectionStatusName(ProjectionStatus status);
-extern ProjectionStatus ParseProjectionStatus(const char *name);
-
 /* The OID of relation eventstore.<name>; the extension must exist. */
 extern Oid	EventstoreRelid(const char *name);
 
 /* The role that owns the extension's tables, and so its bookkeeping. */
 extern Oid	ExtensionOwner(void);
+
+/* eventstore.projections, or InvalidOid when the database has none. */
+extern Oid	RegistryRelid(void);
 
 /*
  * Is the extension installed in this database at a version with a

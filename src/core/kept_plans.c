@@ -1,5 +1,5 @@
 /*
- * common/kept_plans.c
+ * core/kept_plans.c
  *		Prepared SPI plans kept for the life of the backend, so the hot paths
  *		parse and plan their statements once, and the ways they are run:
  *		writes, reads through a given snapshot, and reads whose rows go
@@ -7,7 +7,7 @@
  */
 #include "postgres.h"
 
-#include "common/kept_plans.h"
+#include "core/kept_plans.h"
 #include "executor/tstoreReceiver.h"
 #include "funcapi.h"
 #include "utils/builtins.h"

@@ -1,5 +1,5 @@
 /*
- * common/errors.h
+ * core/errors.h
  *		The SQLSTATEs of the event store's own class "SE".  Every one is
  *		listed in the README; keep the two in step.
  */

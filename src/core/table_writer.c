@@ -1,5 +1,5 @@
 /*
- * common/table_writer.c
+ * core/table_writer.c
  *		Row-level writes to the extension's own tables through the table and
  *		index access methods, for hot paths where an SQL statement's
  *		executor start-up would cost more than the work itself.
@@ -25,8 +25,8 @@
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
-#include "common/catalog.h"
-#include "common/table_writer.h"
+#include "core/catalog.h"
+#include "core/table_writer.h"
 #include "miscadmin.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"

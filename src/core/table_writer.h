@@ -1,5 +1,5 @@
 /*
- * common/table_writer.h
+ * core/table_writer.h
  *		Row-level writes to the extension's own tables through the table and
  *		index access methods.
  */

@@ -1,5 +1,5 @@
 /*
- * common/kept_plans.h
+ * core/kept_plans.h
  *		SPI statements prepared once per backend and kept, and the ways the
  *		extension runs them.
  */

@@ -1,5 +1,5 @@
 /*
- * common/role.c
+ * core/role.c
  *		Running as another role for a while.
  *
  * Either way the switch is a local user id change (SECURITY_LOCAL_USERID_
@@ -9,8 +9,8 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
-#include "common/catalog.h"
-#include "common/role.h"
+#include "core/catalog.h"
+#include "core/role.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 

@@ -1,5 +1,5 @@
 /*
- * common/args.h
+ * core/args.h
  *		Checks of SQL function arguments shared by the API: each raises an
  *		error with a SQLSTATE, a message naming the argument and a hint.
  */
@@ -7,9 +7,6 @@
 #define ES_ARGS_H
 
 #include "fmgr.h"
-
-/* Stream ids and processor names are btree keys, whose size is bounded. */
-#define ES_MAX_KEY_BYTES	1000
 
 extern void RequireArgNotNull(FunctionCallInfo fcinfo, int argno,
 							  const char *argname, const char *hint);

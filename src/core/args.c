@@ -1,11 +1,14 @@
 /*
- * common/args.c
+ * core/args.c
  *		Checks of SQL function arguments shared by the API.
  */
 #include "postgres.h"
 
-#include "common/args.h"
+#include "core/args.h"
 #include "utils/builtins.h"
+
+/* Stream ids and processor names are btree keys, whose size is bounded. */
+#define ES_MAX_KEY_BYTES	1000
 
 /* Refuse a NULL argument at argno; hint says what to pass. */
 void

@@ -1,5 +1,5 @@
 /*
- * common/settings.h
+ * core/settings.h
  *		The pg_eventstore.* settings, defined in module.c; the README lists
  *		each with its bounds, its unit and whether a reload applies it.
  */

@@ -1,5 +1,5 @@
 /*
- * common/role.h
+ * core/role.h
  *		Running as another role for a while: the extension's owner for its
  *		bookkeeping, or a projection's owner for that owner's code.
  */

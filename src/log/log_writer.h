@@ -1,0 +1,26 @@
+/*
+ * log/log_writer.h
+ *		The append path's writes: lock and advance a stream's row, insert
+ *		its events.
+ */
+#ifndef ES_LOG_WRITER_H
+#define ES_LOG_WRITER_H
+
+#include "core/table_writer.h"
+#include "log/event_rows.h"
+#include "log/log.h"
+
+typedef struct LogWriter LogWriter;
+
+extern LogWriter *LogWriterOpen(const char *operation);
+extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
+								RowCreator create, void *arg);
+extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
+								   TimestampTz now);
+extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,
+								  text *stream_id, int64 revision,
+								  EventInput *event, TimestampTz now,
+								  EventRows *rows);
+extern void LogWriterClose(LogWriter *w);
+
+#endif							/* ES_LOG_WRITER_H */
