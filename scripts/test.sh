@@ -30,10 +30,18 @@ for f in regression.diffs output_iso/regression.diffs; do
 		cat "$f"
 	fi
 done
-# pg_regress and pg_isolation_regress print "test name ... ok", prove
-# prints "test/t/name.pl .. ok"
-passed=$(grep -cE '\.\.\. +ok|^test/t/[^ ]+\.pl \.+ ok' installcheck.log || true)
-failed=$(grep -cE '\.\.\. +(FAILED|failed)|diff command failed|^test/t/[^ ]+\.pl \.+ (Dubious|Failed)' installcheck.log || true)
+# pg_regress and pg_isolation_regress print "test name ... ok" (or FAILED);
+# pg_prove and prove print "test/pgtap/name.sql .. ok" and
+# "test/t/name.pl .. ok", and for a file that is not ok anything else after
+# the dots, often nothing (the reason follows on the next lines).
+prove_file='^test/(pgtap|t)/[^ ]+ \.+'
+regress_passed=$(grep -vE "$prove_file" installcheck.log | grep -cE '\.\.\. +ok' || true)
+regress_failed=$(grep -vE "$prove_file" installcheck.log |
+	grep -cE '\.\.\. +(FAILED|failed)|diff command failed' || true)
+prove_passed=$(grep -E "$prove_file" installcheck.log | grep -cE ' \.+ ok$' || true)
+prove_failed=$(grep -E "$prove_file" installcheck.log | grep -cvE ' \.+ ok$' || true)
+passed=$((regress_passed + prove_passed))
+failed=$((regress_failed + prove_failed))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	echo "make installcheck failed (exit $status) outside any single test"
 	failed=1
