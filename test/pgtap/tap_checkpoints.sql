@@ -1,33 +1,9 @@
 -- pgTAP: store_checkpoint, read_checkpoint, reset_checkpoint in log order;
 -- claim_processor, release_processor and eventstore.processors across
 -- sessions; a consumer group checkpointing per partition.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database: start from an empty store.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
 DROP EXTENSION IF EXISTS dblink CASCADE;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 CREATE EXTENSION dblink;
-
--- The SQLSTATE, message, detail and hint a statement fails with (NULL when
--- it succeeds).
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text[]
-LANGUAGE plpgsql AS $$
-DECLARE
-	code text; msg text; det text; hnt text;
-BEGIN
-	EXECUTE sql;
-	RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-	RETURN ARRAY[code, msg, NULLIF(det, ''), NULLIF(hnt, '')];
-END $$;
 
 -- How a second session connects to this database.
 CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$

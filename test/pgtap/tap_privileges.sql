@@ -1,13 +1,7 @@
 -- pgTAP: who may append and read, the append-only log for every role, and
 -- SECURITY DEFINER functions that a caller's search_path cannot subvert.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database, and roles are cluster-wide: start clean.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
+-- Roles are cluster-wide: start clean.
 DROP SCHEMA IF EXISTS es_tap_evil CASCADE;
 DO $$
 DECLARE
@@ -20,8 +14,6 @@ BEGIN
 		END IF;
 	END LOOP;
 END $$;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 
 CREATE ROLE es_tap_nobody NOLOGIN;
 CREATE ROLE es_tap_writer NOLOGIN;

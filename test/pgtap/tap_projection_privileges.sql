@@ -1,14 +1,8 @@
 -- pgTAP: projections and roles.  A handler runs as the role that created
 -- the projection, whoever appends or runs it; only that role (or a member)
 -- may drop, rebuild, stop or start it; a handler cannot change its role.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database, and roles are cluster-wide: start clean.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
+-- Roles are cluster-wide: start clean.
 DROP SCHEMA IF EXISTS es_tap_pp CASCADE;
 DO $$
 DECLARE
@@ -21,8 +15,6 @@ BEGIN
 		END IF;
 	END LOOP;
 END $$;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 
 -- the projections' owner, a member of it, another role granted the API,
 -- and a role granted nothing

@@ -4,16 +4,8 @@
 -- called it; handlers see the API's search_path; a dropped handler neither
 -- crashes nor loses events; a transient error (a serialization failure,
 -- a cancel) is not taken for a poison event.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
 DROP SCHEMA IF EXISTS es_tap_safe CASCADE;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 CREATE SCHEMA es_tap_safe;
 CREATE TABLE es_tap_safe.seen (tag text NOT NULL, global_position bigint NOT NULL,
 							   search_path text NOT NULL);
