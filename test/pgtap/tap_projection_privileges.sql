@@ -2,19 +2,9 @@
 -- the projection, whoever appends or runs it; only that role (or a member)
 -- may drop, rebuild, stop or start it; a handler cannot change its role.
 \ir setup.psql
--- Roles are cluster-wide: start clean.
+-- Start clean: the schema and the roles a run stopped half-way leaves.
 DROP SCHEMA IF EXISTS es_tap_pp CASCADE;
-DO $$
-DECLARE
-	r text;
-BEGIN
-	FOREACH r IN ARRAY ARRAY['es_tap_powner', 'es_tap_pmember', 'es_tap_pother', 'es_tap_pnobody'] LOOP
-		IF EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-			EXECUTE format('DROP OWNED BY %I CASCADE', r);
-			EXECUTE format('DROP ROLE %I', r);
-		END IF;
-	END LOOP;
-END $$;
+CALL pg_temp.drop_roles(ARRAY['es_tap_powner', 'es_tap_pmember', 'es_tap_pother', 'es_tap_pnobody']);
 
 -- the projections' owner, a member of it, another role granted the API,
 -- and a role granted nothing
