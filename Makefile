@@ -45,6 +45,10 @@ output_iso/expected:
 	mkdir -p output_iso
 	ln -sfn ../expected output_iso/expected
 
+# The TAP tests' shared module, test/perl/EventstoreTest.pm (prove runs
+# from the top of the tree; PGXS sets PG_PROVE_FLAGS, so add to it here).
+PG_PROVE_FLAGS += -I test/perl
+
 # The pgTAP files first, then PGXS's pg_regress, isolation and TAP runs.
 installcheck: installcheck-pgtap
 installcheck-pgtap:

@@ -26,32 +26,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use EventstoreTest;
 
 my $timeout = 20;
 $PostgreSQL::Test::Utils::timeout_default = $timeout
   if $PostgreSQL::Test::Utils::timeout_default > $timeout;
 
-my $node = PostgreSQL::Test::Cluster->new('claims');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'pg_eventstore'
-restart_after_crash = on
-autovacuum = off
-));
-$node->start;
-
-# One statement in a new session, failing the test on an error or a hang.
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql('postgres', $sql, timeout => $timeout);
-}
-
-# A session that stays open: a processor instance.
-sub session
-{
-	return $node->background_psql('postgres', timeout => $timeout);
-}
+my $node = start_node('claims', 'restart_after_crash = on');
 
 # End a session whose backend may already be gone.
 sub quit_dead
@@ -115,12 +96,7 @@ is(sql("SELECT eventstore.claim_processor('proj', 'inst-b')"),
 is(owner('proj'), "inst-a|running|$holder_pid",
 	'crash: processors shows the holder running');
 
-my $log_offset = -s $node->logfile;
-kill 'KILL', $holder_pid or die "could not kill backend $holder_pid: $!";
-$node->wait_for_log(qr/all server processes terminated; reinitializing/,
-	$log_offset);
-$node->wait_for_log(qr/database system is ready to accept connections/,
-	$log_offset);
+my $log_offset = crash_and_wait($holder_pid);
 ok($node->poll_query_until('postgres', 'SELECT true'),
 	'crash: the server accepts connections again');
 ok( $node->log_contains(

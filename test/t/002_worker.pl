@@ -40,6 +40,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use EventstoreTest;
 
 my $timeout = 30;
 $PostgreSQL::Test::Utils::timeout_default = $timeout
@@ -47,36 +48,14 @@ $PostgreSQL::Test::Utils::timeout_default = $timeout
 
 my $started = time;
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'pg_eventstore'
+my $node = start_node('worker', q(
 restart_after_crash = on
-autovacuum = off
 max_worker_processes = 16
 pg_eventstore.databases = 'postgres'
 pg_eventstore.max_workers = 2
 pg_eventstore.poll_interval = '60s'
 pg_eventstore.retry_interval = '200ms'
 ));
-$node->start;
-
-# Statements in a new session, failing the test on an error or a hang.
-sub sql
-{
-	my ($db, $sql) = @_;
-	return $node->safe_psql($db, $sql, timeout => $timeout);
-}
-
-# The pids of the workers connected to a database, comma-separated.
-sub workers
-{
-	my ($db) = @_;
-	return sql('postgres', qq(
-		SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '')
-		FROM pg_stat_activity
-		WHERE backend_type = 'pg_eventstore worker' AND datname = '$db'));
-}
 
 # Wait until a database has this many workers; returns their pids.
 sub wait_workers
@@ -95,9 +74,9 @@ sub reconfigure
 	my (%settings) = @_;
 	while (my ($k, $v) = each %settings)
 	{
-		sql('postgres', "ALTER SYSTEM SET pg_eventstore.$k = '$v'");
+		sql("ALTER SYSTEM SET pg_eventstore.$k = '$v'");
 	}
-	sql('postgres', 'SELECT pg_reload_conf()');
+	sql('SELECT pg_reload_conf()');
 	return;
 }
 
@@ -106,7 +85,7 @@ sub reconfigure
 sub setup_database
 {
 	my ($db) = @_;
-	sql($db, q(
+	sql_in($db, q(
 		CREATE EXTENSION pg_eventstore;
 		CREATE SCHEMA es_w;
 		CREATE TABLE es_w.applied (projection text NOT NULL,
@@ -126,7 +105,7 @@ sub logging_projection
 	      END IF;}
 	  : '';
 	$extra //= '';
-	sql($db, qq{
+	sql_in($db, qq{
 		CREATE FUNCTION es_w.h_$name(e eventstore.events) RETURNS void
 		LANGUAGE plpgsql AS \$\$
 		BEGIN
@@ -137,35 +116,13 @@ sub logging_projection
 	return;
 }
 
-# "lost=L doubled=D extra=X": events of the types the projection did not
-# apply, applied more than once, or applied but not of its types.
-sub check_sql
-{
-	my ($name, $types) = @_;
-	return qq{
-		SELECT format('lost=%s doubled=%s extra=%s',
-		  (SELECT count(*) FROM eventstore.events e
-		   WHERE e.event_type = ANY ($types)
-		     AND NOT EXISTS (SELECT FROM es_w.applied a
-		                     WHERE a.projection = '$name'
-		                       AND a.global_position = e.global_position)),
-		  (SELECT count(*) FROM (SELECT FROM es_w.applied
-		                         WHERE projection = '$name'
-		                         GROUP BY global_position HAVING count(*) > 1) d),
-		  (SELECT count(*) FROM es_w.applied a
-		   WHERE a.projection = '$name'
-		     AND NOT EXISTS (SELECT FROM eventstore.events e
-		                     WHERE e.global_position = a.global_position
-		                       AND e.event_type = ANY ($types))))};
-}
-
 # Wait until the projection's read model is the set-based answer.
 sub converges
 {
 	my ($db, $name, $types, $what) = @_;
-	my $check = check_sql($name, $types);
+	my $check = read_model_check($name, $types);
 	$node->poll_query_until($db, $check, 'lost=0 doubled=0 extra=0');
-	is(sql($db, $check), 'lost=0 doubled=0 extra=0', $what);
+	is(sql_in($db, $check), 'lost=0 doubled=0 extra=0', $what);
 	return;
 }
 
@@ -208,12 +165,12 @@ sub children_titled
 
 my $pg_workers = wait_workers('postgres', 2,
 	'startup: max_workers = 2 workers serve the database postgres');
-is( sql('postgres', q(
+is( sql(q(
 		SELECT string_agg(DISTINCT application_name, ',')
 		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker')),
 	'pg_eventstore worker',
 	"startup: the workers' application_name is 'pg_eventstore worker'");
-is(sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+is(sql(q(SELECT count(*) FROM pg_stat_activity
                      WHERE backend_type = 'pg_eventstore launcher')),
 	'0', 'startup: the launcher is not in pg_stat_activity');
 is(scalar(children_titled('pg_eventstore launcher')),
@@ -223,11 +180,11 @@ setup_database('postgres');
 
 # --- Wake-up at commit with poll_interval = 60s ----------------------------
 
-is(sql('postgres', 'SHOW pg_eventstore.poll_interval'), '1min',
+is(sql('SHOW pg_eventstore.poll_interval'), '1min',
 	'latency: poll_interval is 60s');
 logging_projection('postgres', 'fast', q(ARRAY['Tick']));
 {
-	my $s = $node->background_psql('postgres', timeout => $timeout);
+	my $s = session();
 	my @took;
 	for my $i (1 .. 5)
 	{
@@ -247,7 +204,7 @@ logging_projection('postgres', 'fast', q(ARRAY['Tick']));
 
 	# A projection created over a non-empty log starts rebuilding: its
 	# creation wakes the workers, which backfill it at once.
-	sql('postgres', q(SELECT eventstore.append_to_stream('clock',
+	sql(q(SELECT eventstore.append_to_stream('clock',
 		(SELECT jsonb_agg(jsonb_build_object('type', 'Tick')) FROM generate_series(1, 50)))));
 	my $t0 = time;
 	logging_projection('postgres', 'late', q(ARRAY['Tick']));
@@ -265,12 +222,12 @@ converges('postgres', 'late', q(ARRAY['Tick']),
 # rebuild_projection wakes the workers at commit too: each of 5 rebuilds
 # is replayed to the head within 1 s, not at the next poll (60 s).
 {
-	my $s = $node->background_psql('postgres', timeout => $timeout);
+	my $s = session();
 	my @took;
 	for (1 .. 5)
 	{
 		my $t0 = time;
-		sql('postgres', q(SELECT eventstore.rebuild_projection('late')));
+		sql(q(SELECT eventstore.rebuild_projection('late')));
 		push @took, seconds_until($s, q(
 			SELECT status = 'active' FROM eventstore.projection_status
 			WHERE name = 'late'), $t0, 3) // 99;
@@ -281,18 +238,17 @@ converges('postgres', 'late', q(ARRAY['Tick']),
 		'latency: each of 5 rebuilds is replayed within 1 s (poll_interval 60 s)');
 	$s->quit;
 	# an append wakes the workers for a rebuild the wake-up missed
-	sql('postgres', q(SELECT eventstore.append_event('clock', 'Tick', '{}')));
+	sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}')));
 }
 converges('postgres', 'fast', q(ARRAY['Tick']),
 	'latency: the async projection applied every Tick once');
 like(
-	sql('postgres', q(
+	sql(q(
 		SELECT format('%s|%s', worker_pid, events_per_second > 0)
 		FROM eventstore.projection_status WHERE name = 'fast')),
 	qr/^(\d+)\|t$/,
 	'latency: projection_status shows a worker pid and a rate');
-my ($fast_pid) = sql('postgres',
-	q(SELECT worker_pid FROM eventstore.projection_status WHERE name = 'fast'));
+my ($fast_pid) = sql(q(SELECT worker_pid FROM eventstore.projection_status WHERE name = 'fast'));
 ok((grep { $_ eq $fast_pid } split /,/, $pg_workers),
 	'latency: that pid is one of the workers');
 
@@ -302,11 +258,11 @@ my $log_offset = -s $node->logfile;
 logging_projection('postgres', 'bad', q(ARRAY['Order']), '', 1);
 logging_projection('postgres', 'good_a', q(ARRAY['Order']));
 logging_projection('postgres', 'good_b', q(ARRAY['Order']));
-is( sql('postgres', q(
+is( sql(q(
 		SELECT count(DISTINCT projection_id % 2) FROM eventstore.projections
 		WHERE name IN ('bad', 'good_a', 'good_b'))),
 	'2', 'failure: the projections are spread over both workers');
-my $poison = sql('postgres', q(
+my $poison = sql(q(
 	SELECT first_position + 1 FROM eventstore.append_to_stream('order-1', '[
 	  {"type": "Order", "data": {"n": 1}},
 	  {"type": "Order", "data": {"poison": true}},
@@ -314,12 +270,12 @@ my $poison = sql('postgres', q(
 ok( $node->poll_query_until('postgres', q(
 		SELECT status = 'failed' FROM eventstore.projection_status WHERE name = 'bad')),
 	'failure: the projection with the failing handler is marked failed');
-like( sql('postgres', q(
+like( sql(q(
 		SELECT format('%s|%s', error_position, last_error)
 		FROM eventstore.projection_status WHERE name = 'bad')),
 	qr/^$poison\|.*poison event at $poison/,
 	'failure: projection_status shows the error and its position');
-is( sql('postgres', q(
+is( sql(q(
 		SELECT string_agg(global_position::text, ',' ORDER BY global_position)
 		FROM es_w.applied WHERE projection = 'bad')),
 	$poison - 1, 'failure: the event before the poison one is kept');
@@ -327,13 +283,13 @@ converges('postgres', 'good_a', q(ARRAY['Order']),
 	'failure: another projection applied every event, the poison one too');
 converges('postgres', 'good_b', q(ARRAY['Order']),
 	'failure: and so did a third one');
-sql('postgres', q(SELECT eventstore.append_to_stream('order-2', '[
+sql(q(SELECT eventstore.append_to_stream('order-2', '[
 	  {"type": "Order", "data": {"n": 4}}, {"type": "Order", "data": {"n": 5}}]')));
 converges('postgres', 'good_a', q(ARRAY['Order']),
 	'failure: the other projections keep being applied after the failure');
 converges('postgres', 'good_b', q(ARRAY['Order']),
 	'failure: on both workers');
-is( sql('postgres', q(
+is( sql(q(
 		SELECT format('%s|%s|%s', status, checkpoint,
 		              (SELECT count(*) FROM es_w.applied WHERE projection = 'bad'))
 		FROM eventstore.projection_status WHERE name = 'bad')),
@@ -347,7 +303,7 @@ ok(!$node->log_contains(qr/terminated by signal|exited with exit code/, $log_off
 
 $log_offset = -s $node->logfile;
 my $victim = (split /,/, $pg_workers)[0];
-sql('postgres', "SELECT pg_terminate_backend($victim)");
+sql("SELECT pg_terminate_backend($victim)");
 ok( $node->poll_query_until('postgres', qq(
 		SELECT count(*) = 2 AND bool_and(pid <> $victim) FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker' AND datname = 'postgres')),
@@ -355,7 +311,7 @@ ok( $node->poll_query_until('postgres', qq(
 ok(!$node->log_contains(qr/reinitializing/, $log_offset),
 	'sigterm: without a server restart');
 $pg_workers = workers('postgres');
-sql('postgres', q(SELECT eventstore.append_event('clock', 'Tick', '{}');
+sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}');
                   SELECT eventstore.append_event('order-3', 'Order', '{}');));
 converges('postgres', 'fast', q(ARRAY['Tick']), 'sigterm: the workers apply again');
 converges('postgres', 'good_a', q(ARRAY['Order']), 'sigterm: on both workers');
@@ -363,7 +319,7 @@ converges('postgres', 'good_b', q(ARRAY['Order']), 'sigterm: on both workers (2)
 
 # --- Reload: a database added, without the extension ----------------------
 
-sql('postgres', 'CREATE DATABASE noext');
+sql('CREATE DATABASE noext');
 $log_offset = -s $node->logfile;
 reconfigure(databases => 'postgres, noext');
 my $noext_pid = wait_workers('noext', 1,
@@ -371,7 +327,7 @@ my $noext_pid = wait_workers('noext', 1,
 wait_workers('postgres', 1,
 	'reload: max_workers = 2 over two databases leaves one for postgres');
 $pg_workers = workers('postgres');
-sql('postgres', q(SELECT eventstore.append_event('clock', 'Tick', '{}');
+sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}');
                   SELECT eventstore.append_event('order-4', 'Order', '{}');));
 converges('postgres', 'fast', q(ARRAY['Tick']),
 	'reload: the single worker of postgres applies projection fast');
@@ -381,7 +337,7 @@ converges('postgres', 'good_b', q(ARRAY['Order']), 'reload: and good_b');
 # Without the extension the worker is idle and stays up.
 usleep(1_000_000);
 is(workers('noext'), $noext_pid, 'no extension: the worker stays up (same pid)');
-is( sql('postgres', qq(SELECT state FROM pg_stat_activity WHERE pid = $noext_pid)),
+is( sql(qq(SELECT state FROM pg_stat_activity WHERE pid = $noext_pid)),
 	'idle', 'no extension: the worker is idle');
 ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 	'no extension: the worker logged no error');
@@ -391,7 +347,7 @@ ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 	setup_database('noext');
 	logging_projection('noext', 'here', q(ARRAY['Tick']));
 	my $t0 = time;
-	sql('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+	sql_in('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 	ok($node->poll_query_until('noext', q(SELECT count(*) = 1 FROM es_w.applied)),
 		'no extension: after CREATE EXTENSION the worker applies the projection');
 	my $took = time - $t0;
@@ -408,8 +364,7 @@ ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 # which costs one turn: at 60 s, a second shows at most one or two turns
 # where 100 ms shows about ten.
 my $state_change = sub {
-	return sql('postgres',
-		"SELECT state_change FROM pg_stat_activity WHERE pid = $noext_pid");
+	return sql("SELECT state_change FROM pg_stat_activity WHERE pid = $noext_pid");
 };
 
 # The turns an idle worker takes over one second, as distinct state_change
@@ -432,7 +387,7 @@ usleep(300_000);
 cmp_ok($turns->(), '>=', 4,
 	'poll_interval: after the reload to 100 ms the idle worker takes turns');
 # Once woken by an append, it certainly uses the new interval.
-sql('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+sql_in('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 usleep(300_000);
 cmp_ok($turns->(), '>=', 4,
 	'poll_interval: after a wake-up the idle worker takes turns every 100 ms');
@@ -446,21 +401,21 @@ is(workers('noext'), $noext_pid, 'poll_interval: the worker was not restarted');
 reconfigure(databases => 'postgres');
 wait_workers('noext', 0, 'reload: the removed database loses its worker');
 $pg_workers = wait_workers('postgres', 2, 'reload: postgres has both workers again');
-sql('postgres', 'DROP DATABASE noext');
+sql('DROP DATABASE noext');
 
 # --- A served database dropped WITH (FORCE) and created again -------------
 
-sql('postgres', 'CREATE DATABASE dropme');
+sql('CREATE DATABASE dropme');
 setup_database('dropme');
 logging_projection('dropme', 'first', q(ARRAY['Tick']));
 reconfigure(databases => 'postgres, dropme', max_workers => 3);
 my $dropme_pid = wait_workers('dropme', 1, 'drop: the database gets a worker');
 wait_workers('postgres', 2, 'drop: max_workers = 3 leaves two for postgres');
-sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 converges('dropme', 'first', q(ARRAY['Tick']), 'drop: its worker applies');
 
 $log_offset = -s $node->logfile;
-sql('postgres', 'DROP DATABASE dropme WITH (FORCE)');
+sql('DROP DATABASE dropme WITH (FORCE)');
 wait_workers('dropme', 0, 'drop: DROP DATABASE WITH (FORCE) ends its worker');
 $node->wait_for_log(qr/FATAL:  database "dropme" does not exist/, $log_offset);
 pass('drop: the launcher retries, and the worker finds no database');
@@ -471,14 +426,14 @@ note "drop: $tries failed starts";
 cmp_ok($tries, '<=', 10,
 	'drop: the retries are paced by retry_interval (200 ms)');
 
-sql('postgres', 'CREATE DATABASE dropme');
+sql('CREATE DATABASE dropme');
 my $t0 = time;
 my $new_pid = wait_workers('dropme', 1, 'drop: the recreated database gets a worker');
 note sprintf('drop: worker back after %.3f s', time - $t0);
 isnt($new_pid, $dropme_pid, 'drop: a new worker');
 setup_database('dropme');
 logging_projection('dropme', 'second', q(ARRAY['Tick']));
-sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 converges('dropme', 'second', q(ARRAY['Tick']),
 	'drop: the new worker picks up the extension and applies');
 is(workers('dropme'), $new_pid, 'drop: the same new worker');
@@ -490,9 +445,9 @@ is(workers('dropme'), $new_pid, 'drop: the same new worker');
 # never two sets of workers at once.
 {
 	my ($old_launcher) = children_titled('pg_eventstore launcher');
-	my $before = sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+	my $before = sql(q(SELECT count(*) FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker'));
-	my $old_workers = sql('postgres', q(SELECT string_agg(pid::text, ',' ORDER BY pid)
+	my $old_workers = sql(q(SELECT string_agg(pid::text, ',' ORDER BY pid)
 		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker'));
 	kill 'TERM', $old_launcher;
 	my $deadline = time + 20;
@@ -508,10 +463,10 @@ is(workers('dropme'), $new_pid, 'drop: the same new worker');
 			FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker')),
 		'launcher: its workers are replaced, as many as before');
 	usleep(1_500_000);
-	is(sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+	is(sql(q(SELECT count(*) FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker')), $before,
 		'launcher: and no more than before (the old ones exited)');
-	sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+	sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 	converges('dropme', 'second', q(ARRAY['Tick']),
 		'launcher: the new workers apply');
 }

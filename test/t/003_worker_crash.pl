@@ -24,6 +24,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use EventstoreTest;
 
 my $timeout = 30;
 $PostgreSQL::Test::Utils::timeout_default = $timeout
@@ -31,34 +32,14 @@ $PostgreSQL::Test::Utils::timeout_default = $timeout
 
 my $started = time;
 
-my $node = PostgreSQL::Test::Cluster->new('worker_crash');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'pg_eventstore'
+my $node = start_node('worker_crash', q(
 restart_after_crash = on
-autovacuum = off
 pg_eventstore.databases = 'postgres'
 pg_eventstore.max_workers = 2
 pg_eventstore.batch_size = 50
 pg_eventstore.poll_interval = '200ms'   # the wake-up at commit is 002's concern
 pg_eventstore.retry_interval = '200ms'
 ));
-$node->start;
-
-# Statements in a new session, failing the test on an error or a hang.
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql('postgres', $sql, timeout => $timeout);
-}
-
-# The pids of the workers, comma-separated.
-sub workers
-{
-	return sql(q(
-		SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '')
-		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker'));
-}
 
 # A projection whose handler sleeps es_w.knobs.delay seconds per event (so
 # that a kill lands inside a batch) and logs each event it applies.
@@ -84,34 +65,12 @@ sub set_delay
 	return;
 }
 
-# "lost=L doubled=D extra=X": events of the types the projection did not
-# apply, applied more than once, or applied but not of its types.
-sub check_sql
-{
-	my ($name, $types) = @_;
-	return qq{
-		SELECT format('lost=%s doubled=%s extra=%s',
-		  (SELECT count(*) FROM eventstore.events e
-		   WHERE e.event_type = ANY ($types)
-		     AND NOT EXISTS (SELECT FROM es_w.applied a
-		                     WHERE a.projection = '$name'
-		                       AND a.global_position = e.global_position)),
-		  (SELECT count(*) FROM (SELECT FROM es_w.applied
-		                         WHERE projection = '$name'
-		                         GROUP BY global_position HAVING count(*) > 1) d),
-		  (SELECT count(*) FROM es_w.applied a
-		   WHERE a.projection = '$name'
-		     AND NOT EXISTS (SELECT FROM eventstore.events e
-		                     WHERE e.global_position = a.global_position
-		                       AND e.event_type = ANY ($types))))};
-}
-
 # Wait until the projection is active, at the head, and its read model is
 # the set-based answer.
 sub converges
 {
 	my ($name, $types, $what) = @_;
-	my $check = check_sql($name, $types);
+	my $check = read_model_check($name, $types);
 	$node->poll_query_until('postgres', qq(
 		SELECT status = 'active' AND skips_pending = 0
 		       AND ($check) = 'lost=0 doubled=0 extra=0'
@@ -149,14 +108,11 @@ sub worker_inside
 	return sql($query);
 }
 
-# Kill a process with SIGKILL and wait for the server to be back.
+# Kill a worker with SIGKILL and wait for the server to be back.
 sub crash
 {
 	my ($pid, $what) = @_;
-	my $offset = -s $node->logfile;
-	kill 'KILL', $pid or die "could not kill $pid: $!";
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
-	$node->wait_for_log(qr/database system is ready to accept connections/, $offset);
+	my $offset = crash_and_wait($pid);
 	ok( $node->log_contains(
 			qr/background worker "pg_eventstore worker[^"]*" \(PID $pid\) was terminated by signal 9/,
 			$offset),

@@ -14,24 +14,14 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use EventstoreTest;
 
-my $node = PostgreSQL::Test::Cluster->new('fairness');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'pg_eventstore'
-autovacuum = off
+my $node = start_node('fairness', q(
 pg_eventstore.databases = 'postgres'
 pg_eventstore.max_workers = 1
 pg_eventstore.batch_size = 20
 pg_eventstore.poll_interval = '60s'
 ));
-$node->start;
-
-sub sql
-{
-	my ($sql) = @_;
-	return $node->safe_psql('postgres', $sql, timeout => 60);
-}
 
 sql(q{
 	CREATE EXTENSION pg_eventstore;
