@@ -7,12 +7,14 @@
 #   keeps pg_eventstore.max_workers workers in the served database, shown
 #   in pg_stat_activity with backend_type and application_name
 #   'pg_eventstore worker'.
-# - With poll_interval = 60s an append lands in an async projection in
-#   well under a second (the append wakes the workers at commit), a
-#   projection created over a non-empty log is backfilled as fast
-#   (create_projection wakes them too), and so is a rebuild
-#   (rebuild_projection wakes them).  projection_status names the worker
-#   that applied the events and a non-zero rate.
+# - With poll_interval = 60s an append lands in an async projection long
+#   before the next poll would bring it (the append wakes the workers at
+#   commit), a projection created over a non-empty log is backfilled as
+#   soon (create_projection wakes them too), and so is a rebuild
+#   (rebuild_projection wakes them).  The times are noted (milliseconds);
+#   the test allows half the poll interval, which only a wake-up explains
+#   and which a slow machine does not reach.  projection_status names the
+#   worker that applied the events and a non-zero rate.
 # - A handler failing under on_error = 'stop' marks its projection failed
 #   (with the error and its position), keeps the events before the poison
 #   one, and applies nothing more; no worker dies (same pids, no restart)
@@ -28,12 +30,13 @@
 #   restarting it; a database
 #   removed from the setting loses its worker.
 # - A served database dropped WITH (FORCE) loses its worker; once it is
-#   created again the launcher starts a worker for it within a few
-#   retry_intervals, and the worker drives the new projections there.
+#   created again the launcher starts a worker for it, retrying at the
+#   pace of retry_interval (counted against the time it took), and the
+#   worker drives the new projections there.
 # - Without shared_preload_libraries CREATE EXTENSION fails with SQLSTATE
 #   55000, the message and the hint.
 #
-# Every wait is bounded.
+# Every wait is bounded by PostgreSQL::Test::Utils's timeout_default.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -41,12 +44,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 use EventstoreTest;
-
-my $timeout = 30;
-$PostgreSQL::Test::Utils::timeout_default = $timeout
-  if $PostgreSQL::Test::Utils::timeout_default > $timeout;
-
-my $started = time;
 
 my $node = start_node('worker', q(
 restart_after_crash = on
@@ -126,6 +123,10 @@ sub converges
 	return;
 }
 
+# Half the poll interval (60 s): an event applied, or a rebuild done, this
+# soon was brought by a wake-up, not by the next poll.
+my $woken_within = 30;
+
 # Seconds until the query returns 't', polled every 5 ms through one
 # session (faster than poll_query_until); undef after $limit seconds.
 sub seconds_until
@@ -194,13 +195,13 @@ logging_projection('postgres', 'fast', q(ARRAY['Tick']));
 		my $took = seconds_until($s, qq(
 			SELECT EXISTS (SELECT FROM es_w.applied
 			               WHERE projection = 'fast' AND global_position = $pos)),
-			$t0, 5);
+			$t0, $woken_within);
 		push @took, $took // 99;
 		usleep(50_000);
 	}
 	note 'append to projection: ' . join(', ', map { sprintf '%.3f s', $_ } @took);
-	cmp_ok((sort { $b <=> $a } @took)[0], '<', 1,
-		'latency: each of 5 appends is projected within 1 s (poll_interval 60 s)');
+	cmp_ok((sort { $b <=> $a } @took)[0], '<', $woken_within,
+		"latency: each of 5 appends is projected within $woken_within s (poll_interval 60 s)");
 
 	# A projection created over a non-empty log starts rebuilding: its
 	# creation wakes the workers, which backfill it at once.
@@ -210,17 +211,17 @@ logging_projection('postgres', 'fast', q(ARRAY['Tick']));
 	logging_projection('postgres', 'late', q(ARRAY['Tick']));
 	my $took = seconds_until($s, q(
 		SELECT status = 'active' FROM eventstore.projection_status WHERE name = 'late'),
-		$t0, 5);
+		$t0, $woken_within);
 	note sprintf('create_projection to active: %.3f s', $took // 99);
-	cmp_ok($took // 99, '<', 1,
-		'latency: a projection created over 55 events is backfilled within 1 s');
+	cmp_ok($took // 99, '<', $woken_within,
+		"latency: a projection created over 55 events is backfilled within $woken_within s");
 	$s->quit;
 }
 converges('postgres', 'late', q(ARRAY['Tick']),
 	'latency: the backfilled projection applied every Tick once');
 
 # rebuild_projection wakes the workers at commit too: each of 5 rebuilds
-# is replayed to the head within 1 s, not at the next poll (60 s).
+# is replayed to the head at once, not at the next poll (60 s).
 {
 	my $s = session();
 	my @took;
@@ -230,12 +231,12 @@ converges('postgres', 'late', q(ARRAY['Tick']),
 		sql(q(SELECT eventstore.rebuild_projection('late')));
 		push @took, seconds_until($s, q(
 			SELECT status = 'active' FROM eventstore.projection_status
-			WHERE name = 'late'), $t0, 3) // 99;
+			WHERE name = 'late'), $t0, $woken_within) // 99;
 	}
 	note 'rebuild_projection to active: '
 	  . join(', ', map { sprintf '%.3f s', $_ } @took);
-	cmp_ok((sort { $b <=> $a } @took)[0], '<', 1,
-		'latency: each of 5 rebuilds is replayed within 1 s (poll_interval 60 s)');
+	cmp_ok((sort { $b <=> $a } @took)[0], '<', $woken_within,
+		"latency: each of 5 rebuilds is replayed within $woken_within s (poll_interval 60 s)");
 	$s->quit;
 	# an append wakes the workers for a rebuild the wake-up missed
 	sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}')));
@@ -352,7 +353,8 @@ ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 		'no extension: after CREATE EXTENSION the worker applies the projection');
 	my $took = time - $t0;
 	note sprintf('noext: applied after %.3f s', $took);
-	cmp_ok($took, '<', 2, 'no extension: within 2 s (poll_interval 60 s)');
+	cmp_ok($took, '<', $woken_within,
+		"no extension: within $woken_within s (poll_interval 60 s)");
 	is(workers('noext'), $noext_pid, 'no extension: by the same worker');
 }
 
@@ -415,15 +417,19 @@ sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 converges('dropme', 'first', q(ARRAY['Tick']), 'drop: its worker applies');
 
 $log_offset = -s $node->logfile;
+my $dropped_at = time;
 sql('DROP DATABASE dropme WITH (FORCE)');
 wait_workers('dropme', 0, 'drop: DROP DATABASE WITH (FORCE) ends its worker');
 $node->wait_for_log(qr/FATAL:  database "dropme" does not exist/, $log_offset);
 pass('drop: the launcher retries, and the worker finds no database');
 usleep(1_000_000);
 my $log = slurp_file($node->logfile, $log_offset);
+my $window = time - $dropped_at;
 my $tries = () = $log =~ /FATAL:  database "dropme" does not exist/g;
-note "drop: $tries failed starts";
-cmp_ok($tries, '<=', 10,
+note sprintf('drop: %d failed starts in %.1f s', $tries, $window);
+# paced: one start per retry_interval (200 ms), the first at once; the
+# bound allows twice that pace, whatever the time the window took
+cmp_ok($tries, '<=', 1 + 2 * $window / 0.2,
 	'drop: the retries are paced by retry_interval (200 ms)');
 
 sql('CREATE DATABASE dropme');
@@ -450,7 +456,7 @@ is(workers('dropme'), $new_pid, 'drop: the same new worker');
 	my $old_workers = sql(q(SELECT string_agg(pid::text, ',' ORDER BY pid)
 		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker'));
 	kill 'TERM', $old_launcher;
-	my $deadline = time + 20;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 	usleep(100_000)
 	  while time < $deadline
 	  && !(scalar(children_titled('pg_eventstore launcher')) == 1
@@ -494,6 +500,5 @@ $node->stop;
 	$plain->stop;
 }
 
-note sprintf('took %.1f s', time - $started);
-cmp_ok(time - $started, '<', 120, 'the whole test takes under 120 s');
+note_time_taken();
 done_testing();
