@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up on a Debian 12 machine and run every test of
-# pg_eventstore: pg_regress (exact output and pgTAP plans), isolation specs
-# and TAP tests (crashes and restarts), each on temporary PostgreSQL
-# instances with the library preloaded.
+# pg_eventstore: pgTAP plans (pg_prove), pg_regress (exact output),
+# isolation specs and TAP tests (crashes and restarts), each on temporary
+# PostgreSQL instances with the library preloaded.
 # Works as root (PostgreSQL then runs as "postgres") and as a normal user
 # with sudo.
 set -euo pipefail
