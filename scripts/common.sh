@@ -54,11 +54,12 @@ prepare_workdir() {
 }
 
 # Build the extension in $WORKDIR as the unprivileged user and install it
-# into PostgreSQL's directories as root.
+# into PostgreSQL's directories as root.  Arguments go to both makes (say,
+# COPT=... for compiler flags of one build).
 build_and_install() {
 	echo "== building"
 	$RUN make -s clean >/dev/null
-	$RUN make -s
+	$RUN make -s "$@"
 	echo "== installing the extension"
-	as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+	as_root env PATH="$PATH" make -s install PG_CONFIG="$PG_CONFIG" "$@" >/dev/null
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up on a Debian 12 machine and run every test of
-# pg_eventstore: pg_regress (exact output and pgTAP plans), isolation specs
-# and TAP tests (crashes and restarts), each on temporary PostgreSQL
-# instances with the library preloaded.
+# pg_eventstore: pgTAP plans (pg_prove), pg_regress (exact output),
+# isolation specs and TAP tests (crashes and restarts), each on temporary
+# PostgreSQL instances with the library preloaded.
 # Works as root (PostgreSQL then runs as "postgres") and as a normal user
 # with sudo.
 set -euo pipefail
@@ -13,7 +13,11 @@ install_dependencies
 prepare_workdir test
 cd "$WORKDIR"
 
-build_and_install
+# The build under test: warnings are errors and assertions are on.  That
+# works against a server built without them (Debian's): Assert() calls the
+# server's ExceptionalCondition, which every build has, and no struct the
+# extension uses changes with USE_ASSERT_CHECKING.
+build_and_install COPT='-Werror -DUSE_ASSERT_CHECKING'
 
 echo "== running the tests"
 status=0
@@ -26,10 +30,18 @@ for f in regression.diffs output_iso/regression.diffs; do
 		cat "$f"
 	fi
 done
-# pg_regress and pg_isolation_regress print "test name ... ok", prove
-# prints "test/t/name.pl .. ok"
-passed=$(grep -cE '\.\.\. +ok|^test/t/[^ ]+\.pl \.+ ok' installcheck.log || true)
-failed=$(grep -cE '\.\.\. +(FAILED|failed)|diff command failed|^test/t/[^ ]+\.pl \.+ (Dubious|Failed)' installcheck.log || true)
+# pg_regress and pg_isolation_regress print "test name ... ok" (or FAILED);
+# pg_prove and prove print "test/pgtap/name.sql .. ok" and
+# "test/t/name.pl .. ok", and for a file that is not ok anything else after
+# the dots, often nothing (the reason follows on the next lines).
+prove_file='^test/(pgtap|t)/[^ ]+ \.+'
+regress_passed=$(grep -vE "$prove_file" installcheck.log | grep -cE '\.\.\. +ok' || true)
+regress_failed=$(grep -vE "$prove_file" installcheck.log |
+	grep -cE '\.\.\. +(FAILED|failed)|diff command failed' || true)
+prove_passed=$(grep -E "$prove_file" installcheck.log | grep -cE ' \.+ ok$' || true)
+prove_failed=$(grep -E "$prove_file" installcheck.log | grep -cvE ' \.+ ok$' || true)
+passed=$((regress_passed + prove_passed))
+failed=$((regress_failed + prove_failed))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	echo "make installcheck failed (exit $status) outside any single test"
 	failed=1

@@ -1,13 +1,16 @@
-# Shared by test/bench/projections.sh and test/bench/worker.sh: build and
+# Shared by test/bench/run.sh, projections.sh and worker.sh: build and
 # install the extension from a copy of this checkout, start a watchdog, and
 # initialise a private cluster that is stopped and removed on every way out.
-# Sourced after scripts/common.sh; the caller appends its settings to
-# $DATA/postgresql.conf and then calls bench_start_cluster.
+# Sourced after scripts/common.sh, with PORT set; the caller configures the
+# cluster with bench_configure and then calls bench_start_cluster.
 
 # bench_prepare_cluster NAME KEEP WORKDIR TIME_LIMIT PYTHON
-#   NAME      names the work copy and the cluster directory (projbench, ...)
-#   KEEP      1: keep the cluster directory at the end
-#   WORKDIR   the root's work copy
+#   NAME        names the work copy and the cluster directory (bench, ...)
+#   KEEP        1: keep the cluster directory at the end
+#   WORKDIR     the root's work copy
+#   TIME_LIMIT  seconds from the end of the build until the watchdog stops
+#               the run
+#   PYTHON      the python3 that must import psycopg; empty: none needed
 # Sets REVISION, CLUSTER, DATA, LOG, OUT; leaves the shell in the work copy.
 bench_prepare_cluster() {
 	local name=$1 time_limit=$4 python=$5
@@ -25,7 +28,7 @@ bench_prepare_cluster() {
 		REVISION="$REVISION with local changes"
 
 	install_dependencies
-	"$python" -c 'import psycopg' 2>/dev/null ||
+	[ -z "$python" ] || "$python" -c 'import psycopg' 2>/dev/null ||
 		{ echo "$python cannot import psycopg (Debian package python3-psycopg)" >&2; exit 2; }
 	export PG_EVENTSTORE_WORKDIR=$3
 	prepare_workdir "$name"
@@ -49,6 +52,48 @@ bench_prepare_cluster() {
 	echo "== starting a private PostgreSQL $PG_MAJOR cluster in $CLUSTER (port $PORT)"
 	$RUN mkdir -p "$OUT"
 	$RUN initdb -D "$DATA" -A trust --encoding=UTF8 --locale=C >/dev/null
+}
+
+# bench_configure TITLE PRELOAD: append to postgresql.conf the settings
+# every benchmark shares, then the caller's own from stdin (a later line
+# wins over an earlier one).  For 2 cores and 24 GiB; a unix socket in the
+# cluster directory and no TCP listener.  fsync and synchronous_commit stay
+# at their defaults: every commit is durable, as in production.  The
+# checkpoint settings keep checkpoints out of the measurements.
+bench_configure() {
+	local title=$1 preload=$2
+	{
+		cat <<EOF
+
+# $title
+listen_addresses = ''
+port = $PORT
+unix_socket_directories = '$CLUSTER'
+max_connections = 100
+shared_preload_libraries = '$preload'
+shared_buffers = 1GB
+effective_cache_size = 16GB
+work_mem = 16MB
+maintenance_work_mem = 512MB
+wal_buffers = 16MB
+max_wal_size = 16GB
+min_wal_size = 1GB
+checkpoint_timeout = 30min
+checkpoint_completion_target = 0.9
+random_page_cost = 1.1
+effective_io_concurrency = 200
+log_line_prefix = '%m [%p] '
+log_checkpoints = off
+EOF
+		cat
+	} | $RUN tee -a "$DATA/postgresql.conf" >/dev/null
+}
+
+# What was measured where, for the last line of a report: the revision, the
+# server's version, the machine's cores and memory.
+bench_machine() {
+	echo "pg_eventstore $REVISION; PostgreSQL $($RUN postgres --version | awk '{ print $3 }'), $(nproc) cores," \
+		"$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 }
 
 bench_start_cluster() {

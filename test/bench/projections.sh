@@ -83,27 +83,8 @@ PER_STREAM=$((EVENTS / STREAMS))
 bench_prepare_cluster projbench "${PROJ_KEEP:-0}" "${PROJ_WORKDIR:-/tmp/pg_eventstore-projbench}" "$TIME_LIMIT" "$PYTHON"
 # As test/bench/run.sh: durable commits (fsync and synchronous_commit on),
 # checkpoints kept out of the measurements.
-$RUN tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
-# pg_eventstore projections benchmark
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$CLUSTER'
-max_connections = 100
-shared_preload_libraries = 'pg_eventstore'
-shared_buffers = 1GB
-effective_cache_size = 16GB
-work_mem = 64MB
-maintenance_work_mem = 512MB
-wal_buffers = 16MB
-max_wal_size = 16GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-checkpoint_completion_target = 0.9
-random_page_cost = 1.1
-effective_io_concurrency = 200
-log_line_prefix = '%m [%p] '
-log_checkpoints = off
+bench_configure "pg_eventstore projections benchmark" pg_eventstore <<EOF
+work_mem = 64MB   # over the shared 16MB
 # Explicit VACUUMs only: an autovacuum of the log or of a read model would
 # land in the middle of some measurement.
 autovacuum = off
@@ -496,9 +477,7 @@ else
 	echo "(c) does not reach 0.5 x (a) at any batch_size tried (${BATCH_SIZES//,/, })."
 fi
 ELAPSED=$(($(date +%s) - START_TIME))
-echo "pg_eventstore $REVISION; PostgreSQL $($RUN postgres --version | awk '{ print $3 }'), $(nproc) cores," \
-	"$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $PINGED events appended in (e), 0 skips;" \
-	"total run time ${ELAPSED} s"
+echo "$(bench_machine); $PINGED events appended in (e), 0 skips; total run time ${ELAPSED} s"
 
 status=0
 if [ "$ANY_FAILED" -ne 0 ]; then

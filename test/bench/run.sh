@@ -46,110 +46,29 @@ done
 [ "$SECONDS_PER_RUN" -le 60 ] && [ "$ROUNDS" -le 10 ] ||
 	{ echo "at most 60 seconds per run and 10 rounds, to keep the run bounded" >&2; exit 2; }
 
-# Set-up errors exit 2, distinct from failed calls (1).
-trap 'echo "== set-up failed (line $LINENO)" >&2; exit 2' ERR
-
-# On the way out, whatever happens: stop the cluster, remove its directory.
-STARTED=
-CLUSTER=
-WATCHDOG=
-cleanup() {
-	local rc=$?
-	trap - ERR EXIT INT TERM
-	[ -z "$WATCHDOG" ] || kill "$WATCHDOG" 2>/dev/null || true
-	if [ -n "$STARTED" ]; then
-		echo "== stopping the cluster"
-		timeout 90 $RUN pg_ctl stop -D "$DATA" -m fast -w -t 60 >/dev/null 2>&1 ||
-			timeout 30 $RUN pg_ctl stop -D "$DATA" -m immediate -w -t 20 >/dev/null 2>&1 || true
-	fi
-	if [ -z "$CLUSTER" ]; then
-		:
-	elif [ "${BENCH_KEEP:-0}" = 1 ]; then
-		echo "== kept $CLUSTER"
-	else
-		rm -rf "$CLUSTER"
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Which pg_eventstore is measured: the checkout's commit, and whether its
-# sources differ from it.
-REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git status --porcelain -- src sql Makefile pg_eventstore.control 2>/dev/null)" ] ||
-	REVISION="$REVISION with local changes"
-
-install_dependencies
-# A copy of its own, apart from the test scripts' copy.
-export PG_EVENTSTORE_WORKDIR=${BENCH_WORKDIR:-/tmp/pg_eventstore-bench}
-prepare_workdir bench
-cd "$WORKDIR"
-
-build_and_install
-
 # Bounded in time whatever happens: every step has its own timeout, and
-# from here on a watchdog ends the run once it has taken half as long again
-# as its pgbench runs plus four minutes (9 minutes with the defaults; the
-# cluster is stopped on the way out).
+# from the end of the build on a watchdog ends the run once it has taken
+# half as long again as its pgbench runs plus four minutes (9 minutes with
+# the defaults).  The work copy is its own, apart from the test scripts';
+# set-up errors exit 2, distinct from failed calls (1); the cluster is
+# stopped and removed on every way out.
 TIME_LIMIT=${BENCH_TIME_LIMIT:-$((30 * ROUNDS * SECONDS_PER_RUN + 240))}
-(
-	trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
-	sleep "$TIME_LIMIT" & sleeper=$!
-	wait "$sleeper" && echo "== time limit of $TIME_LIMIT s reached, stopping" >&2 && kill -TERM $$
-) &
-WATCHDOG=$!
-
-# The private cluster: data, unix socket, log and pgbench scripts in one
-# directory that the server's user owns.  No TCP listener at all.
-CLUSTER=$(mktemp -d "${TMPDIR:-/tmp}/pg_eventstore-bench-cluster.XXXXXX")
-[ "$(id -u)" -ne 0 ] || chown postgres: "$CLUSTER"
-chmod 700 "$CLUSTER"
-DATA=$CLUSTER/data
-LOG=$CLUSTER/server.log
+. test/bench/cluster.sh
+bench_prepare_cluster bench "${BENCH_KEEP:-0}" "${BENCH_WORKDIR:-/tmp/pg_eventstore-bench}" "$TIME_LIMIT" ""
+# data, unix socket, log and pgbench scripts in the cluster's directory
 SCRIPTS=$CLUSTER/scripts
-OUT=$CLUSTER/out
-
-echo "== starting a private PostgreSQL $PG_MAJOR cluster in $CLUSTER"
-$RUN mkdir -p "$SCRIPTS" "$OUT"
-$RUN initdb -D "$DATA" -A trust --encoding=UTF8 --locale=C >/dev/null
+$RUN mkdir -p "$SCRIPTS"
 PRELOAD=pg_eventstore
 [ "${BENCH_PGSS:-0}" != 1 ] || PRELOAD=pg_eventstore,pg_stat_statements
-# For 2 cores and 24 GiB.  fsync and synchronous_commit stay at their
-# defaults: every commit is durable, as in production.  The checkpoint
-# settings keep checkpoints out of the runs: the writes are measured in the
-# steady state between two checkpoints, after one CHECKPOINT and a warm-up
-# run of each write scenario (right after a checkpoint, the first change of
-# each page writes a full-page image, and the extension touches more pages:
-# its streams rows).
-$RUN tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
-# pg_eventstore benchmark
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$CLUSTER'
-max_connections = 100
-shared_preload_libraries = '$PRELOAD'
-shared_buffers = 1GB
-effective_cache_size = 16GB
-work_mem = 16MB
-maintenance_work_mem = 512MB
-wal_buffers = 16MB
-max_wal_size = 8GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-checkpoint_completion_target = 0.9
-random_page_cost = 1.1
-effective_io_concurrency = 200
-log_line_prefix = '%m [%p] '
-log_checkpoints = off
+# The writes are measured in the steady state between two checkpoints,
+# after one CHECKPOINT and a warm-up run of each write scenario (right after
+# a checkpoint, the first change of each page writes a full-page image, and
+# the extension touches more pages: its streams rows).
+bench_configure "pg_eventstore benchmark" "$PRELOAD" <<EOF
+max_wal_size = 8GB   # over the shared 16GB
+$([ "${BENCH_PGSS:-0}" != 1 ] || echo "pg_stat_statements.track = 'all'")
 EOF
-if [ "${BENCH_PGSS:-0}" = 1 ]; then
-	echo "pg_stat_statements.track = 'all'" | $RUN tee -a "$DATA/postgresql.conf" >/dev/null
-fi
-$RUN pg_ctl start -D "$DATA" -l "$LOG" -w -t 60 >/dev/null
-STARTED=1
+bench_start_cluster
 
 psql_run() {
 	timeout 300 $RUN psql -X -q -v ON_ERROR_STOP=1 -h "$CLUSTER" -p "$PORT" -d postgres "$@"
@@ -479,9 +398,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---|"
 [ ${#ROWS[@]} -eq 0 ] || printf '%s\n' "${ROWS[@]}" | sort -t'|' -k2,2 -s
 echo
 ELAPSED=$(($(date +%s) - START_TIME))
-echo "pg_eventstore $REVISION; PostgreSQL $($RUN postgres --version | awk '{ print $3 }'), $(nproc) cores," \
-	"$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo);" \
-	"$SECONDS_PER_RUN s per pgbench run, $ROUNDS round(s) per side; total run time ${ELAPSED} s"
+echo "$(bench_machine); $SECONDS_PER_RUN s per pgbench run, $ROUNDS round(s) per side; total run time ${ELAPSED} s"
 
 status=0
 if [ "$ANY_FAILED" -ne 0 ]; then

@@ -82,27 +82,7 @@ bench_prepare_cluster workerbench "${WORKER_KEEP:-0}" "${WORKER_WORKDIR:-/tmp/pg
 # of the measurements.  The workers serve this cluster's database postgres;
 # poll_interval is long so that only the wake at commit brings an event to
 # its projection quickly.
-$RUN tee -a "$DATA/postgresql.conf" >/dev/null <<EOF
-
-# pg_eventstore worker benchmark
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$CLUSTER'
-max_connections = 100
-shared_preload_libraries = 'pg_eventstore'
-shared_buffers = 1GB
-effective_cache_size = 16GB
-work_mem = 16MB
-maintenance_work_mem = 512MB
-wal_buffers = 16MB
-max_wal_size = 16GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-checkpoint_completion_target = 0.9
-random_page_cost = 1.1
-effective_io_concurrency = 200
-log_line_prefix = '%m [%p] '
-log_checkpoints = off
+bench_configure "pg_eventstore worker benchmark" pg_eventstore <<EOF
 # the appends' commit timestamps: the latency's upper bound
 track_commit_timestamp = on
 pg_eventstore.databases = 'postgres'
@@ -235,8 +215,7 @@ REPORT_RC=0
 [ -s "$OUT/latency.json" ] && [ -s "$OUT/catchup.json" ] || STATUS=1
 echo
 ELAPSED=$(($(date +%s) - START_TIME))
-echo "pg_eventstore $REVISION; PostgreSQL $($RUN postgres --version | awk '{ print $3 }'), $(nproc) cores," \
-	"$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); total run time ${ELAPSED} s"
+echo "$(bench_machine); total run time ${ELAPSED} s"
 
 if [ "$STATUS" -ne 0 ]; then
 	echo "FAILED: see above" >&2

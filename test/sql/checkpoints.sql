@@ -20,28 +20,9 @@ LANGUAGE sql AS $$
 	FROM eventstore.checkpoints c WHERE c.processor_id = processor AND c.partition = part
 $$;
 
--- The claims (pg_eventstore's advisory locks) held in this database.
-CREATE FUNCTION pg_temp.claims() RETURNS TABLE (claim_key bigint, pid int)
-LANGUAGE sql AS $$
-	SELECT (l.classid::bigint << 32) | l.objid::bigint, l.pid FROM pg_locks l
-	WHERE l.locktype = 'advisory' AND l.objsubid = 17747 AND l.granted
-	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-$$;
-
--- Has the session with this pid ended?  Waits up to 10 s for it.
-CREATE FUNCTION pg_temp.ended(p int) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-	FOR i IN 1..1000 LOOP
-		PERFORM pg_stat_clear_snapshot();
-		IF NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = p)
-		   AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE pid = p) THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-	RETURN false;
-END $$;
+-- claims() and ended(); pg_regress feeds this file to psql on stdin, from
+-- the top of the tree
+\i test/include/sessions.psql
 
 -- A log of five events: stream a at 1-3, stream b at 4-5.
 SELECT last_position FROM eventstore.append_to_stream('a', '[{"type": "A0"}, {"type": "A1"}, {"type": "A2"}]');

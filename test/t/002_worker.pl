@@ -7,12 +7,14 @@
 #   keeps pg_eventstore.max_workers workers in the served database, shown
 #   in pg_stat_activity with backend_type and application_name
 #   'pg_eventstore worker'.
-# - With poll_interval = 60s an append lands in an async projection in
-#   well under a second (the append wakes the workers at commit), a
-#   projection created over a non-empty log is backfilled as fast
-#   (create_projection wakes them too), and so is a rebuild
-#   (rebuild_projection wakes them).  projection_status names the worker
-#   that applied the events and a non-zero rate.
+# - With poll_interval = 60s an append lands in an async projection long
+#   before the next poll would bring it (the append wakes the workers at
+#   commit), a projection created over a non-empty log is backfilled as
+#   soon (create_projection wakes them too), and so is a rebuild
+#   (rebuild_projection wakes them).  The times are noted (milliseconds);
+#   the test allows half the poll interval, which only a wake-up explains
+#   and which a slow machine does not reach.  projection_status names the
+#   worker that applied the events and a non-zero rate.
 # - A handler failing under on_error = 'stop' marks its projection failed
 #   (with the error and its position), keeps the events before the poison
 #   one, and applies nothing more; no worker dies (same pids, no restart)
@@ -28,55 +30,29 @@
 #   restarting it; a database
 #   removed from the setting loses its worker.
 # - A served database dropped WITH (FORCE) loses its worker; once it is
-#   created again the launcher starts a worker for it within a few
-#   retry_intervals, and the worker drives the new projections there.
+#   created again the launcher starts a worker for it, retrying at the
+#   pace of retry_interval (counted against the time it took), and the
+#   worker drives the new projections there.
 # - Without shared_preload_libraries CREATE EXTENSION fails with SQLSTATE
 #   55000, the message and the hint.
 #
-# Every wait is bounded.
+# Every wait is bounded by PostgreSQL::Test::Utils's timeout_default.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use EventstoreTest;
 
-my $timeout = 30;
-$PostgreSQL::Test::Utils::timeout_default = $timeout
-  if $PostgreSQL::Test::Utils::timeout_default > $timeout;
-
-my $started = time;
-
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'pg_eventstore'
+my $node = start_node('worker', q(
 restart_after_crash = on
-autovacuum = off
 max_worker_processes = 16
 pg_eventstore.databases = 'postgres'
 pg_eventstore.max_workers = 2
 pg_eventstore.poll_interval = '60s'
 pg_eventstore.retry_interval = '200ms'
 ));
-$node->start;
-
-# Statements in a new session, failing the test on an error or a hang.
-sub sql
-{
-	my ($db, $sql) = @_;
-	return $node->safe_psql($db, $sql, timeout => $timeout);
-}
-
-# The pids of the workers connected to a database, comma-separated.
-sub workers
-{
-	my ($db) = @_;
-	return sql('postgres', qq(
-		SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '')
-		FROM pg_stat_activity
-		WHERE backend_type = 'pg_eventstore worker' AND datname = '$db'));
-}
 
 # Wait until a database has this many workers; returns their pids.
 sub wait_workers
@@ -95,9 +71,9 @@ sub reconfigure
 	my (%settings) = @_;
 	while (my ($k, $v) = each %settings)
 	{
-		sql('postgres', "ALTER SYSTEM SET pg_eventstore.$k = '$v'");
+		sql("ALTER SYSTEM SET pg_eventstore.$k = '$v'");
 	}
-	sql('postgres', 'SELECT pg_reload_conf()');
+	sql('SELECT pg_reload_conf()');
 	return;
 }
 
@@ -106,7 +82,7 @@ sub reconfigure
 sub setup_database
 {
 	my ($db) = @_;
-	sql($db, q(
+	sql_in($db, q(
 		CREATE EXTENSION pg_eventstore;
 		CREATE SCHEMA es_w;
 		CREATE TABLE es_w.applied (projection text NOT NULL,
@@ -126,7 +102,7 @@ sub logging_projection
 	      END IF;}
 	  : '';
 	$extra //= '';
-	sql($db, qq{
+	sql_in($db, qq{
 		CREATE FUNCTION es_w.h_$name(e eventstore.events) RETURNS void
 		LANGUAGE plpgsql AS \$\$
 		BEGIN
@@ -137,37 +113,19 @@ sub logging_projection
 	return;
 }
 
-# "lost=L doubled=D extra=X": events of the types the projection did not
-# apply, applied more than once, or applied but not of its types.
-sub check_sql
-{
-	my ($name, $types) = @_;
-	return qq{
-		SELECT format('lost=%s doubled=%s extra=%s',
-		  (SELECT count(*) FROM eventstore.events e
-		   WHERE e.event_type = ANY ($types)
-		     AND NOT EXISTS (SELECT FROM es_w.applied a
-		                     WHERE a.projection = '$name'
-		                       AND a.global_position = e.global_position)),
-		  (SELECT count(*) FROM (SELECT FROM es_w.applied
-		                         WHERE projection = '$name'
-		                         GROUP BY global_position HAVING count(*) > 1) d),
-		  (SELECT count(*) FROM es_w.applied a
-		   WHERE a.projection = '$name'
-		     AND NOT EXISTS (SELECT FROM eventstore.events e
-		                     WHERE e.global_position = a.global_position
-		                       AND e.event_type = ANY ($types))))};
-}
-
 # Wait until the projection's read model is the set-based answer.
 sub converges
 {
 	my ($db, $name, $types, $what) = @_;
-	my $check = check_sql($name, $types);
+	my $check = read_model_check($name, $types);
 	$node->poll_query_until($db, $check, 'lost=0 doubled=0 extra=0');
-	is(sql($db, $check), 'lost=0 doubled=0 extra=0', $what);
+	is(sql_in($db, $check), 'lost=0 doubled=0 extra=0', $what);
 	return;
 }
+
+# Half the poll interval (60 s): an event applied, or a rebuild done, this
+# soon was brought by a wake-up, not by the next poll.
+my $woken_within = 30;
 
 # Seconds until the query returns 't', polled every 5 ms through one
 # session (faster than poll_query_until); undef after $limit seconds.
@@ -208,12 +166,12 @@ sub children_titled
 
 my $pg_workers = wait_workers('postgres', 2,
 	'startup: max_workers = 2 workers serve the database postgres');
-is( sql('postgres', q(
+is( sql(q(
 		SELECT string_agg(DISTINCT application_name, ',')
 		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker')),
 	'pg_eventstore worker',
 	"startup: the workers' application_name is 'pg_eventstore worker'");
-is(sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+is(sql(q(SELECT count(*) FROM pg_stat_activity
                      WHERE backend_type = 'pg_eventstore launcher')),
 	'0', 'startup: the launcher is not in pg_stat_activity');
 is(scalar(children_titled('pg_eventstore launcher')),
@@ -223,11 +181,11 @@ setup_database('postgres');
 
 # --- Wake-up at commit with poll_interval = 60s ----------------------------
 
-is(sql('postgres', 'SHOW pg_eventstore.poll_interval'), '1min',
+is(sql('SHOW pg_eventstore.poll_interval'), '1min',
 	'latency: poll_interval is 60s');
 logging_projection('postgres', 'fast', q(ARRAY['Tick']));
 {
-	my $s = $node->background_psql('postgres', timeout => $timeout);
+	my $s = session();
 	my @took;
 	for my $i (1 .. 5)
 	{
@@ -237,62 +195,61 @@ logging_projection('postgres', 'fast', q(ARRAY['Tick']));
 		my $took = seconds_until($s, qq(
 			SELECT EXISTS (SELECT FROM es_w.applied
 			               WHERE projection = 'fast' AND global_position = $pos)),
-			$t0, 5);
+			$t0, $woken_within);
 		push @took, $took // 99;
 		usleep(50_000);
 	}
 	note 'append to projection: ' . join(', ', map { sprintf '%.3f s', $_ } @took);
-	cmp_ok((sort { $b <=> $a } @took)[0], '<', 1,
-		'latency: each of 5 appends is projected within 1 s (poll_interval 60 s)');
+	cmp_ok((sort { $b <=> $a } @took)[0], '<', $woken_within,
+		"latency: each of 5 appends is projected within $woken_within s (poll_interval 60 s)");
 
 	# A projection created over a non-empty log starts rebuilding: its
 	# creation wakes the workers, which backfill it at once.
-	sql('postgres', q(SELECT eventstore.append_to_stream('clock',
+	sql(q(SELECT eventstore.append_to_stream('clock',
 		(SELECT jsonb_agg(jsonb_build_object('type', 'Tick')) FROM generate_series(1, 50)))));
 	my $t0 = time;
 	logging_projection('postgres', 'late', q(ARRAY['Tick']));
 	my $took = seconds_until($s, q(
 		SELECT status = 'active' FROM eventstore.projection_status WHERE name = 'late'),
-		$t0, 5);
+		$t0, $woken_within);
 	note sprintf('create_projection to active: %.3f s', $took // 99);
-	cmp_ok($took // 99, '<', 1,
-		'latency: a projection created over 55 events is backfilled within 1 s');
+	cmp_ok($took // 99, '<', $woken_within,
+		"latency: a projection created over 55 events is backfilled within $woken_within s");
 	$s->quit;
 }
 converges('postgres', 'late', q(ARRAY['Tick']),
 	'latency: the backfilled projection applied every Tick once');
 
 # rebuild_projection wakes the workers at commit too: each of 5 rebuilds
-# is replayed to the head within 1 s, not at the next poll (60 s).
+# is replayed to the head at once, not at the next poll (60 s).
 {
-	my $s = $node->background_psql('postgres', timeout => $timeout);
+	my $s = session();
 	my @took;
 	for (1 .. 5)
 	{
 		my $t0 = time;
-		sql('postgres', q(SELECT eventstore.rebuild_projection('late')));
+		sql(q(SELECT eventstore.rebuild_projection('late')));
 		push @took, seconds_until($s, q(
 			SELECT status = 'active' FROM eventstore.projection_status
-			WHERE name = 'late'), $t0, 3) // 99;
+			WHERE name = 'late'), $t0, $woken_within) // 99;
 	}
 	note 'rebuild_projection to active: '
 	  . join(', ', map { sprintf '%.3f s', $_ } @took);
-	cmp_ok((sort { $b <=> $a } @took)[0], '<', 1,
-		'latency: each of 5 rebuilds is replayed within 1 s (poll_interval 60 s)');
+	cmp_ok((sort { $b <=> $a } @took)[0], '<', $woken_within,
+		"latency: each of 5 rebuilds is replayed within $woken_within s (poll_interval 60 s)");
 	$s->quit;
 	# an append wakes the workers for a rebuild the wake-up missed
-	sql('postgres', q(SELECT eventstore.append_event('clock', 'Tick', '{}')));
+	sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}')));
 }
 converges('postgres', 'fast', q(ARRAY['Tick']),
 	'latency: the async projection applied every Tick once');
 like(
-	sql('postgres', q(
+	sql(q(
 		SELECT format('%s|%s', worker_pid, events_per_second > 0)
 		FROM eventstore.projection_status WHERE name = 'fast')),
 	qr/^(\d+)\|t$/,
 	'latency: projection_status shows a worker pid and a rate');
-my ($fast_pid) = sql('postgres',
-	q(SELECT worker_pid FROM eventstore.projection_status WHERE name = 'fast'));
+my ($fast_pid) = sql(q(SELECT worker_pid FROM eventstore.projection_status WHERE name = 'fast'));
 ok((grep { $_ eq $fast_pid } split /,/, $pg_workers),
 	'latency: that pid is one of the workers');
 
@@ -302,11 +259,11 @@ my $log_offset = -s $node->logfile;
 logging_projection('postgres', 'bad', q(ARRAY['Order']), '', 1);
 logging_projection('postgres', 'good_a', q(ARRAY['Order']));
 logging_projection('postgres', 'good_b', q(ARRAY['Order']));
-is( sql('postgres', q(
+is( sql(q(
 		SELECT count(DISTINCT projection_id % 2) FROM eventstore.projections
 		WHERE name IN ('bad', 'good_a', 'good_b'))),
 	'2', 'failure: the projections are spread over both workers');
-my $poison = sql('postgres', q(
+my $poison = sql(q(
 	SELECT first_position + 1 FROM eventstore.append_to_stream('order-1', '[
 	  {"type": "Order", "data": {"n": 1}},
 	  {"type": "Order", "data": {"poison": true}},
@@ -314,12 +271,12 @@ my $poison = sql('postgres', q(
 ok( $node->poll_query_until('postgres', q(
 		SELECT status = 'failed' FROM eventstore.projection_status WHERE name = 'bad')),
 	'failure: the projection with the failing handler is marked failed');
-like( sql('postgres', q(
+like( sql(q(
 		SELECT format('%s|%s', error_position, last_error)
 		FROM eventstore.projection_status WHERE name = 'bad')),
 	qr/^$poison\|.*poison event at $poison/,
 	'failure: projection_status shows the error and its position');
-is( sql('postgres', q(
+is( sql(q(
 		SELECT string_agg(global_position::text, ',' ORDER BY global_position)
 		FROM es_w.applied WHERE projection = 'bad')),
 	$poison - 1, 'failure: the event before the poison one is kept');
@@ -327,13 +284,13 @@ converges('postgres', 'good_a', q(ARRAY['Order']),
 	'failure: another projection applied every event, the poison one too');
 converges('postgres', 'good_b', q(ARRAY['Order']),
 	'failure: and so did a third one');
-sql('postgres', q(SELECT eventstore.append_to_stream('order-2', '[
+sql(q(SELECT eventstore.append_to_stream('order-2', '[
 	  {"type": "Order", "data": {"n": 4}}, {"type": "Order", "data": {"n": 5}}]')));
 converges('postgres', 'good_a', q(ARRAY['Order']),
 	'failure: the other projections keep being applied after the failure');
 converges('postgres', 'good_b', q(ARRAY['Order']),
 	'failure: on both workers');
-is( sql('postgres', q(
+is( sql(q(
 		SELECT format('%s|%s|%s', status, checkpoint,
 		              (SELECT count(*) FROM es_w.applied WHERE projection = 'bad'))
 		FROM eventstore.projection_status WHERE name = 'bad')),
@@ -347,7 +304,7 @@ ok(!$node->log_contains(qr/terminated by signal|exited with exit code/, $log_off
 
 $log_offset = -s $node->logfile;
 my $victim = (split /,/, $pg_workers)[0];
-sql('postgres', "SELECT pg_terminate_backend($victim)");
+sql("SELECT pg_terminate_backend($victim)");
 ok( $node->poll_query_until('postgres', qq(
 		SELECT count(*) = 2 AND bool_and(pid <> $victim) FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker' AND datname = 'postgres')),
@@ -355,7 +312,7 @@ ok( $node->poll_query_until('postgres', qq(
 ok(!$node->log_contains(qr/reinitializing/, $log_offset),
 	'sigterm: without a server restart');
 $pg_workers = workers('postgres');
-sql('postgres', q(SELECT eventstore.append_event('clock', 'Tick', '{}');
+sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}');
                   SELECT eventstore.append_event('order-3', 'Order', '{}');));
 converges('postgres', 'fast', q(ARRAY['Tick']), 'sigterm: the workers apply again');
 converges('postgres', 'good_a', q(ARRAY['Order']), 'sigterm: on both workers');
@@ -363,7 +320,7 @@ converges('postgres', 'good_b', q(ARRAY['Order']), 'sigterm: on both workers (2)
 
 # --- Reload: a database added, without the extension ----------------------
 
-sql('postgres', 'CREATE DATABASE noext');
+sql('CREATE DATABASE noext');
 $log_offset = -s $node->logfile;
 reconfigure(databases => 'postgres, noext');
 my $noext_pid = wait_workers('noext', 1,
@@ -371,7 +328,7 @@ my $noext_pid = wait_workers('noext', 1,
 wait_workers('postgres', 1,
 	'reload: max_workers = 2 over two databases leaves one for postgres');
 $pg_workers = workers('postgres');
-sql('postgres', q(SELECT eventstore.append_event('clock', 'Tick', '{}');
+sql(q(SELECT eventstore.append_event('clock', 'Tick', '{}');
                   SELECT eventstore.append_event('order-4', 'Order', '{}');));
 converges('postgres', 'fast', q(ARRAY['Tick']),
 	'reload: the single worker of postgres applies projection fast');
@@ -381,7 +338,7 @@ converges('postgres', 'good_b', q(ARRAY['Order']), 'reload: and good_b');
 # Without the extension the worker is idle and stays up.
 usleep(1_000_000);
 is(workers('noext'), $noext_pid, 'no extension: the worker stays up (same pid)');
-is( sql('postgres', qq(SELECT state FROM pg_stat_activity WHERE pid = $noext_pid)),
+is( sql(qq(SELECT state FROM pg_stat_activity WHERE pid = $noext_pid)),
 	'idle', 'no extension: the worker is idle');
 ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 	'no extension: the worker logged no error');
@@ -391,12 +348,13 @@ ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 	setup_database('noext');
 	logging_projection('noext', 'here', q(ARRAY['Tick']));
 	my $t0 = time;
-	sql('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+	sql_in('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 	ok($node->poll_query_until('noext', q(SELECT count(*) = 1 FROM es_w.applied)),
 		'no extension: after CREATE EXTENSION the worker applies the projection');
 	my $took = time - $t0;
 	note sprintf('noext: applied after %.3f s', $took);
-	cmp_ok($took, '<', 2, 'no extension: within 2 s (poll_interval 60 s)');
+	cmp_ok($took, '<', $woken_within,
+		"no extension: within $woken_within s (poll_interval 60 s)");
 	is(workers('noext'), $noext_pid, 'no extension: by the same worker');
 }
 
@@ -408,8 +366,7 @@ ok(!$node->log_contains(qr/\[$noext_pid\] .*(ERROR|FATAL)/, $log_offset),
 # which costs one turn: at 60 s, a second shows at most one or two turns
 # where 100 ms shows about ten.
 my $state_change = sub {
-	return sql('postgres',
-		"SELECT state_change FROM pg_stat_activity WHERE pid = $noext_pid");
+	return sql("SELECT state_change FROM pg_stat_activity WHERE pid = $noext_pid");
 };
 
 # The turns an idle worker takes over one second, as distinct state_change
@@ -432,7 +389,7 @@ usleep(300_000);
 cmp_ok($turns->(), '>=', 4,
 	'poll_interval: after the reload to 100 ms the idle worker takes turns');
 # Once woken by an append, it certainly uses the new interval.
-sql('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+sql_in('noext', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 usleep(300_000);
 cmp_ok($turns->(), '>=', 4,
 	'poll_interval: after a wake-up the idle worker takes turns every 100 ms');
@@ -446,39 +403,43 @@ is(workers('noext'), $noext_pid, 'poll_interval: the worker was not restarted');
 reconfigure(databases => 'postgres');
 wait_workers('noext', 0, 'reload: the removed database loses its worker');
 $pg_workers = wait_workers('postgres', 2, 'reload: postgres has both workers again');
-sql('postgres', 'DROP DATABASE noext');
+sql('DROP DATABASE noext');
 
 # --- A served database dropped WITH (FORCE) and created again -------------
 
-sql('postgres', 'CREATE DATABASE dropme');
+sql('CREATE DATABASE dropme');
 setup_database('dropme');
 logging_projection('dropme', 'first', q(ARRAY['Tick']));
 reconfigure(databases => 'postgres, dropme', max_workers => 3);
 my $dropme_pid = wait_workers('dropme', 1, 'drop: the database gets a worker');
 wait_workers('postgres', 2, 'drop: max_workers = 3 leaves two for postgres');
-sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 converges('dropme', 'first', q(ARRAY['Tick']), 'drop: its worker applies');
 
 $log_offset = -s $node->logfile;
-sql('postgres', 'DROP DATABASE dropme WITH (FORCE)');
+my $dropped_at = time;
+sql('DROP DATABASE dropme WITH (FORCE)');
 wait_workers('dropme', 0, 'drop: DROP DATABASE WITH (FORCE) ends its worker');
 $node->wait_for_log(qr/FATAL:  database "dropme" does not exist/, $log_offset);
 pass('drop: the launcher retries, and the worker finds no database');
 usleep(1_000_000);
 my $log = slurp_file($node->logfile, $log_offset);
+my $window = time - $dropped_at;
 my $tries = () = $log =~ /FATAL:  database "dropme" does not exist/g;
-note "drop: $tries failed starts";
-cmp_ok($tries, '<=', 10,
+note sprintf('drop: %d failed starts in %.1f s', $tries, $window);
+# paced: one start per retry_interval (200 ms), the first at once; the
+# bound allows twice that pace, whatever the time the window took
+cmp_ok($tries, '<=', 1 + 2 * $window / 0.2,
 	'drop: the retries are paced by retry_interval (200 ms)');
 
-sql('postgres', 'CREATE DATABASE dropme');
+sql('CREATE DATABASE dropme');
 my $t0 = time;
 my $new_pid = wait_workers('dropme', 1, 'drop: the recreated database gets a worker');
 note sprintf('drop: worker back after %.3f s', time - $t0);
 isnt($new_pid, $dropme_pid, 'drop: a new worker');
 setup_database('dropme');
 logging_projection('dropme', 'second', q(ARRAY['Tick']));
-sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 converges('dropme', 'second', q(ARRAY['Tick']),
 	'drop: the new worker picks up the extension and applies');
 is(workers('dropme'), $new_pid, 'drop: the same new worker');
@@ -490,12 +451,12 @@ is(workers('dropme'), $new_pid, 'drop: the same new worker');
 # never two sets of workers at once.
 {
 	my ($old_launcher) = children_titled('pg_eventstore launcher');
-	my $before = sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+	my $before = sql(q(SELECT count(*) FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker'));
-	my $old_workers = sql('postgres', q(SELECT string_agg(pid::text, ',' ORDER BY pid)
+	my $old_workers = sql(q(SELECT string_agg(pid::text, ',' ORDER BY pid)
 		FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker'));
 	kill 'TERM', $old_launcher;
-	my $deadline = time + 20;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 	usleep(100_000)
 	  while time < $deadline
 	  && !(scalar(children_titled('pg_eventstore launcher')) == 1
@@ -508,10 +469,10 @@ is(workers('dropme'), $new_pid, 'drop: the same new worker');
 			FROM pg_stat_activity WHERE backend_type = 'pg_eventstore worker')),
 		'launcher: its workers are replaced, as many as before');
 	usleep(1_500_000);
-	is(sql('postgres', q(SELECT count(*) FROM pg_stat_activity
+	is(sql(q(SELECT count(*) FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker')), $before,
 		'launcher: and no more than before (the old ones exited)');
-	sql('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
+	sql_in('dropme', q(SELECT eventstore.append_event('c', 'Tick', '{}')));
 	converges('dropme', 'second', q(ARRAY['Tick']),
 		'launcher: the new workers apply');
 }
@@ -539,6 +500,5 @@ $node->stop;
 	$plain->stop;
 }
 
-note sprintf('took %.1f s', time - $started);
-cmp_ok(time - $started, '<', 120, 'the whole test takes under 120 s');
+note_time_taken();
 done_testing();

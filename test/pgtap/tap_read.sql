@@ -1,30 +1,7 @@
 -- pgTAP: read_stream, read_all, stream_revision and stream_partition.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database: start from an empty store.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
 DROP EXTENSION IF EXISTS dblink CASCADE;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 CREATE EXTENSION dblink;
-
--- The SQLSTATE, message, detail and hint a statement fails with.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text[]
-LANGUAGE plpgsql AS $$
-DECLARE
-	code text; msg text; det text; hnt text;
-BEGIN
-	EXECUTE sql;
-	RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-	RETURN ARRAY[code, msg, NULLIF(det, ''), NULLIF(hnt, '')];
-END $$;
 
 -- A consumer: read the whole log page by page, each time passing the
 -- position of the last event received; returns the positions in the order

@@ -1,28 +1,10 @@
 -- pgTAP: projections and roles.  A handler runs as the role that created
 -- the projection, whoever appends or runs it; only that role (or a member)
 -- may drop, rebuild, stop or start it; a handler cannot change its role.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database, and roles are cluster-wide: start clean.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
+-- Start clean: the schema and the roles a run stopped half-way leaves.
 DROP SCHEMA IF EXISTS es_tap_pp CASCADE;
-DO $$
-DECLARE
-	r text;
-BEGIN
-	FOREACH r IN ARRAY ARRAY['es_tap_powner', 'es_tap_pmember', 'es_tap_pother', 'es_tap_pnobody'] LOOP
-		IF EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-			EXECUTE format('DROP OWNED BY %I CASCADE', r);
-			EXECUTE format('DROP ROLE %I', r);
-		END IF;
-	END LOOP;
-END $$;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
+CALL pg_temp.drop_roles(ARRAY['es_tap_powner', 'es_tap_pmember', 'es_tap_pother', 'es_tap_pnobody']);
 
 -- the projections' owner, a member of it, another role granted the API,
 -- and a role granted nothing

@@ -1,33 +1,9 @@
 -- pgTAP: store_checkpoint, read_checkpoint, reset_checkpoint in log order;
 -- claim_processor, release_processor and eventstore.processors across
 -- sessions; a consumer group checkpointing per partition.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database: start from an empty store.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
 DROP EXTENSION IF EXISTS dblink CASCADE;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 CREATE EXTENSION dblink;
-
--- The SQLSTATE, message, detail and hint a statement fails with (NULL when
--- it succeeds).
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text[]
-LANGUAGE plpgsql AS $$
-DECLARE
-	code text; msg text; det text; hnt text;
-BEGIN
-	EXECUTE sql;
-	RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-	RETURN ARRAY[code, msg, NULLIF(det, ''), NULLIF(hnt, '')];
-END $$;
 
 -- How a second session connects to this database.
 CREATE FUNCTION pg_temp.connstr() RETURNS text LANGUAGE sql AS $$
@@ -56,28 +32,7 @@ BEGIN
 	RETURN false;
 END $$;
 
--- Has the session with this pid ended?  Waits up to 10 s for it.
-CREATE FUNCTION pg_temp.ended(p int) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-	FOR i IN 1..1000 LOOP
-		PERFORM pg_stat_clear_snapshot();
-		IF NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = p)
-		   AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE pid = p) THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-	RETURN false;
-END $$;
-
--- The claims (pg_eventstore's advisory locks) held in this database.
-CREATE FUNCTION pg_temp.claims() RETURNS TABLE (claim_key bigint, pid int)
-LANGUAGE sql AS $$
-	SELECT (l.classid::bigint << 32) | l.objid::bigint, l.pid FROM pg_locks l
-	WHERE l.locktype = 'advisory' AND l.objsubid = 17747 AND l.granted
-	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-$$;
+\ir ../include/sessions.psql
 
 -- The log in its order, as read_all has it.
 CREATE FUNCTION pg_temp.log_order(member int DEFAULT NULL, size int DEFAULT NULL)

@@ -1,27 +1,9 @@
 -- pgTAP: who may append and read, the append-only log for every role, and
 -- SECURITY DEFINER functions that a caller's search_path cannot subvert.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database, and roles are cluster-wide: start clean.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
+-- Start clean: the schema and the roles a run stopped half-way leaves.
 DROP SCHEMA IF EXISTS es_tap_evil CASCADE;
-DO $$
-DECLARE
-	r text;
-BEGIN
-	FOREACH r IN ARRAY ARRAY['es_tap_nobody', 'es_tap_writer', 'es_tap_reader', 'es_tap_admin'] LOOP
-		IF EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-			EXECUTE format('DROP OWNED BY %I CASCADE', r);
-			EXECUTE format('DROP ROLE %I', r);
-		END IF;
-	END LOOP;
-END $$;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
+CALL pg_temp.drop_roles(ARRAY['es_tap_nobody', 'es_tap_writer', 'es_tap_reader', 'es_tap_admin']);
 
 CREATE ROLE es_tap_nobody NOLOGIN;
 CREATE ROLE es_tap_writer NOLOGIN;

@@ -3,17 +3,8 @@
 -- (nothing lost, nothing doubled), rebuilds with skips drained, on_error
 -- stop and skip, stop/start, blue/green versions, max_events, small
 -- batches, projections created over a non-empty log, and drop.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database: start from an empty store.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
+\ir setup.psql
 DROP SCHEMA IF EXISTS es_tap_proj CASCADE;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
 
 ------------------------------------------------------------------------
 -- Read models.  Every handler records the events it is given in

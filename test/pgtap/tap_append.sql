@@ -1,29 +1,5 @@
 -- pgTAP: append_to_stream and append_event, their guarantees and errors.
-\set QUIET on
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
--- The tests share one database: start from an empty store.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
-DROP EXTENSION IF EXISTS pgtap CASCADE;
-CREATE EXTENSION pg_eventstore;
-CREATE EXTENSION pgtap;
-
--- The SQLSTATE, message, detail and hint a statement fails with (NULL when
--- it succeeds).  Like throws_ok, it runs the statement in a subtransaction.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text[]
-LANGUAGE plpgsql AS $$
-DECLARE
-	code text; msg text; det text; hnt text;
-BEGIN
-	EXECUTE sql;
-	RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-	RETURN ARRAY[code, msg, NULLIF(det, ''), NULLIF(hnt, '')];
-END $$;
+\ir setup.psql
 
 -- The last position handed out (the sequence is never reset by a rollback).
 CREATE FUNCTION pg_temp.last_position_taken() RETURNS bigint

@@ -1,0 +1,121 @@
+# Shared by the TAP tests in test/t (the Makefile puts this folder on
+# prove's path): a node with the library preloaded, statements and sessions
+# that fail the test on an error and time out instead of hanging, and the
+# helpers more than one test needs.  The helpers work on the node that
+# start_node started last.
+package EventstoreTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+our @EXPORT = qw(start_node sql sql_in session workers read_model_check
+  crash_and_wait note_time_taken);
+
+my $started = time;
+my $node;
+
+# A new node with pg_eventstore preloaded, autovacuum off (no stray
+# transaction holds the log back) and these settings, started.
+sub start_node
+{
+	my ($name, $settings) = @_;
+	$node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq(
+shared_preload_libraries = 'pg_eventstore'
+autovacuum = off
+$settings));
+	$node->start;
+	return $node;
+}
+
+# Statements in a new session on the database postgres, failing the test
+# on an error or a hang; returns their output.
+sub sql
+{
+	my ($sql) = @_;
+	return sql_in('postgres', $sql);
+}
+
+# The same on another database.
+sub sql_in
+{
+	my ($db, $sql) = @_;
+	return $node->safe_psql($db, $sql,
+		timeout => $PostgreSQL::Test::Utils::timeout_default);
+}
+
+# A session that stays open (a PostgreSQL::Test::BackgroundPsql), on the
+# database postgres unless told otherwise; each query times out.
+sub session
+{
+	my ($db) = @_;
+	return $node->background_psql($db // 'postgres',
+		timeout => $PostgreSQL::Test::Utils::timeout_default);
+}
+
+# The pids of the workers connected to a database (to any database when
+# none is named), comma-separated.
+sub workers
+{
+	my ($db) = @_;
+	my $of_db = defined $db ? "AND datname = '$db'" : '';
+	return sql(qq(
+		SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '')
+		FROM pg_stat_activity
+		WHERE backend_type = 'pg_eventstore worker' $of_db));
+}
+
+# A query for a read model that logs every event it applies as a row
+# (projection, global_position) of es_w.applied, so that a lost or doubled
+# event shows: "lost=L doubled=D extra=X", the events of the types that
+# the projection did not apply, applied more than once, or applied but not
+# of its types.
+sub read_model_check
+{
+	my ($name, $types) = @_;
+	return qq{
+		SELECT format('lost=%s doubled=%s extra=%s',
+		  (SELECT count(*) FROM eventstore.events e
+		   WHERE e.event_type = ANY ($types)
+		     AND NOT EXISTS (SELECT FROM es_w.applied a
+		                     WHERE a.projection = '$name'
+		                       AND a.global_position = e.global_position)),
+		  (SELECT count(*) FROM (SELECT FROM es_w.applied
+		                         WHERE projection = '$name'
+		                         GROUP BY global_position HAVING count(*) > 1) d),
+		  (SELECT count(*) FROM es_w.applied a
+		   WHERE a.projection = '$name'
+		     AND NOT EXISTS (SELECT FROM eventstore.events e
+		                     WHERE e.global_position = a.global_position
+		                       AND e.event_type = ANY ($types))))};
+}
+
+# Kill a server process with SIGKILL and wait until the postmaster has
+# restarted every process and accepts connections again.  Returns where the
+# server log stood before the kill, for the caller's own checks.
+sub crash_and_wait
+{
+	my ($pid) = @_;
+	my $offset = -s $node->logfile;
+	kill 'KILL', $pid or die "could not kill $pid: $!";
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/,
+		$offset);
+	$node->wait_for_log(qr/database system is ready to accept connections/,
+		$offset);
+	return $offset;
+}
+
+# How long the test took, as a note.
+sub note_time_taken
+{
+	note sprintf('took %.1f s', time - $started);
+	return;
+}
+
+1;
