@@ -29,20 +29,14 @@ use warnings;
 use File::Basename qw(dirname);
 use File::Spec;
 use IPC::Run;
+use EventstoreTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $sqldir = File::Spec->catdir(dirname(__FILE__), '..', '..', 'sql');
 
-my $node = PostgreSQL::Test::Cluster->new('schema');
-$node->init;
-$node->append_conf('postgresql.conf', qq(
-shared_preload_libraries = 'pg_eventstore'
-pg_eventstore.databases = ''
-autovacuum = off
-));
-$node->start;
+my $node = start_node('schema', "pg_eventstore.databases = ''");
 
 my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'pg_eventstore'");
