@@ -42,7 +42,6 @@ typedef struct CheckpointKey
 {
 	text	   *processor;
 	text	   *partition;
-	TableWriter *writer;
 } CheckpointKey;
 
 /*
@@ -64,7 +63,6 @@ CreateCheckpointRow(void *arg)
 					 " VALUES ($1, $2, $3)"
 					 " ON CONFLICT (processor_id, partition) DO NOTHING",
 					 3, argtypes, values);
-	TableWriterSeeOwnWrites(key->writer);
 	return false;
 }
 
@@ -79,7 +77,7 @@ LockCheckpointRow(const char *operation, text *processor, text *partition)
 	static const char *const names[] = {"checkpoints"};
 	static const int natts[] = {CHECKPOINTS_NATTS};
 	TableWriter *w = TableWriterOpen(operation, 1, names, natts);
-	CheckpointKey key = {processor, partition, w};
+	CheckpointKey key = {processor, partition};
 	ScanKeyData keys[2];
 
 	TableWriterKey(w, 0, &keys[0], CHECKPOINTS_PROCESSOR_ID, F_TEXTEQ,

@@ -243,6 +243,17 @@ RowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
 }
 
 /*
+ * Make rows this transaction wrote since the writer opened (through SPI)
+ * visible to it, as a new SQL statement would, so it can lock them.
+ */
+static void
+SeeOwnWrites(TableWriter *w)
+{
+	CommandCounterIncrement();
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+}
+
+/*
  * Lock table t's row with these primary key values, creating it when there
  * is none; "what" names the row in errors, for example: stream "cart-1".
  * With wait, a concurrent writer of the row is waited for, and a concurrent
@@ -267,20 +278,10 @@ TableWriterLockOrCreate(TableWriter *w, int t, int nkeys, ScanKey keys,
 		if (create(arg) || !wait)
 			return ROW_CREATED;
 		/* a concurrent creator won, or ours wants its row locked: look again */
+		SeeOwnWrites(w);
 	}
 	elog(ERROR, "%s could not be created or locked", what);
 	return ROW_BUSY;			/* keep the compiler quiet */
-}
-
-/*
- * Make rows this transaction wrote since the writer opened (through SPI)
- * visible to it, as a new SQL statement would, so it can lock them.
- */
-void
-TableWriterSeeOwnWrites(TableWriter *w)
-{
-	CommandCounterIncrement();
-	w->estate->es_output_cid = GetCurrentCommandId(true);
 }
 
 /* The row of table t that TableWriterLockOrCreate locked last. */

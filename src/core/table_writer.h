@@ -23,14 +23,14 @@ typedef enum RowLockResult
  * Inserts a missing row (INSERT ... ON CONFLICT DO NOTHING, which waits for
  * a concurrent inserter); returns true when the caller is done with the
  * row, false to have it looked up and locked again (a concurrent creator
- * won, or the creator wants its own new row locked).
+ * won, or the creator wants its own new row locked: the writer then sees
+ * the transaction's own writes, as a new statement would).
  */
 typedef bool (*RowCreator) (void *arg);
 
 extern TableWriter *TableWriterOpen(const char *operation, int ntables,
 									const char *const *names, const int *natts);
 extern void TableWriterClose(TableWriter *w);
-extern void TableWriterSeeOwnWrites(TableWriter *w);
 extern void TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 						   RegProcedure eqproc, Datum value);
 extern RowLockResult TableWriterLockOrCreate(TableWriter *w, int t, int nkeys,
