@@ -65,20 +65,27 @@ WantedWorkers(WorkerAssignment *wanted)
 						ndb, WorkerMaxWorkers),
 				 errdetail("Only the first %d databases are served.", WorkerMaxWorkers),
 				 errhint("Raise pg_eventstore.max_workers (and max_worker_processes).")));
-	for (int d = 0; d < ndb && d < WorkerMaxWorkers; d++)
+	/*
+	 * Member 0 of every database first, then member 1 of each, and so on:
+	 * ReconcileWorkers starts them in this order, so when max_worker_processes
+	 * runs short every served database has a worker before any has two.
+	 */
+	for (int m = 0; m < WorkerMaxWorkers && used < WorkerMaxWorkers; m++)
 	{
-		int			members = WorkerMaxWorkers / ndb +
-			(d < WorkerMaxWorkers % ndb ? 1 : 0);
-
-		for (int m = 0; m < Max(members, 1); m++)
+		for (int d = 0; d < ndb && d < WorkerMaxWorkers; d++)
 		{
-			WorkerAssignment *a = &wanted[used];
+			int			members = Max(WorkerMaxWorkers / ndb +
+									  (d < WorkerMaxWorkers % ndb ? 1 : 0), 1);
+			WorkerAssignment *a;
 
+			if (m >= members)
+				continue;
+			a = &wanted[used];
 			memset(a, 0, sizeof(WorkerAssignment));
 			strlcpy(a->database, list_nth(names, d), NAMEDATALEN);
 			a->slot = used;
 			a->member = m;
-			a->members = Max(members, 1);
+			a->members = members;
 			used++;
 		}
 	}

@@ -130,6 +130,36 @@ PublishWorker(int index)
 }
 
 /*
+ * This worker's share of its database's projections: it serves those whose
+ * projection_id % *count == *rank, where *count is the number of workers
+ * serving the database now and *rank this one's place among them (in slot
+ * order, which is the launcher's member order).  Worked out afresh each
+ * turn, so the projections of a worker that could not start (too few
+ * max_worker_processes) or is restarting are served by the others; two
+ * workers that briefly see different shares are kept apart by each
+ * projection's runner lock.
+ */
+void
+WorkerShare(int slot, int *rank, int *count)
+{
+	*rank = 0;
+	*count = 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+	{
+		if (shared->workers[i].pid == 0 ||
+			shared->workers[i].database != MyDatabaseId)
+			continue;
+		if (i < slot)
+			(*rank)++;
+		(*count)++;
+	}
+	LWLockRelease(shared->lock);
+	/* our own slot is published before the first turn */
+	Assert(*count > 0);
+}
+
+/*
  * A launcher starting (again, after its own crash or SIGTERM) takes a new
  * generation and wakes every worker: those of the previous launcher see
  * they are orphans and exit, and the new launcher starts their successors.

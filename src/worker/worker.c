@@ -6,7 +6,8 @@
  * Each worker runs one batch of each projection it serves per turn, every
  * batch and its checkpoint in a transaction of their own, so one slow
  * projection delays the others by at most one batch.  A database served by
- * n workers gives worker k the projections whose projection_id % n == k.
+ * n running workers gives the k-th of them the projections whose
+ * projection_id % n == k (WorkerShare).
  * An append that touches an async projection sets the workers' latches at
  * commit; otherwise they wake every poll_interval.
  */
@@ -78,8 +79,12 @@ ListDueProjections(WorkerAssignment *a, MemoryContext context)
 		pgstat_report_activity(STATE_RUNNING, "pg_eventstore: listing projections");
 		if (RegistryExists())
 		{
+			int			rank;
+			int			count;
+
+			WorkerShare(a->slot, &rank, &count);
 			ConnectSpi();
-			due = ReadDueProjections(a->member, a->members, context);
+			due = ReadDueProjections(rank, count, context);
 			SPI_finish();
 		}
 		PopActiveSnapshot();

@@ -13,8 +13,8 @@ typedef struct WorkerAssignment
 {
 	char		database[NAMEDATALEN];
 	int			slot;			/* in the shared worker slots */
-	int			member;			/* serves projection_id % members == member */
-	int			members;
+	int			member;			/* its place among the database's workers */
+	int			members;		/* how many the database is given */
 } WorkerAssignment;
 
 /* launcher.c */
@@ -27,6 +27,7 @@ PGDLLEXPORT void eventstore_worker_main(Datum arg);
 /* shared_state.c */
 extern void InstallWorkerShmemHooks(void);
 extern void PublishWorker(int index);
+extern void WorkerShare(int slot, int *rank, int *count);
 extern void StartLauncherGeneration(void);
 extern uint64 LauncherGeneration(void);
 extern void WakeWorkersAtCommit(void);
