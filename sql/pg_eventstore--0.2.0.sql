@@ -1,0 +1,538 @@
+-- pg_eventstore: the current schema, whole.
+--
+-- The Makefile copies this file to sql/pg_eventstore--<version>.sql, the
+-- install script of the version META.json names.  Changing the schema means
+-- changing it here and in an upgrade script from the last release:
+-- test/t/005_schema.pl checks that an install and an upgrade from every
+-- earlier release give the same schema.
+\echo Use "CREATE EXTENSION pg_eventstore" to load this file. \quit
+
+--
+-- The schema
+--
+
+-- The script creates its schema itself, so that CREATE EXTENSION fails
+-- rather than move into a schema somebody else made (and owns) beforehand.
+CREATE SCHEMA eventstore;
+
+-- Nobody but the API writes the tables; who may append or read is granted.
+-- Schema usage alone grants nothing: the API functions are revoked from
+-- PUBLIC and the tables are not granted; see the README for grants.
+GRANT USAGE ON SCHEMA eventstore TO PUBLIC;
+
+--
+-- The event log: streams, events and the global position
+--
+
+-- Positions are taken only after an append's concurrency check succeeded,
+-- so a losing writer burns none.
+CREATE SEQUENCE eventstore.global_position_seq AS bigint;
+
+-- Every append updates its stream's row (a HOT update), and each update
+-- prunes the row's page: pages holding few rows prune cheaply, where full
+-- ones made every append scan some 130 rows.
+CREATE TABLE eventstore.streams (
+	stream_id	text PRIMARY KEY,
+	revision	bigint NOT NULL,
+	created_at	timestamptz NOT NULL,
+	updated_at	timestamptz NOT NULL
+) WITH (fillfactor = 25);
+
+CREATE TABLE eventstore.events (
+	global_position	bigint NOT NULL PRIMARY KEY,
+	transaction_id	xid8 NOT NULL,
+	stream_id		text NOT NULL,
+	revision		bigint NOT NULL,
+	event_id		uuid NOT NULL CONSTRAINT events_event_id_key UNIQUE,
+	event_type		text NOT NULL,
+	data			jsonb NOT NULL,
+	metadata		jsonb NOT NULL,
+	created_at		timestamptz NOT NULL,
+	UNIQUE (stream_id, revision)
+);
+ALTER SEQUENCE eventstore.global_position_seq
+	OWNED BY eventstore.events.global_position;
+
+-- The global log's order: read_all walks this index.
+CREATE INDEX events_log_order_idx
+	ON eventstore.events (transaction_id, global_position);
+
+-- pg_dump keeps the log and the streams with the extension.
+SELECT pg_catalog.pg_extension_config_dump('eventstore.events', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.streams', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.global_position_seq', '');
+
+-- The log is append-only, for every role: these triggers fire even with
+-- session_replication_role = replica.
+CREATE FUNCTION eventstore.refuse_log_change() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_refuse_log_change';
+
+CREATE TRIGGER events_append_only
+	BEFORE UPDATE OR DELETE ON eventstore.events
+	FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_log_change();
+CREATE TRIGGER events_no_truncate
+	BEFORE TRUNCATE ON eventstore.events
+	FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_log_change();
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_append_only;
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
+
+REVOKE ALL ON FUNCTION eventstore.refuse_log_change() FROM PUBLIC;
+
+COMMENT ON TABLE eventstore.events IS 'The append-only event log: one row per event';
+COMMENT ON TABLE eventstore.streams IS 'One row per stream, with the revision of its last event';
+
+--
+-- Appending and reading
+--
+
+CREATE TYPE eventstore.append_result AS (
+	stream_id				text,
+	next_expected_revision	bigint,
+	first_position			bigint,
+	last_position			bigint,
+	transaction_id			xid8
+);
+
+CREATE FUNCTION eventstore.append_to_stream(
+	stream_id text,
+	events jsonb,
+	expected_revision bigint DEFAULT NULL)
+RETURNS eventstore.append_result
+	LANGUAGE c VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_append_to_stream';
+
+CREATE FUNCTION eventstore.append_event(
+	stream_id text,
+	event_type text,
+	data jsonb,
+	metadata jsonb DEFAULT NULL,
+	expected_revision bigint DEFAULT NULL,
+	event_id uuid DEFAULT NULL)
+RETURNS eventstore.append_result
+	LANGUAGE c VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_append_event';
+
+CREATE FUNCTION eventstore.read_stream(
+	stream_id text,
+	from_revision bigint DEFAULT 0,
+	max_count integer DEFAULT NULL,
+	backwards boolean DEFAULT false)
+RETURNS SETOF eventstore.events
+	LANGUAGE c STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_read_stream';
+
+CREATE FUNCTION eventstore.read_all(
+	after_position bigint DEFAULT NULL,
+	max_count integer DEFAULT 1000,
+	event_types text[] DEFAULT NULL,
+	group_member integer DEFAULT NULL,
+	group_size integer DEFAULT NULL)
+RETURNS SETOF eventstore.events
+	LANGUAGE c STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_read_all';
+
+CREATE FUNCTION eventstore.stream_revision(stream_id text)
+RETURNS bigint
+	LANGUAGE c STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_stream_revision';
+
+-- The consumer-group partition of a stream: read_all's group_member for
+-- stream_id when the log is split into group_size parts.
+CREATE FUNCTION eventstore.stream_partition(stream_id text, group_size integer)
+RETURNS integer
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'eventstore_stream_partition';
+
+CREATE FUNCTION eventstore.uuid_v7()
+RETURNS uuid
+	LANGUAGE c VOLATILE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'eventstore_uuid_v7';
+
+-- Who may append and read is granted on these functions (see README).
+REVOKE ALL ON FUNCTION
+	eventstore.append_to_stream(text, jsonb, bigint),
+	eventstore.append_event(text, text, jsonb, jsonb, bigint, uuid),
+	eventstore.read_stream(text, bigint, integer, boolean),
+	eventstore.read_all(bigint, integer, text[], integer, integer),
+	eventstore.stream_revision(text)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION eventstore.append_to_stream(text, jsonb, bigint) IS 'Append a batch of events to a stream, with an optional expected revision';
+COMMENT ON FUNCTION eventstore.append_event(text, text, jsonb, jsonb, bigint, uuid) IS 'Append one event to a stream, with an optional expected revision';
+COMMENT ON FUNCTION eventstore.read_stream(text, bigint, integer, boolean) IS 'Read a stream''s events by revision, forwards or backwards';
+COMMENT ON FUNCTION eventstore.read_all(bigint, integer, text[], integer, integer) IS 'Read the global log after a position, never skipping a late-committing transaction';
+COMMENT ON FUNCTION eventstore.stream_revision(text) IS 'The revision of a stream''s last event, NULL when the stream does not exist';
+COMMENT ON FUNCTION eventstore.stream_partition(text, integer) IS 'The consumer-group member that reads a stream when the log is split in group_size parts';
+COMMENT ON FUNCTION eventstore.uuid_v7() IS 'A new time-ordered UUID (RFC 9562 version 7)';
+
+--
+-- Checkpoints and processor claims
+--
+
+-- Where each processor (and partition of it) has got to in the global log,
+-- compared in log order.  transaction_id is the checkpoint's place in that
+-- order, kept so a comparison needs no look-up of its own.
+CREATE TYPE eventstore.checkpoint_result AS ENUM
+	('stored', 'ignored', 'further', 'older');
+
+-- Every store updates its row (a HOT update): few rows a page keep the
+-- prune each update does cheap, as for eventstore.streams.
+CREATE TABLE eventstore.checkpoints (
+	processor_id	text NOT NULL,
+	partition		text NOT NULL,
+	"position"		bigint,
+	transaction_id	xid8,
+	owner_instance	text,
+	owner_pid		integer,
+	claimed_at		timestamptz,
+	updated_at		timestamptz NOT NULL,
+	PRIMARY KEY (processor_id, partition)
+) WITH (fillfactor = 25);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.checkpoints', '');
+
+CREATE FUNCTION eventstore.store_checkpoint(
+	processor_id text,
+	"position" bigint,
+	expected_position bigint,
+	partition text DEFAULT 'default')
+RETURNS eventstore.checkpoint_result
+	LANGUAGE c VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_store_checkpoint';
+
+CREATE FUNCTION eventstore.read_checkpoint(
+	processor_id text,
+	partition text DEFAULT 'default')
+RETURNS bigint
+	LANGUAGE c STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_read_checkpoint';
+
+CREATE FUNCTION eventstore.reset_checkpoint(
+	processor_id text,
+	"position" bigint DEFAULT NULL,
+	partition text DEFAULT 'default')
+RETURNS void
+	LANGUAGE c VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_reset_checkpoint';
+
+-- One live instance per processor: a session-level lock of the extension's
+-- own (an advisory lock in pg_locks, objsubid 17747) marks the live owner;
+-- the row remembers who claimed it last.
+CREATE FUNCTION eventstore.claim_processor(
+	processor_id text,
+	instance_id text,
+	partition text DEFAULT 'default')
+RETURNS boolean
+	LANGUAGE c VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_claim_processor';
+
+CREATE FUNCTION eventstore.release_processor(
+	processor_id text,
+	instance_id text,
+	partition text DEFAULT 'default')
+RETURNS boolean
+	LANGUAGE c VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_release_processor';
+
+-- The claim's lock key as pg_locks shows it: (classid << 32) | objid.
+CREATE FUNCTION eventstore.processor_claim_key(
+	processor_id text,
+	partition text DEFAULT 'default')
+RETURNS bigint
+	LANGUAGE c STABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'eventstore_processor_claim_key';
+
+-- status: 'running' while a live session holds the claim, 'stale' when the
+-- row names an owner whose session ended without releasing (a crash, say),
+-- 'idle' otherwise.
+CREATE VIEW eventstore.processors AS
+SELECT c.processor_id,
+	   c.partition,
+	   c."position" AS checkpoint,
+	   c.transaction_id AS checkpoint_transaction_id,
+	   c.owner_instance,
+	   COALESCE(live.pid, c.owner_pid) AS owner_pid,
+	   CASE
+		   WHEN live.pid IS NOT NULL THEN 'running'
+		   WHEN c.owner_instance IS NOT NULL THEN 'stale'
+		   ELSE 'idle'
+	   END AS status,
+	   c.claimed_at,
+	   c.updated_at
+FROM eventstore.checkpoints c
+	LEFT JOIN (SELECT l.pid,
+					  (l.classid::bigint << 32) | l.objid::bigint AS claim_key
+			   FROM pg_catalog.pg_locks l
+			   WHERE l.locktype = 'advisory' AND l.objsubid = 17747
+				 AND l.granted
+				 AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+								   WHERE d.datname = pg_catalog.current_database())) live
+		ON live.claim_key = eventstore.processor_claim_key(c.processor_id, c.partition);
+
+-- Who may store checkpoints and claim processors is granted (see README).
+REVOKE ALL ON FUNCTION
+	eventstore.store_checkpoint(text, bigint, bigint, text),
+	eventstore.read_checkpoint(text, text),
+	eventstore.reset_checkpoint(text, bigint, text),
+	eventstore.claim_processor(text, text, text),
+	eventstore.release_processor(text, text, text)
+FROM PUBLIC;
+
+COMMENT ON TABLE eventstore.checkpoints IS 'Where each processor and partition has got to in the global log, and who claimed it';
+COMMENT ON VIEW eventstore.processors IS 'Each processor''s checkpoint, owner and whether a live session holds it';
+COMMENT ON FUNCTION eventstore.store_checkpoint(text, bigint, bigint, text) IS 'Store a checkpoint if the stored one is the expected one, comparing in log order';
+COMMENT ON FUNCTION eventstore.read_checkpoint(text, text) IS 'The stored checkpoint, NULL when none';
+COMMENT ON FUNCTION eventstore.reset_checkpoint(text, bigint, text) IS 'Set a checkpoint unconditionally (NULL: back to the start)';
+COMMENT ON FUNCTION eventstore.claim_processor(text, text, text) IS 'Claim a processor for this session; false while another live session holds it';
+COMMENT ON FUNCTION eventstore.release_processor(text, text, text) IS 'Release a processor this session holds for instance_id';
+COMMENT ON FUNCTION eventstore.processor_claim_key(text, text) IS 'The lock key of a processor''s claim, as pg_locks shows it: (classid << 32) | objid';
+
+--
+-- Projections: the registry, skips and dead letters, the API, the status
+--
+
+-- The registry: one row per (name, version).  Appends read it through a
+-- per-backend cache that every change invalidates at commit; the columns
+-- "position" and transaction_id are the projection's place in log order.
+CREATE TABLE eventstore.projections (
+	projection_id	integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+	name			text NOT NULL,
+	version			integer NOT NULL CHECK (version >= 1),
+	handler			regproc NOT NULL,
+	batch_handler	boolean NOT NULL,
+	event_types		text[],
+	mode			text NOT NULL CHECK (mode IN ('inline', 'async')),
+	on_reset		text,
+	on_error		text NOT NULL CHECK (on_error IN ('stop', 'skip')),
+	owner			regrole NOT NULL,
+	status			text NOT NULL
+		CHECK (status IN ('active', 'rebuilding', 'failed', 'stopped')),
+	caught_up		boolean NOT NULL,	-- the replay from the start is done
+	-- a replay is done only once its read horizon has passed this xid: every
+	-- event committed before the rebuild (or creation) is below it
+	replay_until	xid8 NOT NULL DEFAULT '0',
+	"position"		bigint NOT NULL DEFAULT 0,
+	transaction_id	xid8 NOT NULL DEFAULT '0',
+	events_applied	bigint NOT NULL DEFAULT 0,
+	last_error		text,
+	error_sqlstate	text,
+	error_position	bigint,
+	error_event_id	uuid,
+	failed_at		timestamptz,
+	rebuild_started_at timestamptz,
+	caught_up_at	timestamptz,
+	created_at		timestamptz NOT NULL,
+	updated_at		timestamptz NOT NULL,
+	PRIMARY KEY (name, version)
+) WITH (fillfactor = 50);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projections_projection_id_seq', '');
+
+-- Events an inline projection did not apply (its lock was taken or it was
+-- not active), to be drained once it is active.  A drained row stays, with
+-- its outcome, as the record of what happened.  No foreign key: an append
+-- recording a skip must not wait for, or fail on, a concurrent
+-- drop_projection, which deletes the projection's rows itself.
+CREATE TABLE eventstore.projection_skips (
+	projection_id	integer NOT NULL,
+	global_position	bigint NOT NULL,
+	transaction_id	xid8 NOT NULL,
+	skipped_at		timestamptz NOT NULL,
+	drained_at		timestamptz,
+	outcome			text CHECK (outcome IN ('applied', 'already applied')),
+	PRIMARY KEY (projection_id, global_position)
+);
+CREATE INDEX projection_skips_pending_idx
+	ON eventstore.projection_skips (projection_id, transaction_id, global_position)
+	WHERE drained_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_skips', '');
+
+-- Events a projection with on_error = 'skip' could not apply (no foreign
+-- key, for the same reason).
+CREATE TABLE eventstore.projection_dead_letters (
+	dead_letter_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	projection_id	integer NOT NULL,
+	global_position	bigint NOT NULL,
+	event_id		uuid NOT NULL,
+	stream_id		text NOT NULL,
+	event_type		text NOT NULL,
+	error_sqlstate	text NOT NULL,
+	error_message	text NOT NULL,
+	error_detail	text,
+	error_context	text,
+	failed_at		timestamptz NOT NULL
+);
+CREATE INDEX projection_dead_letters_projection_idx
+	ON eventstore.projection_dead_letters (projection_id, global_position);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_dead_letters_dead_letter_id_seq', '');
+
+-- The C functions below name their caller as the projection's owner, so
+-- they are not SECURITY DEFINER: they switch to the extension's owner for
+-- their own bookkeeping and to the projection's owner for its handler.
+CREATE FUNCTION eventstore.create_projection(
+	name text,
+	handler regproc,
+	event_types text[] DEFAULT NULL,
+	mode text DEFAULT 'async',
+	version integer DEFAULT 1,
+	on_reset text DEFAULT NULL,
+	on_error text DEFAULT 'stop')
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_create_projection';
+
+CREATE FUNCTION eventstore.drop_projection(name text, version integer DEFAULT NULL)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_drop_projection';
+
+CREATE FUNCTION eventstore.rebuild_projection(name text, version integer DEFAULT NULL)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_rebuild_projection';
+
+CREATE FUNCTION eventstore.run_projection(
+	name text,
+	version integer DEFAULT NULL,
+	max_events bigint DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_run_projection';
+
+CREATE FUNCTION eventstore.stop_projection(name text, version integer DEFAULT NULL)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_stop_projection';
+
+CREATE FUNCTION eventstore.start_projection(name text, version integer DEFAULT NULL)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_start_projection';
+
+CREATE FUNCTION eventstore.current_version(name text)
+RETURNS integer
+	LANGUAGE sql STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN (SELECT max(p.version) FROM eventstore.projections p
+			WHERE p.name = current_version.name AND p.status = 'active');
+
+-- The transaction at the log's read horizon: the oldest one with an xid
+-- still running.  It runs as its caller, so it shows another role's session
+-- only to those pg_stat_activity shows it to (pg_read_all_stats: all).
+CREATE FUNCTION eventstore.log_holder(OUT pid integer, OUT xact_age interval)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT a.pid, now() - a.xact_start
+			FROM pg_stat_activity a
+			WHERE a.backend_xid IS NOT NULL
+			  AND a.backend_xid::text::numeric =
+				  pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296
+			LIMIT 1
+	$$;
+
+-- What the background workers did in the last minute, per projection of
+-- this database: the worker's pid and the events per second it applied.
+CREATE FUNCTION eventstore.worker_activity(
+	OUT projection_id integer, OUT worker_pid integer,
+	OUT events_per_second double precision)
+RETURNS SETOF record
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'eventstore_worker_activity';
+
+-- One row per projection.  lag_events counts the events of its types it has
+-- still to apply; an active inline projection applies them as they are
+-- appended and has none.  lag_seconds is the age of the oldest of them.
+CREATE VIEW eventstore.projection_status AS
+SELECT p.name,
+	   p.version,
+	   p.mode,
+	   p.status,
+	   p."position" AS checkpoint,
+	   head.global_position AS head,
+	   COALESCE(lag.events, 0) AS lag_events,
+	   COALESCE(EXTRACT(epoch FROM now() - lag.oldest), 0)::double precision
+		   AS lag_seconds,
+	   (SELECT count(*) FROM eventstore.projection_skips s
+		WHERE s.projection_id = p.projection_id AND s.drained_at IS NULL)
+		   AS skips_pending,
+	   (SELECT count(*) FROM eventstore.projection_dead_letters d
+		WHERE d.projection_id = p.projection_id) AS dead_letters,
+	   p.last_error,
+	   p.error_position,
+	   p.events_applied,
+	   p.owner,
+	   p.handler,
+	   p.event_types,
+	   p.on_error,
+	   w.worker_pid,
+	   COALESCE(w.events_per_second, 0) AS events_per_second,
+	   holder.pid AS log_held_by_pid,
+	   holder.xact_age AS log_held_for,
+	   p.rebuild_started_at,
+	   p.caught_up_at,
+	   p.updated_at
+FROM eventstore.projections p
+	CROSS JOIN LATERAL (SELECT max(e.global_position) AS global_position
+						FROM eventstore.events e) head
+	LEFT JOIN LATERAL (SELECT count(*) AS events, min(e.created_at) AS oldest
+					   FROM eventstore.events e
+					   WHERE (e.transaction_id, e.global_position) >
+							 (p.transaction_id, p."position")
+						 AND (p.event_types IS NULL
+							  OR e.event_type = ANY (p.event_types))
+						 -- a caught-up inline projection's are its pending skips
+						 AND NOT (p.mode = 'inline' AND p.caught_up)) lag ON true
+	-- it holds the log back when events committed after it are waiting
+	LEFT JOIN LATERAL (SELECT h.* FROM eventstore.log_holder() h
+					   WHERE EXISTS (SELECT FROM eventstore.events e
+									 WHERE e.transaction_id >
+										   pg_snapshot_xmin(pg_current_snapshot()))) holder
+		ON true
+	LEFT JOIN eventstore.worker_activity() w
+		ON w.projection_id = p.projection_id;
+
+-- Who may manage projections is granted (see README).
+REVOKE ALL ON FUNCTION
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text),
+	eventstore.drop_projection(text, integer),
+	eventstore.rebuild_projection(text, integer),
+	eventstore.run_projection(text, integer, bigint),
+	eventstore.stop_projection(text, integer),
+	eventstore.start_projection(text, integer)
+FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.current_version(text) FROM PUBLIC;
+-- worker_activity and log_holder keep PUBLIC's EXECUTE: whoever is granted
+-- SELECT on projection_status calls them through it.  worker_activity shows
+-- pids and rates, and log_holder runs as its caller, so it shows a
+-- transaction only to those pg_stat_activity shows it to.
+
+COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per (name, version), with status and checkpoint';
+COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, and how each was drained';
+COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip could not apply, with the error';
+COMMENT ON VIEW eventstore.projection_status IS 'Each projection''s status, checkpoint, lag, pending skips, dead letters and last error';
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text) IS 'Register a projection; its handler runs as the calling role';
+COMMENT ON FUNCTION eventstore.drop_projection(text, integer) IS 'Remove a projection (one version, or all of them)';
+COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer) IS 'Run on_reset and replay the log from the start into a projection';
+COMMENT ON FUNCTION eventstore.run_projection(text, integer, bigint) IS 'Apply the events a projection has not applied yet, in batches; returns how many';
+COMMENT ON FUNCTION eventstore.stop_projection(text, integer) IS 'Pause a projection until start_projection';
+COMMENT ON FUNCTION eventstore.start_projection(text, integer) IS 'Resume a stopped or failed projection from its checkpoint';
+COMMENT ON FUNCTION eventstore.current_version(text) IS 'The highest active version of a projection, NULL when none is active';
+COMMENT ON FUNCTION eventstore.worker_activity() IS 'Per projection a worker drove in the last minute: its pid and events per second';
+COMMENT ON FUNCTION eventstore.log_holder() IS 'The oldest running transaction with an xid: the read horizon of the log';
