@@ -2,7 +2,7 @@
 # prove's path): a node with the library preloaded, statements and sessions
 # that fail the test on an error and time out instead of hanging, and the
 # helpers more than one test needs.  The helpers work on the node that
-# start_node started last.
+# start_node started last, or the one use_node named since.
 package EventstoreTest;
 
 use strict;
@@ -13,24 +13,33 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-our @EXPORT = qw(start_node sql sql_in session workers read_model_check
-  crash_and_wait note_time_taken);
+our @EXPORT = qw(start_node use_node sql sql_in session workers
+  read_model_check crash_and_wait note_time_taken);
 
 my $started = time;
 my $node;
 
 # A new node with pg_eventstore preloaded, autovacuum off (no stray
-# transaction holds the log back) and these settings, started.
+# transaction holds the log back) and these settings, started.  Any further
+# arguments go to PostgreSQL::Test::Cluster's init (allows_streaming => 1,
+# say, for a primary).
 sub start_node
 {
-	my ($name, $settings) = @_;
+	my ($name, $settings, %init) = @_;
 	$node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf', qq(
 shared_preload_libraries = 'pg_eventstore'
 autovacuum = off
 $settings));
 	$node->start;
+	return $node;
+}
+
+# Point the helpers at another node (a standby promoted to primary, say).
+sub use_node
+{
+	($node) = @_;
 	return $node;
 }
 
