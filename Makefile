@@ -7,6 +7,8 @@ EXTVERSION = $(shell sed -n 's/^   "version": "\(.*\)",/\1/p' META.json)
 MODULE_big = pg_eventstore
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c src/*/*.c))
 PG_CPPFLAGS = -I$(srcdir)/src
+# PGXS tracks no header dependencies here: rebuild everything on a header change
+ES_HEADERS = $(wildcard src/*/*.h)
 # Warnings on; scripts/test.sh also makes them errors and turns assertions
 # on (COPT), which a user's build need not.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
@@ -49,6 +51,8 @@ PROVIDES_VERSION = $(shell sed -n '/"provides"/,/}/s/^ *"version": "\(.*\)".*/\1
 ifneq ($(PROVIDES_VERSION),$(EXTVERSION))
 $(error META.json's provides says $(PROVIDES_VERSION) but its version is $(EXTVERSION))
 endif
+
+$(OBJS): $(ES_HEADERS)
 
 $(DATA_built): sql/$(EXTENSION).sql
 	cp $< $@
