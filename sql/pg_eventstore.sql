@@ -303,17 +303,22 @@ COMMENT ON FUNCTION eventstore.processor_claim_key(text, text) IS 'The lock key 
 -- The registry: one row per (name, version).  Appends read it through a
 -- per-backend cache that every change invalidates at commit; the columns
 -- "position" and transaction_id are the projection's place in log order.
+-- The handler and the owner are kept by name (a schema-qualified signature,
+-- a role name) and looked up when the registry is read: no oid that a
+-- restore into another cluster or pg_upgrade would not keep, and a row whose
+-- function or role is missing after a restore is restored all the same
+-- (the projection then fails, naming what is missing).
 CREATE TABLE eventstore.projections (
 	projection_id	integer GENERATED ALWAYS AS IDENTITY UNIQUE,
 	name			text NOT NULL,
 	version			integer NOT NULL CHECK (version >= 1),
-	handler			regproc NOT NULL,
+	handler			text NOT NULL,	-- e.g. app.apply_cart(eventstore.events)
 	batch_handler	boolean NOT NULL,
 	event_types		text[],
 	mode			text NOT NULL CHECK (mode IN ('inline', 'async')),
 	on_reset		text,
 	on_error		text NOT NULL CHECK (on_error IN ('stop', 'skip')),
-	owner			regrole NOT NULL,
+	owner			text NOT NULL,	-- a role name
 	status			text NOT NULL
 		CHECK (status IN ('active', 'rebuilding', 'failed', 'stopped')),
 	caught_up		boolean NOT NULL,	-- the replay from the start is done
@@ -477,8 +482,9 @@ SELECT p.name,
 	   p.last_error,
 	   p.error_position,
 	   p.events_applied,
-	   p.owner,
-	   p.handler,
+	   -- looked up by name; NULL when missing (the projection then fails)
+	   to_regrole(p.owner) AS owner,
+	   to_regprocedure(p.handler)::regproc AS handler,
 	   p.event_types,
 	   p.on_error,
 	   w.worker_pid,

@@ -56,13 +56,12 @@ LeaveOwner(RoleSwitch caller)
 	SPI_finish();
 }
 
-/* A role's name, or its oid once the role is dropped. */
+/* The name of the projection's owner role, saying so when it is missing. */
 static const char *
-OwnerName(Oid owner)
+OwnerName(Projection *p)
 {
-	char	   *name = GetUserNameFromId(owner, true);
-
-	return name ? name : psprintf("with oid %u (dropped)", owner);
+	return OidIsValid(p->owner) ? p->owner_name
+		: psprintf("%s (missing)", p->owner_name);
 }
 
 /* Refuse a caller who is not the projection's owner or a member of it. */
@@ -75,7 +74,7 @@ RequireOwnership(RoleSwitch caller, Projection *p, const char *action)
 				 errmsg("must be owner of projection \"%s\" to %s it",
 						p->name, action),
 				 errdetail("Projection \"%s\" version %d is owned by role %s.",
-						   p->name, p->version, OwnerName(p->owner)),
+						   p->name, p->version, OwnerName(p)),
 				 errhint("Ask its owner, or a member of that role, to do it.")));
 }
 

@@ -18,11 +18,36 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-/* Does the projection's handler function still exist? */
-bool
-HandlerExists(Projection *p)
+/*
+ * What keeps the projection's code from running now, as the error to fail
+ * it with: its handler function or its owner role missing (dropped, or not
+ * restored with the registry, which names them); NULL when both exist.
+ */
+ErrorData *
+MissingOwnerCode(Projection *p)
 {
-	return SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler));
+	ErrorData  *error;
+
+	if (OidIsValid(p->handler) &&
+		SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)) &&
+		OidIsValid(p->owner) &&
+		SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)))
+		return NULL;
+	error = palloc0(sizeof(ErrorData));
+	if (!OidIsValid(p->handler) ||
+		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)))
+	{
+		error->sqlerrcode = ERRCODE_UNDEFINED_FUNCTION;
+		error->message = psprintf("the handler %s of projection \"%s\" version %d does not exist",
+								  p->handler_name, p->name, p->version);
+	}
+	else
+	{
+		error->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
+		error->message = psprintf("the owner role \"%s\" of projection \"%s\" version %d does not exist",
+								  p->owner_name, p->name, p->version);
+	}
+	return error;
 }
 
 /* The projection's prepared handler call, set up on first use. */
@@ -34,12 +59,13 @@ HandlerCall(Projection *p)
 		MemoryContext context = GetMemoryChunkContext(p);
 		FmgrInfo   *call = MemoryContextAlloc(context, sizeof(FmgrInfo));
 
-		if (!HandlerExists(p))
+		ErrorData  *missing = MissingOwnerCode(p);
+
+		if (missing != NULL)
 			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("the handler of projection \"%s\" version %d no longer exists",
-							p->name, p->version),
-					 errhint("Create the projection again with an existing handler, or drop it.")));
+					(errcode(missing->sqlerrcode),
+					 errmsg_internal("%s", missing->message),
+					 errhint("Create the missing function or role, or drop the projection and create it again.")));
 		fmgr_info_cxt(p->handler, call, context);
 		p->call = call;			/* only once it is complete */
 	}

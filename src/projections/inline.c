@@ -256,8 +256,9 @@ ApplyInlineProjections(EventRows *rows)
 		mine = RowsItTakes(p, rows);
 		if (mine == NULL)
 			continue;
-		/* a dropped handler: record skips; the runner then marks it failed */
-		applying = locked && p->status == PROJECTION_ACTIVE && HandlerExists(p);
+		/* a missing handler or owner: record skips; the runner then fails it */
+		applying = locked && p->status == PROJECTION_ACTIVE &&
+			MissingOwnerCode(p) == NULL;
 		/* skips and dead letters are written through SPI */
 		if (!spi && (!applying || p->skip_errors))
 		{

@@ -21,14 +21,16 @@ typedef struct Projection
 	int32		id;
 	char	   *name;
 	int32		version;
-	Oid			handler;
+	char	   *handler_name;	/* its signature, as the registry keeps it */
+	Oid			handler;		/* InvalidOid: no such function now */
 	bool		batch_handler;	/* takes eventstore.events[] */
 	int			ntypes;			/* 0: every event type */
 	char	  **types;
 	bool		inline_mode;
 	bool		skip_errors;	/* on_error = 'skip' */
 	char	   *on_reset;		/* NULL: none */
-	Oid			owner;
+	char	   *owner_name;		/* as the registry keeps it */
+	Oid			owner;			/* InvalidOid: no such role now */
 	ProjectionStatus status;
 	bool		caught_up;		/* its replay from the start is done */
 	LogPlace	checkpoint;
@@ -90,7 +92,7 @@ extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
 extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
 
 /* handler.c: the owner's code */
-extern bool HandlerExists(Projection *p);
+extern ErrorData *MissingOwnerCode(Projection *p);
 extern void CallHandler(Projection *p, EventRows *rows, int first, int count);
 extern void RunOnReset(Projection *p);
 

@@ -19,9 +19,12 @@
 #include "miscadmin.h"
 #include "projections/projections.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 #include "worker/worker.h"
@@ -32,7 +35,9 @@ static SPIPlanPtr load_by_name_plan;
 static SPIPlanPtr load_by_id_plan;
 static SPIPlanPtr load_all_plan;
 static SPIPlanPtr due_plan;
+static SPIPlanPtr due_by_oid_plan;	/* of a 0.2.0 registry */
 static SPIPlanPtr insert_plan;
+static SPIPlanPtr insert_by_oid_plan;	/* into a 0.2.0 registry */
 static SPIPlanPtr delete_plan;
 static SPIPlanPtr reset_plan;
 static SPIPlanPtr save_plan;
@@ -66,7 +71,39 @@ ParseProjectionStatus(const char *name)
 	return PROJECTION_FAILED;	/* keep the compiler quiet */
 }
 
-/* A Projection, in the current memory context, from a registry row. */
+/*
+ * Does the registry keep handlers and owners as oids (regproc, regrole)?
+ * So does a 0.2.0 one, which this library serves until ALTER EXTENSION
+ * UPDATE turns them into names.
+ */
+static bool
+RegistryKeepsOids(void)
+{
+	return get_atttype(EventstoreRelid("projections"),
+					   PROJECTIONS_HANDLER) == REGPROCOID;
+}
+
+/*
+ * The function a registry row's handler signature names now, InvalidOid
+ * when there is none (dropped, or not restored with the registry).
+ */
+static Oid
+LookUpHandler(const char *signature)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		result;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = CStringGetTextDatum(signature);
+	fcinfo->args[0].isnull = false;
+	result = to_regprocedure(fcinfo);
+	return fcinfo->isnull ? InvalidOid : DatumGetObjectId(result);
+}
+
+/*
+ * A Projection, in the current memory context, from a registry row; its
+ * handler and owner are looked up by name.
+ */
 static Projection *
 ProjectionFromRow(HeapTuple row, TupleDesc desc)
 {
@@ -77,7 +114,26 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->id = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_PROJECTION_ID, &isnull));
 	p->name = SPI_getvalue(row, desc, PROJECTIONS_NAME);
 	p->version = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_VERSION, &isnull));
-	p->handler = DatumGetObjectId(SPI_getbinval(row, desc, PROJECTIONS_HANDLER, &isnull));
+	if (TupleDescAttr(desc, PROJECTIONS_HANDLER - 1)->atttypid == REGPROCOID)
+	{
+		/* a 0.2.0 registry, read until ALTER EXTENSION UPDATE converts it */
+		p->handler = DatumGetObjectId(SPI_getbinval(row, desc, PROJECTIONS_HANDLER, &isnull));
+		p->handler_name = format_procedure_qualified(p->handler);
+		p->owner = DatumGetObjectId(SPI_getbinval(row, desc, PROJECTIONS_OWNER, &isnull));
+		p->owner_name = GetUserNameFromId(p->owner, true);
+		if (p->owner_name == NULL)
+		{
+			p->owner_name = psprintf("with oid %u", p->owner);
+			p->owner = InvalidOid;
+		}
+	}
+	else
+	{
+		p->handler_name = SPI_getvalue(row, desc, PROJECTIONS_HANDLER);
+		p->handler = LookUpHandler(p->handler_name);
+		p->owner_name = SPI_getvalue(row, desc, PROJECTIONS_OWNER);
+		p->owner = get_role_oid(p->owner_name, true);
+	}
 	p->batch_handler = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_BATCH_HANDLER, &isnull));
 	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
 	if (!isnull)
@@ -94,7 +150,6 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->inline_mode = strcmp(SPI_getvalue(row, desc, PROJECTIONS_MODE), MODE_INLINE) == 0;
 	p->on_reset = SPI_getvalue(row, desc, PROJECTIONS_ON_RESET);
 	p->skip_errors = strcmp(SPI_getvalue(row, desc, PROJECTIONS_ON_ERROR), ON_ERROR_SKIP) == 0;
-	p->owner = DatumGetObjectId(SPI_getbinval(row, desc, PROJECTIONS_OWNER, &isnull));
 	p->status = ParseProjectionStatus(SPI_getvalue(row, desc, PROJECTIONS_STATUS));
 	p->caught_up = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_CAUGHT_UP, &isnull));
 	p->checkpoint.position = DatumGetInt64(SPI_getbinval(row, desc, PROJECTIONS_POSITION, &isnull));
@@ -217,17 +272,29 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(member), Int32GetDatum(members)};
 	List	   *due = NIL;
+	bool		by_name = !RegistryKeepsOids();
 
-	ExecKeptPlan(KeptPlan(&due_plan,
-						  "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections p"
-						  " WHERE projection_id % $2 = $1"
-						  " AND (status = '" STATUS_REBUILDING "'"
-						  "  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'"
-						  "   OR EXISTS (SELECT FROM eventstore.projection_skips s"
-						  "    WHERE s.projection_id = p.projection_id"
-						  "      AND s.drained_at IS NULL))))"
-						  " ORDER BY projection_id",
-						  2, argtypes),
+#define DUE_PROJECTIONS(also) \
+	"SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections p" \
+	" WHERE projection_id % $2 = $1" \
+	" AND (status = '" STATUS_REBUILDING "'" \
+	"  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'" \
+	"   OR EXISTS (SELECT FROM eventstore.projection_skips s" \
+	"    WHERE s.projection_id = p.projection_id" \
+	"      AND s.drained_at IS NULL)" also ")))" \
+	" ORDER BY projection_id"
+
+	/*
+	 * An inline projection whose handler or owner is missing (a restore
+	 * without them) is due too, so that the runner fails it, naming what is
+	 * missing, with no append needed first.
+	 */
+	ExecKeptPlan(by_name
+				 ? KeptPlan(&due_plan,
+							DUE_PROJECTIONS("   OR to_regprocedure(handler) IS NULL"
+											"   OR to_regrole(quote_ident(owner)) IS NULL"),
+							2, argtypes)
+				 : KeptPlan(&due_by_oid_plan, DUE_PROJECTIONS(""), 2, argtypes),
 				 values, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -255,15 +322,16 @@ ReadDueProjections(int member, int members, MemoryContext context)
 void
 InsertProjection(NewProjection *np)
 {
-	Oid			argtypes[11] = {TEXTOID, INT4OID, REGPROCOID, BOOLOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID, XID8OID};
+	bool		by_oid = RegistryKeepsOids();
+	Oid			argtypes[11] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID};
 	Datum		values[11];
 	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		empty = !FullTransactionIdIsValid(np->replay_until);
 
 	values[0] = PointerGetDatum(np->name);
 	values[1] = Int32GetDatum(np->version);
-	values[2] = ObjectIdGetDatum(np->handler);
+	values[2] = CStringGetTextDatum(format_procedure_qualified(np->handler));
 	values[3] = BoolGetDatum(np->batch_handler);
 	values[4] = np->event_types;
 	nulls[4] = np->event_types == (Datum) 0 ? 'n' : ' ';
@@ -271,21 +339,29 @@ InsertProjection(NewProjection *np)
 	values[6] = PointerGetDatum(np->on_reset);
 	nulls[6] = np->on_reset == NULL ? 'n' : ' ';
 	values[7] = CStringGetTextDatum(np->on_error);
-	values[8] = ObjectIdGetDatum(np->owner);
+	values[8] = CStringGetTextDatum(GetUserNameFromId(np->owner, false));
 	values[9] = CStringGetTextDatum(empty ? STATUS_ACTIVE : STATUS_REBUILDING);
 	values[10] = FullTransactionIdGetDatum(np->replay_until);
-	ExecKeptPlan(KeptPlan(&insert_plan,
-						  "INSERT INTO eventstore.projections"
-						  " (name, version, handler, batch_handler, event_types,"
-						  "  mode, on_reset, on_error, owner, status, caught_up,"
-						  "  rebuild_started_at, caught_up_at, created_at, updated_at,"
-						  "  replay_until)"
-						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-						  "  $10 = '" STATUS_ACTIVE "',"
-						  "  CASE WHEN $10 = '" STATUS_REBUILDING "' THEN clock_timestamp() END,"
-						  "  CASE WHEN $10 = '" STATUS_ACTIVE "' THEN clock_timestamp() END,"
-						  "  clock_timestamp(), clock_timestamp(), $11)",
-						  11, argtypes),
+	if (by_oid)
+	{
+		argtypes[2] = REGPROCOID;
+		values[2] = ObjectIdGetDatum(np->handler);
+		argtypes[8] = OIDOID;
+		values[8] = ObjectIdGetDatum(np->owner);
+	}
+#define INSERT_PROJECTION \
+	"INSERT INTO eventstore.projections" \
+	" (name, version, handler, batch_handler, event_types," \
+	"  mode, on_reset, on_error, owner, status, caught_up," \
+	"  rebuild_started_at, caught_up_at, created_at, updated_at," \
+	"  replay_until)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10," \
+	"  $10 = '" STATUS_ACTIVE "'," \
+	"  CASE WHEN $10 = '" STATUS_REBUILDING "' THEN clock_timestamp() END," \
+	"  CASE WHEN $10 = '" STATUS_ACTIVE "' THEN clock_timestamp() END," \
+	"  clock_timestamp(), clock_timestamp(), $11)"
+	ExecKeptPlan(KeptPlan(by_oid ? &insert_by_oid_plan : &insert_plan,
+						  INSERT_PROJECTION, 11, argtypes),
 				 values, nulls, false, 0);
 	NoteProjectionsChanged();
 }

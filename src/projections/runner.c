@@ -279,6 +279,7 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	int64		applied = 0;
 	int64		budget_used;
 	bool		at_head = false;
+	ErrorData  *missing;
 
 	*exhausted = false;
 	*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, wait);
@@ -289,14 +290,9 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	if (p == NULL || p->status == PROJECTION_FAILED ||
 		p->status == PROJECTION_STOPPED)
 		return 0;
-	if (!HandlerExists(p))
+	if ((missing = MissingOwnerCode(p)) != NULL)
 	{
-		ErrorData  *error = palloc0(sizeof(ErrorData));
-
-		error->sqlerrcode = ERRCODE_UNDEFINED_FUNCTION;
-		error->message = psprintf("the handler of projection \"%s\" version %d no longer exists",
-								  p->name, p->version);
-		RecordProjectionFailure(p, error, p->checkpoint.position, NULL);
+		RecordProjectionFailure(p, missing, p->checkpoint.position, NULL);
 		return 0;
 	}
 

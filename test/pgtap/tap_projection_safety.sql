@@ -68,8 +68,8 @@ SELECT is(eventstore.run_projection('gone-inline'), 0::bigint,
 RESET client_min_messages;
 SELECT results_eq($$SELECT name, status, last_error FROM eventstore.projection_status
 				   WHERE name LIKE 'gone-%' ORDER BY name, version$$,
-	$$VALUES ('gone-async', 'failed', 'the handler of projection "gone-async" version 2 no longer exists'),
-			 ('gone-inline', 'failed', 'the handler of projection "gone-inline" version 1 no longer exists')$$,
+	$$VALUES ('gone-async', 'failed', 'the handler es_tap_safe.gone(eventstore.events) of projection "gone-async" version 2 does not exist'),
+			 ('gone-inline', 'failed', 'the handler es_tap_safe.gone(eventstore.events) of projection "gone-inline" version 1 does not exist')$$,
 	'both are failed, saying why');
 
 -- Transient errors are not poison: nothing is dead-lettered, the run fails

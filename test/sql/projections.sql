@@ -55,13 +55,13 @@ CREATE PROCEDURE es_proj.a_procedure(e eventstore.events) LANGUAGE sql AS $$ SEL
 
 -- Registry rows, without timestamps.
 CREATE FUNCTION pg_temp.registry()
-RETURNS TABLE (name text, version integer, handler regproc, batch boolean,
+RETURNS TABLE (name text, version integer, handler text, batch boolean,
                event_types text[], mode text, on_reset text, on_error text,
                owned_by_me boolean, status text, caught_up boolean,
                "position" bigint, events_applied bigint)
 LANGUAGE sql AS $$
 	SELECT name, version, handler, batch_handler, event_types, mode, on_reset,
-	       on_error, owner = current_user::regrole, status, caught_up,
+	       on_error, owner = current_user, status, caught_up,
 	       "position", events_applied
 	FROM eventstore.projections ORDER BY name, version
 $$;

@@ -1,5 +1,7 @@
 -- Upgrading from 0.1.0: the log written before the upgrade stays, appends
--- work on 0.1.0 with the new library, and the projections arrive with 0.2.0.
+-- work on 0.1.0 with the new library, and the projections arrive with 0.2.0;
+-- the new library runs 0.2.0's projections, whose registry keeps oids, until
+-- the update to 0.3.0 turns them into names without losing one.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
 CREATE EXTENSION pg_eventstore VERSION '0.1.0';
@@ -38,6 +40,31 @@ SELECT eventstore.run_projection('upgrade-counts');
 SELECT * FROM upgrade_counts;
 SELECT status, lag_events FROM eventstore.projection_status WHERE name = 'upgrade-counts';
 
+-- the status view keeps its grants through the update
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS upgrade_watcher;
+RESET client_min_messages;
+CREATE ROLE upgrade_watcher;
+GRANT SELECT ON eventstore.projection_status TO upgrade_watcher;
+SELECT pg_typeof(handler) AS handler_type, pg_typeof(owner) AS owner_type
+FROM eventstore.projections WHERE name = 'upgrade-counts';
+
+ALTER EXTENSION pg_eventstore UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'pg_eventstore';
+-- the handler by its signature and the owner by name, the projection intact
+SELECT handler, pg_typeof(handler) AS handler_type, owner = current_user AS owned_by_me,
+       pg_typeof(owner) AS owner_type, status, "position"
+FROM eventstore.projections WHERE name = 'upgrade-counts';
+SELECT has_table_privilege('upgrade_watcher', 'eventstore.projection_status', 'SELECT')
+       AS watcher_still_reads;
+SELECT eventstore.append_event('upgrade-1', 'Closed', '{"n": 3}') IS NOT NULL AS appended;
+SELECT eventstore.run_projection('upgrade-counts');
+SELECT * FROM upgrade_counts;
+SELECT status, lag_events, handler, owner = current_user::regrole AS owned_by_me
+FROM eventstore.projection_status WHERE name = 'upgrade-counts';
+
 SELECT eventstore.drop_projection('upgrade-counts');
 DROP FUNCTION upgrade_count(eventstore.events);
 DROP TABLE upgrade_counts;
+REVOKE SELECT ON eventstore.projection_status FROM upgrade_watcher;
+DROP ROLE upgrade_watcher;
