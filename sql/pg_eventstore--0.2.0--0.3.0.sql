@@ -59,10 +59,23 @@ FROM eventstore.projections p
 -- The handler by its signature and the owner by its name, instead of
 -- regproc and regrole: pg_upgrade refuses regproc columns (function oids
 -- are not kept), and a restored row naming a role or function that is
--- missing fails the whole COPY of the registry.
+-- missing fails the whole COPY of the registry.  And who owned the handler
+-- (see the current schema).
+ALTER TABLE eventstore.projections ADD COLUMN handler_owner text;
+-- a handler dropped before the update (its projection fails already) is
+-- recorded as owned by nobody, so no function of its name is ever run
+UPDATE eventstore.projections p
+SET handler_owner = COALESCE((SELECT pg_get_userbyid(f.proowner)::text
+							  FROM pg_proc f WHERE f.oid = p.handler), '');
 ALTER TABLE eventstore.projections
-	ALTER COLUMN handler TYPE text USING handler::regprocedure::text,
-	ALTER COLUMN owner TYPE text USING pg_get_userbyid(owner)::text;
+	-- a dropped one keeps a signature that names nothing, and its oid
+	ALTER COLUMN handler TYPE text USING
+		CASE WHEN handler::regprocedure::text ~ '^[0-9]+$'
+			THEN format('%I(eventstore.events)', 'dropped function ' || handler::oid)
+			ELSE handler::regprocedure::text
+		END,
+	ALTER COLUMN owner TYPE text USING pg_get_userbyid(owner)::text,
+	ALTER COLUMN handler_owner SET NOT NULL;
 
 CREATE OR REPLACE VIEW eventstore.projection_status AS
 SELECT p.name,

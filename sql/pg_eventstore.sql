@@ -337,6 +337,10 @@ CREATE TABLE eventstore.projections (
 	caught_up_at	timestamptz,
 	created_at		timestamptz NOT NULL,
 	updated_at		timestamptz NOT NULL,
+	-- the role owning the handler when the projection was created: a
+	-- function found by the handler's name later is run only if it still
+	-- owns it, never one another role created after the first was dropped
+	handler_owner	text NOT NULL,
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');

@@ -81,10 +81,11 @@ RequireOwnership(RoleSwitch caller, Projection *p, const char *action)
 /*
  * Check the handler: a function of one argument, eventstore.events or
  * eventstore.events[], returning void, that the caller may execute.
- * Returns whether it takes a batch.
+ * Returns whether it takes a batch, and sets *handler_owner to the role
+ * owning the function.
  */
 static bool
-CheckHandler(Oid handler, Oid caller)
+CheckHandler(Oid handler, Oid caller, Oid *handler_owner)
 {
 	Oid			rowtype = get_rel_type_id(EventstoreRelid("events"));
 	Oid			arraytype = get_array_type(rowtype);
@@ -104,6 +105,7 @@ CheckHandler(Oid handler, Oid caller)
 	ok = proc->pronargs == 1 && proc->prorettype == VOIDOID &&
 		proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
 		(batch || proc->proargtypes.values[0] == rowtype);
+	*handler_owner = proc->proowner;
 	ReleaseSysCache(tuple);
 	if (!ok)
 		ereport(ERROR,
@@ -181,7 +183,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	np.handler = PG_GETARG_OID(1);
 	caller = EnterAsOwner();
 	np.owner = caller.caller;
-	np.batch_handler = CheckHandler(np.handler, np.owner);
+	np.batch_handler = CheckHandler(np.handler, np.owner, &np.handler_owner);
 
 	/*
 	 * Wait for appends in flight (they hold RowExclusiveLock on the

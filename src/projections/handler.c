@@ -12,8 +12,10 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_proc.h"
 #include "core/role.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "projections/projections.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -21,31 +23,54 @@
 /*
  * What keeps the projection's code from running now, as the error to fail
  * it with: its handler function or its owner role missing (dropped, or not
- * restored with the registry, which names them); NULL when both exist.
+ * restored with the registry, which names them), or a function of the
+ * handler's name owned by another role than at creation; NULL when none.
  */
 ErrorData *
 MissingOwnerCode(Projection *p)
 {
-	ErrorData  *error;
+	ErrorData  *error = palloc0(sizeof(ErrorData));
+	HeapTuple	proc = OidIsValid(p->handler)
+		? SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler)) : NULL;
+	char	   *proc_owner = NULL;
 
-	if (OidIsValid(p->handler) &&
-		SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)) &&
-		OidIsValid(p->owner) &&
-		SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)))
-		return NULL;
-	error = palloc0(sizeof(ErrorData));
-	if (!OidIsValid(p->handler) ||
-		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)))
+	if (HeapTupleIsValid(proc))
+	{
+		proc_owner = GetUserNameFromId(((Form_pg_proc) GETSTRUCT(proc))->proowner,
+									   false);
+		ReleaseSysCache(proc);
+	}
+	if (proc_owner == NULL)
 	{
 		error->sqlerrcode = ERRCODE_UNDEFINED_FUNCTION;
 		error->message = psprintf("the handler %s of projection \"%s\" version %d does not exist",
 								  p->handler_name, p->name, p->version);
 	}
-	else
+	else if (!OidIsValid(p->owner) ||
+			 !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)))
 	{
 		error->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
 		error->message = psprintf("the owner role \"%s\" of projection \"%s\" version %d does not exist",
 								  p->owner_name, p->name, p->version);
+	}
+
+	/*
+	 * A function found by its name is the one the projection was created
+	 * with only if the same role owns it: another role that could create a
+	 * function of that name once the first was dropped (or not restored)
+	 * must not get its code run as the projection's owner.
+	 */
+	else if (p->handler_owner != NULL && strcmp(proc_owner, p->handler_owner) != 0)
+	{
+		error->sqlerrcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		error->message = psprintf("the handler %s of projection \"%s\" version %d is owned by role \"%s\", not by \"%s\" as when the projection was created",
+								  p->handler_name, p->name, p->version,
+								  proc_owner, p->handler_owner);
+	}
+	else
+	{
+		pfree(error);
+		return NULL;
 	}
 	return error;
 }

@@ -23,6 +23,8 @@ typedef struct Projection
 	int32		version;
 	char	   *handler_name;	/* its signature, as the registry keeps it */
 	Oid			handler;		/* InvalidOid: no such function now */
+	char	   *handler_owner;	/* its owner's name at creation; NULL: not
+								 * recorded (a 0.2.0 registry) */
 	bool		batch_handler;	/* takes eventstore.events[] */
 	int			ntypes;			/* 0: every event type */
 	char	  **types;
@@ -51,6 +53,7 @@ typedef struct NewProjection
 	text	   *name;
 	int32		version;
 	Oid			handler;
+	Oid			handler_owner;	/* the function's owner */
 	bool		batch_handler;
 	Datum		event_types;	/* text[], or 0 for every type */
 	const char *mode;

@@ -31,11 +31,10 @@
 
 static void NoteProjectionsChanged(void);
 
-static SPIPlanPtr load_by_name_plan;
-static SPIPlanPtr load_by_id_plan;
-static SPIPlanPtr load_all_plan;
-static SPIPlanPtr due_plan;
-static SPIPlanPtr due_by_oid_plan;	/* of a 0.2.0 registry */
+static SPIPlanPtr load_by_name_plans[2];	/* [1]: of a 0.2.0 registry */
+static SPIPlanPtr load_by_id_plans[2];	/* [1]: of a 0.2.0 registry */
+static SPIPlanPtr load_all_plans[2];	/* [1]: of a 0.2.0 registry */
+static SPIPlanPtr due_plans[2];
 static SPIPlanPtr insert_plan;
 static SPIPlanPtr insert_by_oid_plan;	/* into a 0.2.0 registry */
 static SPIPlanPtr delete_plan;
@@ -84,6 +83,15 @@ RegistryKeepsOids(void)
 }
 
 /*
+ * The kept plan of a registry read whose SQL is SQL(columns), for the
+ * columns of this database's registry.
+ */
+#define REGISTRY_PLAN(plans, SQL, nargs, argtypes) \
+	(RegistryKeepsOids() \
+	 ? KeptPlan(&(plans)[1], SQL(PROJECTIONS_COLUMN_LIST_0_2), nargs, argtypes) \
+	 : KeptPlan(&(plans)[0], SQL(PROJECTIONS_COLUMN_LIST), nargs, argtypes))
+
+/*
  * The function a registry row's handler signature names now, InvalidOid
  * when there is none (dropped, or not restored with the registry).
  */
@@ -93,6 +101,9 @@ LookUpHandler(const char *signature)
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		result;
 
+	/* not a signature at all (to_regprocedure would raise a syntax error) */
+	if (strchr(signature, '(') == NULL)
+		return InvalidOid;
 	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = CStringGetTextDatum(signature);
 	fcinfo->args[0].isnull = false;
@@ -133,6 +144,7 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 		p->handler = LookUpHandler(p->handler_name);
 		p->owner_name = SPI_getvalue(row, desc, PROJECTIONS_OWNER);
 		p->owner = get_role_oid(p->owner_name, true);
+		p->handler_owner = SPI_getvalue(row, desc, PROJECTIONS_HANDLER_OWNER);
 	}
 	p->batch_handler = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_BATCH_HANDLER, &isnull));
 	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
@@ -173,11 +185,10 @@ QueryByName(text *name, int32 version, bool version_null)
 	Datum		values[2] = {PointerGetDatum(name), Int32GetDatum(version)};
 	char		nulls[2] = {' ', version_null ? 'n' : ' '};
 
-	QueryLatest(KeptPlan(&load_by_name_plan,
-						 "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections"
-						 " WHERE name = $1 AND ($2 IS NULL OR version = $2)"
-						 " ORDER BY version",
-						 2, argtypes),
+#define BY_NAME(columns) \
+	"SELECT " columns " FROM eventstore.projections" \
+	" WHERE name = $1 AND ($2 IS NULL OR version = $2) ORDER BY version"
+	QueryLatest(REGISTRY_PLAN(load_by_name_plans, BY_NAME, 2, argtypes),
 				values, nulls);
 }
 
@@ -227,10 +238,9 @@ ReloadProjection(int32 id)
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(id)};
 
-	QueryLatest(KeptPlan(&load_by_id_plan,
-						 "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections"
-						 " WHERE projection_id = $1",
-						 1, argtypes),
+#define BY_ID(columns) \
+	"SELECT " columns " FROM eventstore.projections WHERE projection_id = $1"
+	QueryLatest(REGISTRY_PLAN(load_by_id_plans, BY_ID, 1, argtypes),
 				values, NULL);
 	if (SPI_processed == 0)
 		return NULL;
@@ -247,11 +257,9 @@ LoadAllProjections(MemoryContext context)
 	MemoryContext old;
 	List	   *loaded = NIL;
 
-	QueryLatest(KeptPlan(&load_all_plan,
-						 "SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections"
-						 " ORDER BY projection_id",
-						 0, NULL),
-				NULL, NULL);
+#define ALL(columns) \
+	"SELECT " columns " FROM eventstore.projections ORDER BY projection_id"
+	QueryLatest(REGISTRY_PLAN(load_all_plans, ALL, 0, NULL), NULL, NULL);
 	old = MemoryContextSwitchTo(context);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		loaded = lappend(loaded, ProjectionFromRow(SPI_tuptable->vals[i],
@@ -272,10 +280,15 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(member), Int32GetDatum(members)};
 	List	   *due = NIL;
-	bool		by_name = !RegistryKeepsOids();
 
-#define DUE_PROJECTIONS(also) \
-	"SELECT " PROJECTIONS_COLUMN_LIST " FROM eventstore.projections p" \
+	/*
+	 * An inline projection whose handler or owner is missing (a restore
+	 * without them) is due too, so that the runner fails it, naming what is
+	 * missing, with no append needed first.  (A 0.2.0 registry keeps oids,
+	 * whose functions and roles were checked when they were stored.)
+	 */
+#define DUE(columns, also) \
+	"SELECT " columns " FROM eventstore.projections p" \
 	" WHERE projection_id % $2 = $1" \
 	" AND (status = '" STATUS_REBUILDING "'" \
 	"  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'" \
@@ -283,18 +296,16 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	"    WHERE s.projection_id = p.projection_id" \
 	"      AND s.drained_at IS NULL)" also ")))" \
 	" ORDER BY projection_id"
-
-	/*
-	 * An inline projection whose handler or owner is missing (a restore
-	 * without them) is due too, so that the runner fails it, naming what is
-	 * missing, with no append needed first.
-	 */
-	ExecKeptPlan(by_name
-				 ? KeptPlan(&due_plan,
-							DUE_PROJECTIONS("   OR to_regprocedure(handler) IS NULL"
-											"   OR to_regrole(quote_ident(owner)) IS NULL"),
+	ExecKeptPlan(RegistryKeepsOids()
+				 ? KeptPlan(&due_plans[1], DUE(PROJECTIONS_COLUMN_LIST_0_2, ""),
 							2, argtypes)
-				 : KeptPlan(&due_by_oid_plan, DUE_PROJECTIONS(""), 2, argtypes),
+				 : KeptPlan(&due_plans[0],
+							DUE(PROJECTIONS_COLUMN_LIST,
+								"   OR to_regrole(quote_ident(owner)) IS NULL"
+								"   OR (SELECT pg_get_userbyid(f.proowner) FROM pg_proc f"
+								"       WHERE f.oid = to_regprocedure(handler))"
+								"      IS DISTINCT FROM handler_owner"),
+							2, argtypes),
 				 values, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -323,10 +334,10 @@ void
 InsertProjection(NewProjection *np)
 {
 	bool		by_oid = RegistryKeepsOids();
-	Oid			argtypes[11] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID};
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[12] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		empty = !FullTransactionIdIsValid(np->replay_until);
 
 	values[0] = PointerGetDatum(np->name);
@@ -342,6 +353,7 @@ InsertProjection(NewProjection *np)
 	values[8] = CStringGetTextDatum(GetUserNameFromId(np->owner, false));
 	values[9] = CStringGetTextDatum(empty ? STATUS_ACTIVE : STATUS_REBUILDING);
 	values[10] = FullTransactionIdGetDatum(np->replay_until);
+	values[11] = CStringGetTextDatum(GetUserNameFromId(np->handler_owner, false));
 	if (by_oid)
 	{
 		argtypes[2] = REGPROCOID;
@@ -349,19 +361,23 @@ InsertProjection(NewProjection *np)
 		argtypes[8] = OIDOID;
 		values[8] = ObjectIdGetDatum(np->owner);
 	}
-#define INSERT_PROJECTION \
+#define INSERT_PROJECTION(columns, values) \
 	"INSERT INTO eventstore.projections" \
 	" (name, version, handler, batch_handler, event_types," \
 	"  mode, on_reset, on_error, owner, status, caught_up," \
 	"  rebuild_started_at, caught_up_at, created_at, updated_at," \
-	"  replay_until)" \
+	"  replay_until" columns ")" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10," \
 	"  $10 = '" STATUS_ACTIVE "'," \
 	"  CASE WHEN $10 = '" STATUS_REBUILDING "' THEN clock_timestamp() END," \
 	"  CASE WHEN $10 = '" STATUS_ACTIVE "' THEN clock_timestamp() END," \
-	"  clock_timestamp(), clock_timestamp(), $11)"
-	ExecKeptPlan(KeptPlan(by_oid ? &insert_by_oid_plan : &insert_plan,
-						  INSERT_PROJECTION, 11, argtypes),
+	"  clock_timestamp(), clock_timestamp(), $11" values ")"
+	ExecKeptPlan(by_oid
+				 ? KeptPlan(&insert_by_oid_plan, INSERT_PROJECTION("", ""), 11,
+							argtypes)
+				 : KeptPlan(&insert_plan,
+							INSERT_PROJECTION(", handler_owner", ", $12"), 12,
+							argtypes),
 				 values, nulls, false, 0);
 	NoteProjectionsChanged();
 }

@@ -50,7 +50,7 @@ BEGIN
 END $$;
 RESET ROLE;
 
-SELECT plan(40);
+SELECT plan(44);
 
 ------------------------------------------------------------------------
 -- Who may create
@@ -162,6 +162,35 @@ SELECT results_eq($$SELECT name, status, last_error FROM eventstore.projection_s
                   'both fail: neither escapes the owner''s restricted context');
 SELECT is((SELECT count(*) FROM es_tap_pp.model WHERE tag = 'escaped' OR who <> 'es_tap_powner'), 0::bigint,
           'no handler ran as anyone but the owner');
+
+-- A handler is kept by name: once it is dropped, another role able to
+-- create a function of that name in its schema does not get its code run
+-- as the projection's owner.
+SET ROLE es_tap_powner;
+CREATE FUNCTION es_tap_pp.swapped(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO es_tap_pp.model VALUES ('swapped', e.global_position, current_user, session_user)
+$$;
+SELECT lives_ok($$SELECT eventstore.create_projection('swapped', 'es_tap_pp.swapped', ARRAY['Swap'])$$,
+                'the owner creates a projection with a handler of its own');
+DROP FUNCTION es_tap_pp.swapped(eventstore.events);
+RESET ROLE;
+GRANT USAGE, CREATE ON SCHEMA es_tap_pp TO es_tap_pother;
+SET ROLE es_tap_pother;
+CREATE FUNCTION es_tap_pp.swapped(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO es_tap_pp.model VALUES ('hijacked', e.global_position, current_user, session_user)
+$$;
+RESET ROLE;
+SELECT eventstore.append_event('s', 'Swap', '{}') \g /dev/null
+SET client_min_messages = error;
+SELECT is(eventstore.run_projection('swapped'), 0::bigint,
+          'another role''s function of the dropped handler''s name is not run');
+RESET client_min_messages;
+SELECT results_eq($$SELECT status, last_error FROM eventstore.projection_status WHERE name = 'swapped'$$,
+                  $$VALUES ('failed', 'the handler es_tap_pp.swapped(eventstore.events) of projection "swapped" version 1 is owned by role "es_tap_pother", not by "es_tap_powner" as when the projection was created')$$,
+                  'the projection fails, saying whose function it found');
+SELECT is((SELECT count(*) FROM es_tap_pp.model WHERE tag = 'hijacked'), 0::bigint,
+          'nothing ran as the owner');
+REVOKE USAGE, CREATE ON SCHEMA es_tap_pp FROM es_tap_pother;
 
 SELECT * FROM finish();
 
