@@ -13,7 +13,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-our @EXPORT = qw(start_node use_node sql sql_in session workers
+our @EXPORT = qw(start_node init_node use_node sql sql_in session workers
   read_model_check crash_and_wait note_time_taken);
 
 my $started = time;
@@ -26,13 +26,22 @@ my $node;
 sub start_node
 {
 	my ($name, $settings, %init) = @_;
+	init_node($name, $settings, %init);
+	$node->start;
+	return $node;
+}
+
+# The same node, initialized but not started (the new cluster of a
+# pg_upgrade, say).
+sub init_node
+{
+	my ($name, $settings, %init) = @_;
 	$node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%init);
 	$node->append_conf('postgresql.conf', qq(
 shared_preload_libraries = 'pg_eventstore'
 autovacuum = off
 $settings));
-	$node->start;
 	return $node;
 }
 
