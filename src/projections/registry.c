@@ -482,7 +482,8 @@ SetProjectionStatus(Projection *p, ProjectionStatus status)
 
 /*
  * Mark the projection failed on the event at `position` (event_id NULL:
- * not an event's fault), with the error.
+ * not an event's fault; position < 0: not at an event at all, say its
+ * handler is missing), with the error.
  */
 void
 RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
@@ -496,13 +497,16 @@ RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 		Int64GetDatum(position),
 		event_id ? UUIDPGetDatum(event_id) : (Datum) 0
 	};
-	char		nulls[5] = {' ', ' ', ' ', ' ', event_id ? ' ' : 'n'};
+	char		nulls[5] = {' ', ' ', ' ', position < 0 ? 'n' : ' ',
+	event_id ? ' ' : 'n'};
 
 	p->status = PROJECTION_FAILED;
 	ereport(WARNING,
 			(errcode(error->sqlerrcode),
-			 errmsg("projection \"%s\" version %d failed at position " INT64_FORMAT,
-					p->name, p->version, position),
+			 position < 0
+			 ? errmsg("projection \"%s\" version %d failed", p->name, p->version)
+			 : errmsg("projection \"%s\" version %d failed at position " INT64_FORMAT,
+					  p->name, p->version, position),
 			 errdetail("%s", error->message ? error->message : "unknown error"),
 			 errhint("Fix the handler or the event's cause, then call eventstore.start_projection to retry it.")));
 	NoteProjectionsChanged();

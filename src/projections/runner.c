@@ -292,7 +292,8 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 		return 0;
 	if ((missing = MissingOwnerCode(p)) != NULL)
 	{
-		RecordProjectionFailure(p, missing, p->checkpoint.position, NULL);
+		/* not any event's fault: no error position */
+		RecordProjectionFailure(p, missing, -1, NULL);
 		return 0;
 	}
 

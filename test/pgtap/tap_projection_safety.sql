@@ -66,11 +66,11 @@ SELECT is(eventstore.run_projection('gone-async'), 0::bigint,
 SELECT is(eventstore.run_projection('gone-inline'), 0::bigint,
 	'nor does the drain of the inline one');
 RESET client_min_messages;
-SELECT results_eq($$SELECT name, status, last_error FROM eventstore.projection_status
+SELECT results_eq($$SELECT name, status, last_error, error_position FROM eventstore.projection_status
 				   WHERE name LIKE 'gone-%' ORDER BY name, version$$,
-	$$VALUES ('gone-async', 'failed', 'the handler es_tap_safe.gone(eventstore.events) of projection "gone-async" version 2 does not exist'),
-			 ('gone-inline', 'failed', 'the handler es_tap_safe.gone(eventstore.events) of projection "gone-inline" version 1 does not exist')$$,
-	'both are failed, saying why');
+	$$VALUES ('gone-async', 'failed', 'the handler es_tap_safe.gone(eventstore.events) of projection "gone-async" version 2 does not exist', NULL::bigint),
+			 ('gone-inline', 'failed', 'the handler es_tap_safe.gone(eventstore.events) of projection "gone-inline" version 1 does not exist', NULL::bigint)$$,
+	'both are failed, saying why, at no event''s position');
 
 -- Transient errors are not poison: nothing is dead-lettered, the run fails
 -- and is tried again later.
