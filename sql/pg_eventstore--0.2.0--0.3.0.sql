@@ -1,5 +1,5 @@
 -- pg_eventstore 0.2.0 -> 0.3.0: a registry that pg_upgrade accepts and a
--- restore keeps row by row.
+-- restore keeps row by row; the log's own clock, and subscriber mode.
 \echo Use "ALTER EXTENSION pg_eventstore UPDATE TO '0.3.0'" to load this file. \quit
 
 -- Names print schema-qualified, whatever the caller's search_path.
@@ -77,6 +77,94 @@ ALTER TABLE eventstore.projections
 	ALTER COLUMN owner TYPE text USING pg_get_userbyid(owner)::text,
 	ALTER COLUMN handler_owner SET NOT NULL;
 
+-- The log's own clock.  An event's transaction_id is a log key: its
+-- transaction's id plus the xid_offset of the cluster it was written on,
+-- raised to the key of its stream's previous event.  pg_dump keeps these
+-- rows with the log; a cluster without a row of its own (a restore, a
+-- pg_upgrade, a promoted standby's new timeline, a subscriber) takes one at
+-- its first write, with an offset that puts its keys after every key in
+-- the log and its positions at a fresh block from first_position on.
+CREATE TABLE eventstore.log_incarnations (
+	system_identifier	bigint NOT NULL,
+	timeline_id			integer NOT NULL,
+	xid_offset			bigint NOT NULL CHECK (xid_offset >= 0),
+	first_position		bigint NOT NULL,
+	started_at			timestamptz NOT NULL,
+	reason				text NOT NULL CHECK (reason IN
+		('first write', 'upgrade', 'new timeline', 'new cluster', 'subscriber')),
+	PRIMARY KEY (system_identifier, timeline_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.log_incarnations', '');
+
+-- On a subscriber of the log, each replicated event takes this node's own
+-- place in the log order, and its stream's row is kept here (streams is
+-- not published).  Off until set_subscriber_mode(true) enables it for the
+-- replication workers (ENABLE REPLICA).
+CREATE FUNCTION eventstore.take_replicated_event() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_take_replicated_event';
+CREATE TRIGGER events_from_publisher
+	BEFORE INSERT ON eventstore.events
+	FOR EACH ROW EXECUTE FUNCTION eventstore.take_replicated_event();
+ALTER TABLE eventstore.events DISABLE TRIGGER events_from_publisher;
+REVOKE ALL ON FUNCTION eventstore.take_replicated_event() FROM PUBLIC;
+
+COMMENT ON TABLE eventstore.log_incarnations IS 'Each cluster and timeline that wrote the log: its transaction id offset and first position';
+
+-- This cluster's row, with offset 0: the keys written so far are its own
+-- transaction ids, and an append already running when the update commits
+-- keeps writing them.  Its positions go on from where the log is.
+INSERT INTO eventstore.log_incarnations
+	(system_identifier, timeline_id, xid_offset, first_position, started_at,
+	 reason)
+SELECT s.system_identifier, c.timeline_id, 0,
+	   (SELECT coalesce(max(e.global_position), 0) + 1 FROM eventstore.events e),
+	   now(), 'upgrade'
+FROM pg_control_system() s, pg_control_checkpoint() c;
+
+-- The log across nodes (see the README's chapter for operators).
+CREATE FUNCTION eventstore.log_horizon()
+RETURNS xid8
+	LANGUAGE c STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_log_horizon';
+
+CREATE FUNCTION eventstore.node_role()
+RETURNS text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	RETURN CASE
+		WHEN pg_is_in_recovery() THEN 'standby'
+		WHEN EXISTS (SELECT FROM pg_trigger t
+					 WHERE t.tgrelid = 'eventstore.events'::regclass
+					   AND t.tgname = 'events_from_publisher'
+					   AND t.tgenabled <> 'D') THEN 'subscriber'
+		ELSE 'primary'
+	END;
+
+CREATE FUNCTION eventstore.create_log_publication(
+	publication_name name DEFAULT 'eventstore_log')
+RETURNS void
+	LANGUAGE c VOLATILE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_create_log_publication';
+
+CREATE FUNCTION eventstore.set_subscriber_mode(enabled boolean)
+RETURNS void
+	LANGUAGE c VOLATILE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_set_subscriber_mode';
+
+-- Run as their caller, who must be allowed what they do (create a
+-- publication of eventstore.events; alter it): the extension's owner.
+REVOKE ALL ON FUNCTION
+	eventstore.create_log_publication(name),
+	eventstore.set_subscriber_mode(boolean)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION eventstore.log_horizon() IS 'The read horizon of the log as a key: read_all returns events keyed below it';
+COMMENT ON FUNCTION eventstore.node_role() IS 'What this database is to the log: primary, standby or subscriber';
+COMMENT ON FUNCTION eventstore.create_log_publication(name) IS 'Create the publication a subscriber of the log needs: eventstore.events, inserts only';
+COMMENT ON FUNCTION eventstore.set_subscriber_mode(boolean) IS 'Make this database a subscriber of the log (replicated events take its own order, appends are refused), or not';
 CREATE OR REPLACE VIEW eventstore.projection_status AS
 SELECT p.name,
 	   p.version,
@@ -121,8 +209,8 @@ FROM eventstore.projections p
 	-- it holds the log back when events committed after it are waiting
 	LEFT JOIN LATERAL (SELECT h.* FROM eventstore.log_holder() h
 					   WHERE EXISTS (SELECT FROM eventstore.events e
-									 WHERE e.transaction_id >
-										   pg_snapshot_xmin(pg_current_snapshot()))) holder
+									 WHERE e.transaction_id >=
+										   eventstore.log_horizon())) holder
 		ON true
 	LEFT JOIN eventstore.worker_activity() w
 		ON w.projection_id = p.projection_id;

@@ -40,15 +40,22 @@ ExtensionOwner(void)
 }
 
 /*
- * The OID of eventstore.projections, InvalidOid when this database has no
- * projection registry (an older version of the extension, or none).
+ * The OID of relation eventstore.<name>, InvalidOid when this database has
+ * none: an older version of the extension, or none at all.
  */
 Oid
-RegistryRelid(void)
+OptionalEventstoreRelid(const char *name)
 {
 	Oid			schema = get_namespace_oid(EVENTSTORE_SCHEMA, true);
 
-	return OidIsValid(schema) ? get_relname_relid("projections", schema) : InvalidOid;
+	return OidIsValid(schema) ? get_relname_relid(name, schema) : InvalidOid;
+}
+
+/* The OID of eventstore.projections, InvalidOid when there is no registry. */
+Oid
+RegistryRelid(void)
+{
+	return OptionalEventstoreRelid("projections");
 }
 
 /*

@@ -169,7 +169,11 @@ extern Oid	EventstoreRelid(const char *name);
 /* The role that owns the extension's tables, and so its bookkeeping. */
 extern Oid	ExtensionOwner(void);
 
-/* eventstore.projections, or InvalidOid when the database has none. */
+/*
+ * eventstore.<name> (eventstore.projections), or InvalidOid when the
+ * database has none: an older version of the extension, or none at all.
+ */
+extern Oid	OptionalEventstoreRelid(const char *name);
 extern Oid	RegistryRelid(void);
 
 /*

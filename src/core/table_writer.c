@@ -59,6 +59,13 @@ WrittenRelation(Relation rel)
 	return rte;
 }
 
+/* The relation of table t, opened by TableWriterOpen. */
+Relation
+TableWriterRelation(TableWriter *w, int t)
+{
+	return w->tables[t]->ri_RelationDesc;
+}
+
 /*
  * Open eventstore.<names[i]> for writing on behalf of SQL function
  * `operation`, checking each table has natts[i] columns (the layout the

@@ -8,6 +8,7 @@
 
 #include "access/skey.h"
 #include "executor/tuptable.h"
+#include "utils/relcache.h"
 
 typedef struct TableWriter TableWriter;
 
@@ -37,6 +38,7 @@ extern RowLockResult TableWriterLockOrCreate(TableWriter *w, int t, int nkeys,
 											 ScanKey keys, const char *what,
 											 bool wait, RowCreator create,
 											 void *arg);
+extern Relation TableWriterRelation(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterLockedRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterNewRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterCopyOfLocked(TableWriter *w, int t);

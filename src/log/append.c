@@ -329,6 +329,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	Datum		values[5];
 	bool		nulls[5] = {false};
 	int64		first_revision;
+	int64		offset;
 
 	if (!expect.any && expect.revision < ES_EXPECT_STREAM_EXISTS)
 		ereport(ERROR,
@@ -351,11 +352,15 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	}
 
 	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
+	RefuseAppendOnSubscriber(LogWriterEvents(writer));
+	/* before any stream is locked: see LogOffsetForWrite */
+	offset = LogOffsetForWrite(false);
 	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,
 										&result, &spi_connected);
 	if (first_revision >= 0)
 	{
-		result.xid = GetTopFullTransactionId();
+		result.xid = StreamOrderedKey(LogWriterEvents(writer), OwnLogKey(offset),
+									  stream_id, first_revision);
 		if (PrepareProjectionsForAppend(batch))
 		{
 			/* not in SPI's memory: the rows outlive our connection */

@@ -10,6 +10,7 @@
 #include "access/transam.h"
 #include "access/tupdesc.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -51,8 +52,25 @@ extern LogPlace RequireLogPlace(int64 position, Snapshot snapshot,
 								const char *argname, const char *hint);
 extern int	CompareLogPlaces(LogPlace a, LogPlace b);
 extern LogPlace LogPlaceOfRow(HeapTuple row, TupleDesc desc);
-extern FullTransactionId LogHorizonOf(Snapshot snapshot);
 extern FullTransactionId LastCommittedXid(void);
+extern FullTransactionId StreamEventKey(Relation events, text *stream_id,
+										int64 revision);
+extern FullTransactionId StreamOrderedKey(Relation events,
+										  FullTransactionId own_key,
+										  text *stream_id, int64 revision);
+
+/* incarnation.c */
+extern FullTransactionId LogHorizonOf(Snapshot snapshot);
+extern bool LogOffsetSeenBy(Snapshot snapshot, int64 *offset);
+extern int64 LogOffsetForWrite(bool subscriber);
+extern FullTransactionId OwnLogKey(int64 offset);
+extern void ReportPositionNotInLog(int64 position, Relation events,
+								   Snapshot snapshot, const char *hint)
+			pg_attribute_noreturn();
+
+/* subscriber.c */
+extern bool SubscriberModeOn(Relation events);
+extern void RefuseAppendOnSubscriber(Relation events);
 
 /* uuid_v7.c */
 extern void GenerateUuidV7(pg_uuid_t *out, int count);

@@ -1,8 +1,8 @@
 /*
  * log/log_order.c
  *		Places in the global log's order, (transaction_id, global_position):
- *		resolving a position to its place, comparing places, and the read
- *		horizon below which the log is complete.
+ *		resolving a position to its place, comparing places, and the key
+ *		that keeps each stream's events in revision order.
  */
 #include "postgres.h"
 
@@ -29,9 +29,9 @@ const LogPlace LogStart = {{0}, 0};
  * no event has that position.  Position 0 is the start of the log.
  */
 static bool
-LookupLogPlace(int64 position, Snapshot snapshot, LogPlace *place)
+LookupLogPlace(Relation events, int64 position, Snapshot snapshot,
+			   LogPlace *place)
 {
-	Relation	events;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
@@ -43,7 +43,6 @@ LookupLogPlace(int64 position, Snapshot snapshot, LogPlace *place)
 		return true;
 	}
 
-	events = table_open(EventstoreRelid("events"), AccessShareLock);
 	ScanKeyInit(&key, EVENTS_GLOBAL_POSITION, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(position));
 	scan = systable_beginscan(events, RelationGetPrimaryKeyIndex(events), true,
@@ -61,27 +60,27 @@ LookupLogPlace(int64 position, Snapshot snapshot, LogPlace *place)
 		found = true;
 	}
 	systable_endscan(scan);
-	table_close(events, NoLock);
 	return found;
 }
 
 /*
  * Like LookupLogPlace, but a negative position is an error naming argname,
- * and one not in the log is SE003 with the caller's hint.
+ * and one not in the log an error saying why (SE003 with the caller's hint
+ * when it never named an event).
  */
 LogPlace
 RequireLogPlace(int64 position, Snapshot snapshot, const char *argname,
 				const char *hint)
 {
 	LogPlace	place;
+	Relation	events;
 
 	RequireNonNegative(position, argname,
 					   "Pass the global_position of an event, or 0 for the start of the log.");
-	if (!LookupLogPlace(position, snapshot, &place))
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_UNKNOWN_POSITION),
-				 errmsg("position " INT64_FORMAT " is not in the event log", position),
-				 errhint("%s", hint)));
+	events = table_open(EventstoreRelid("events"), AccessShareLock);
+	if (!LookupLogPlace(events, position, snapshot, &place))
+		ReportPositionNotInLog(position, events, snapshot, hint);
+	table_close(events, NoLock);
 	return place;
 }
 
@@ -116,22 +115,6 @@ LogPlaceOfRow(HeapTuple row, TupleDesc desc)
 }
 
 /*
- * The read horizon of a snapshot as an xid8: its xmin, with its epoch.
- * Every event below it is committed or never will be.
- */
-FullTransactionId
-LogHorizonOf(Snapshot snapshot)
-{
-	FullTransactionId next = ReadNextFullTransactionId();
-	uint32		epoch = EpochFromFullTransactionId(next);
-
-	/* xmin is at most next, and less than 2^31 behind it */
-	if (snapshot->xmin > XidFromFullTransactionId(next))
-		epoch--;
-	return FullTransactionIdFromEpochAndXid(epoch, snapshot->xmin);
-}
-
-/*
  * The transaction id of the newest event committed now ('0' for an empty
  * log): a replay that starts now is complete only once its read horizon has
  * passed it, whatever older transaction still holds the horizon back.  The
@@ -150,4 +133,57 @@ LastCommittedXid(void)
 	if (!GetFirstResult(&xid))
 		return InvalidFullTransactionId;
 	return DatumGetFullTransactionId(xid);
+}
+
+/*
+ * The key (transaction_id) of the event at `revision` of a stream, seen
+ * with every write committed and the transaction's own, also of the
+ * current command: InvalidFullTransactionId when there is none.
+ */
+FullTransactionId
+StreamEventKey(Relation events, text *stream_id, int64 revision)
+{
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	FullTransactionId key = InvalidFullTransactionId;
+
+	ScanKeyInit(&keys[0], EVENTS_STREAM_ID, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(stream_id));
+	ScanKeyInit(&keys[1], EVENTS_REVISION, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(revision));
+	scan = systable_beginscan(events, EventstoreRelid("events_stream_id_revision_key"),
+							  true, SnapshotSelf, 2, keys);
+	tuple = systable_getnext(scan);
+	if (tuple != NULL)
+	{
+		bool		isnull;
+
+		key = DatumGetFullTransactionId(heap_getattr(tuple, EVENTS_TRANSACTION_ID,
+													 RelationGetDescr(events),
+													 &isnull));
+	}
+	systable_endscan(scan);
+	return key;
+}
+
+/*
+ * The key of events appended at `revision` of a stream by a writer whose
+ * own key is own_key: the larger of that and the key of the stream's
+ * previous event, so a stream's events never come before an earlier
+ * revision in log order.  (Ties are ordered by position, and a stream's
+ * positions are taken in revision order, under its lock.)  Keeping the
+ * writer's key as the floor keeps the horizon's proof: no event is ever
+ * keyed below the id of the transaction that writes it.
+ */
+FullTransactionId
+StreamOrderedKey(Relation events, FullTransactionId own_key, text *stream_id,
+				 int64 revision)
+{
+	FullTransactionId previous;
+
+	if (revision == 0)
+		return own_key;
+	previous = StreamEventKey(events, stream_id, revision - 1);
+	return FullTransactionIdFollows(previous, own_key) ? previous : own_key;
 }

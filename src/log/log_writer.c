@@ -43,6 +43,13 @@ LogWriterOpen(const char *operation)
 	return w;
 }
 
+/* The events table, for lookups of the append's own. */
+Relation
+LogWriterEvents(LogWriter *w)
+{
+	return TableWriterRelation(w->tables, EVENTS_TABLE);
+}
+
 /* Fire queued AFTER triggers and release the tables. */
 void
 LogWriterClose(LogWriter *w)

@@ -13,6 +13,7 @@
 typedef struct LogWriter LogWriter;
 
 extern LogWriter *LogWriterOpen(const char *operation);
+extern Relation LogWriterEvents(LogWriter *w);
 extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
 								RowCreator create, void *arg);
 extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,

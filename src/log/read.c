@@ -3,11 +3,12 @@
  *		read_stream, read_all and stream_revision.
  *
  * read_all serves the global log in the order (transaction_id,
- * global_position) and returns only events of transactions older than every
- * transaction still running in the reader's snapshot.  Those transactions are
- * over, so every event they committed is visible; any event that becomes
- * visible later belongs to a transaction at or above that horizon, after
- * everything returned so far.  A consumer that passes back the position of
+ * global_position) and returns only events keyed below the reader's
+ * horizon: the xmin of its snapshot, as a log key (incarnation.c).  Every
+ * transaction below it is over, so every event they committed is visible;
+ * any event that becomes visible later belongs to a transaction at or above
+ * that horizon, and no event is keyed below its own transaction, so it
+ * comes after everything returned so far.  A consumer that passes back the position of
  * the last event it received therefore never skips or repeats one, however
  * late a transaction that took its positions early commits.
  */
@@ -137,10 +138,10 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	int32		size = 1;
 	LogPlace	cursor;
 	bool		grouped = GetGroup(fcinfo, &member, &size);
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[6] = {XID8OID, INT8OID, TEXTARRAYOID, INT4OID, INT4OID,
-	INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[7] = {XID8OID, INT8OID, TEXTARRAYOID, INT4OID, INT4OID,
+	INT8OID, XID8OID};
 
 	RequireNonNegative(after, "after_position",
 					   "Pass NULL or 0 to read from the start of the log.");
@@ -159,19 +160,20 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 							 "Pass the global_position of the last event received, or NULL to read from the start.");
 	values[0] = FullTransactionIdGetDatum(cursor.xid);
 	values[1] = Int64GetDatum(cursor.position);
+	/* read-only SPI scans in the active snapshot: the horizon's own */
+	values[6] = FullTransactionIdGetDatum(LogHorizonOf(GetActiveSnapshot()));
 
 	ExecKeptPlanIntoSRF(fcinfo,
 						KeptPlan(&read_all_plan,
 								 "SELECT * FROM eventstore.events"
 								 " WHERE (transaction_id, global_position) > ($1, $2)"
-								 " AND transaction_id <"
-								 " pg_snapshot_xmin(pg_current_snapshot())"
+								 " AND transaction_id < $7"
 								 " AND ($3 IS NULL OR event_type = ANY ($3))"
 								 " AND ($4 IS NULL OR"
 								 " eventstore.stream_partition(stream_id, $5) = $4)"
 								 " ORDER BY transaction_id, global_position"
 								 " LIMIT $6",
-								 6, argtypes),
+								 7, argtypes),
 						values, nulls, 0);
 	SPI_finish();
 	return (Datum) 0;

@@ -47,7 +47,7 @@ SELECT is(ARRAY(SELECT proname::text FROM pg_proc
                 WHERE pronamespace = 'eventstore'::regnamespace
                   AND has_function_privilege('es_tap_nobody', oid, 'EXECUTE')
                 ORDER BY 1),
-          ARRAY['log_holder', 'processor_claim_key', 'stream_partition', 'uuid_v7', 'worker_activity'],
+          ARRAY['log_holder', 'log_horizon', 'node_role', 'processor_claim_key', 'stream_partition', 'uuid_v7', 'worker_activity'],
           'a role without grants may execute only the data-free helpers');
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events',
                                   'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
@@ -63,8 +63,8 @@ SELECT ok(has_schema_privilege('es_tap_nobody', 'eventstore', 'USAGE')
 SELECT results_eq(
   $$SELECT tgname::text COLLATE "default", tgenabled::text FROM pg_trigger
     WHERE tgrelid = 'eventstore.events'::regclass AND NOT tgisinternal ORDER BY tgname$$,
-  $$VALUES ('events_append_only', 'A'), ('events_no_truncate', 'A')$$,
-  'the append-only triggers fire ALWAYS, whatever session_replication_role');
+  $$VALUES ('events_append_only', 'A'), ('events_from_publisher', 'D'), ('events_no_truncate', 'A')$$,
+  'the append-only triggers fire ALWAYS, whatever session_replication_role; the subscriber''s is off until set_subscriber_mode');
 
 ------------------------------------------------------------------------
 -- A caller's search_path cannot subvert the SECURITY DEFINER functions.

@@ -1,0 +1,172 @@
+/*
+ * log/subscriber.c
+ *		A logical replication subscriber of the log: each replicated event
+ *		takes its place in this node's own order, and nothing else appends.
+ *
+ * Keys of the publisher mean nothing here: its late-committing transaction
+ * arrives after events a reader on this node has already passed.  So in
+ * subscriber mode a row trigger, enabled for replica sessions only (the
+ * apply and table-sync workers), gives every replicated event the key an
+ * append here would have (this node's apply transaction, raised to its
+ * stream's previous key) and keeps eventstore.streams in the same
+ * transaction, so a reader never sees a stream before its events, also
+ * during the initial copy, which is why streams is not published.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "core/catalog.h"
+#include "core/errors.h"
+#include "core/kept_plans.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "log/log.h"
+#include "utils/rel.h"
+#include "utils/xid8.h"
+#include "worker/worker.h"
+
+PG_FUNCTION_INFO_V1(eventstore_take_replicated_event);
+PG_FUNCTION_INFO_V1(eventstore_create_log_publication);
+PG_FUNCTION_INFO_V1(eventstore_set_subscriber_mode);
+
+/* The trigger subscriber mode enables, as the install script names it. */
+#define SUBSCRIBER_TRIGGER "events_from_publisher"
+
+static SPIPlanPtr keep_stream_plan;
+
+/* Is this node a subscriber of the log: is its trigger enabled on events? */
+bool
+SubscriberModeOn(Relation events)
+{
+	TriggerDesc *triggers = events->trigdesc;
+
+	if (triggers == NULL)
+		return false;
+	for (int i = 0; i < triggers->numtriggers; i++)
+		if (strcmp(triggers->triggers[i].tgname, SUBSCRIBER_TRIGGER) == 0)
+			return triggers->triggers[i].tgenabled != TRIGGER_DISABLED;
+	return false;
+}
+
+/* Refuse an append on a subscriber: its log is the publisher's. */
+void
+RefuseAppendOnSubscriber(Relation events)
+{
+	if (SubscriberModeOn(events))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_SUBSCRIBER_APPEND),
+				 errmsg("this database is a subscriber of the event log and cannot append"),
+				 errdetail("Its events are replicated from a publisher; an event appended here would take a position the publisher also issues."),
+				 errhint("Append on the publisher, or call eventstore.set_subscriber_mode(false) once this database no longer subscribes.")));
+}
+
+/*
+ * BEFORE INSERT row trigger on eventstore.events, fired in replica sessions
+ * once subscriber mode is on: re-key the replicated event into this node's
+ * order and keep its stream's row.
+ */
+Datum
+eventstore_take_replicated_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	events;
+	TupleDesc	desc;
+	HeapTuple	row;
+	bool		isnull;
+	Datum		stream_id;
+	int64		revision;
+	Datum		created_at;
+	FullTransactionId key;
+	int			column = EVENTS_TRANSACTION_ID;
+	Datum		key_datum;
+	bool		key_null = false;
+	Oid			argtypes[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
+	Datum		values[3];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "take_replicated_event must be called as a BEFORE INSERT row trigger");
+
+	events = trigdata->tg_relation;
+	desc = RelationGetDescr(events);
+	row = trigdata->tg_trigtuple;
+	stream_id = heap_getattr(row, EVENTS_STREAM_ID, desc, &isnull);
+	revision = DatumGetInt64(heap_getattr(row, EVENTS_REVISION, desc, &isnull));
+	created_at = heap_getattr(row, EVENTS_CREATED_AT, desc, &isnull);
+
+	key = StreamOrderedKey(events, OwnLogKey(LogOffsetForWrite(true)),
+						   DatumGetTextPP(stream_id), revision);
+	key_datum = FullTransactionIdGetDatum(key);
+
+	/*
+	 * The initial copy brings a stream's events in any order, so the row
+	 * keeps the highest revision and the earliest time seen.
+	 */
+	values[0] = stream_id;
+	values[1] = Int64GetDatum(revision);
+	values[2] = created_at;
+	ConnectSpi();
+	ExecKeptPlan(KeptPlan(&keep_stream_plan,
+						  "INSERT INTO eventstore.streams AS s"
+						  " (stream_id, revision, created_at, updated_at)"
+						  " VALUES ($1, $2, $3, $3)"
+						  " ON CONFLICT (stream_id) DO UPDATE SET"
+						  " revision = greatest(s.revision, excluded.revision),"
+						  " created_at = least(s.created_at, excluded.created_at),"
+						  " updated_at = greatest(s.updated_at, excluded.updated_at)",
+						  3, argtypes),
+				 values, NULL, false, 0);
+	SPI_finish();
+
+	WakeWorkersAtCommit();
+	return PointerGetDatum(heap_modify_tuple_by_cols(row, desc, 1, &column,
+													 &key_datum, &key_null));
+}
+
+/* SQL: create_log_publication(publication_name) */
+Datum
+eventstore_create_log_publication(PG_FUNCTION_ARGS)
+{
+	const char *name = NameStr(*PG_GETARG_NAME(0));
+	int			rc;
+
+	/*
+	 * Only the events, and only their inserts: a subscriber keeps its own
+	 * streams rows (so none shows before its events), checkpoints,
+	 * registry and clock.
+	 */
+	ConnectSpi();
+	rc = SPI_execute(psprintf("CREATE PUBLICATION %s FOR TABLE " EVENTSTORE_SCHEMA
+							  ".events WITH (publish = 'insert')",
+							  quote_identifier(name)),
+					 false, 0);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* SQL: set_subscriber_mode(enabled) */
+Datum
+eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
+{
+	bool		enabled = PG_GETARG_BOOL(0);
+	int			rc;
+
+	PreventCommandDuringRecovery("set_subscriber_mode");
+	ConnectSpi();
+	rc = SPI_execute(psprintf("ALTER TABLE " EVENTSTORE_SCHEMA ".events %s TRIGGER "
+							  SUBSCRIBER_TRIGGER,
+							  enabled ? "ENABLE REPLICA" : "DISABLE"),
+					 false, 0);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
