@@ -331,11 +331,11 @@ LogOffsetForWrite(bool subscriber)
 }
 
 /*
- * Raise the error for a position the log does not have, telling apart a
- * position this node may still receive (a standby or subscriber behind its
- * source: SE008), one this log lost for good (issued on a timeline a
- * failover dropped, or after the copy a restore came from: SE007), and one
- * that never named an event (SE003).  `hint` is the caller's for SE003.
+ * Raise the error for a position the log does not have, telling apart one
+ * this log lost for good (issued on a timeline a failover dropped, or after
+ * the copy a restore came from: SE007), one this node may still receive (a
+ * standby or subscriber behind its source: SE008), and one that never named
+ * an event (SE003).  `hint` is the caller's for SE003.
  */
 void
 ReportPositionNotInLog(int64 position, Relation events, Snapshot snapshot,
@@ -344,14 +344,6 @@ ReportPositionNotInLog(int64 position, Relation events, Snapshot snapshot,
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(position)};
 	bool		isnull;
-
-	if (RecoveryInProgress() || SubscriberModeOn(events))
-		ereport(ERROR,
-				(errcode(ERRCODE_ES_POSITION_NOT_YET_HERE),
-				 errmsg("position " INT64_FORMAT " is not in the event log of this %s yet",
-						position, RecoveryInProgress() ? "standby" : "subscriber"),
-				 errdetail("This node replicates the log and may not have received that event yet."),
-				 errhint("Retry once this node has caught up, or read from the node the cursor was taken on.")));
 
 	if (OidIsValid(OptionalEventstoreRelid("log_incarnations")))
 	{
@@ -393,6 +385,14 @@ ReportPositionNotInLog(int64 position, Relation events, Snapshot snapshot,
 		}
 		SPI_finish();
 	}
+	if (RecoveryInProgress() || SubscriberModeOn(events))
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_POSITION_NOT_YET_HERE),
+				 errmsg("position " INT64_FORMAT " is not in the event log of this %s yet",
+						position, RecoveryInProgress() ? "standby" : "subscriber"),
+				 errdetail("This node replicates the log and may not have received that event yet."),
+				 errhint("Retry once this node has caught up, or read from the node the cursor was taken on.")));
+
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_UNKNOWN_POSITION),
 			 errmsg("position " INT64_FORMAT " is not in the event log", position),
