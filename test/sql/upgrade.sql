@@ -1,7 +1,8 @@
 -- Upgrading from 0.1.0: the log written before the upgrade stays, appends
 -- work on 0.1.0 with the new library, and the projections arrive with 0.2.0;
 -- the new library runs 0.2.0's projections, whose registry keeps oids, until
--- the update to 0.3.0 turns them into names without losing one.
+-- the update to 0.3.0 turns them into names without losing one and starts
+-- the log's clock.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_eventstore CASCADE;
 CREATE EXTENSION pg_eventstore VERSION '0.1.0';
@@ -57,7 +58,15 @@ SELECT handler, pg_typeof(handler) AS handler_type, owner = current_user AS owne
 FROM eventstore.projections WHERE name = 'upgrade-counts';
 SELECT has_table_privilege('upgrade_watcher', 'eventstore.projection_status', 'SELECT')
        AS watcher_still_reads;
-SELECT eventstore.append_event('upgrade-1', 'Closed', '{"n": 3}') IS NOT NULL AS appended;
+-- the log's clock starts in the update with this cluster's row at offset 0:
+-- the keys written so far are its own transaction ids, and so are the next
+SELECT xid_offset, reason,
+       first_position = (SELECT max(global_position) + 1 FROM eventstore.events) AS goes_on,
+       system_identifier = (SELECT s.system_identifier FROM pg_control_system() s) AS this_cluster
+FROM eventstore.log_incarnations;
+SELECT transaction_id = pg_current_xact_id() AS own_id
+FROM eventstore.append_event('upgrade-1', 'Closed', '{"n": 3}');
+SELECT count(*) AS incarnations FROM eventstore.log_incarnations;
 SELECT eventstore.run_projection('upgrade-counts');
 SELECT * FROM upgrade_counts;
 SELECT status, lag_events, handler, owner = current_user::regrole AS owned_by_me
