@@ -77,6 +77,37 @@ ALTER TABLE eventstore.projections
 	ALTER COLUMN owner TYPE text USING pg_get_userbyid(owner)::text,
 	ALTER COLUMN handler_owner SET NOT NULL;
 
+-- What the handler runs with, whoever drives it (see the current schema).
+-- A projection created before 0.3.0 ran with the API's search_path: it
+-- keeps it, with the other settings (src/projections/owner_settings.c
+-- lists them) of the session that runs the update.
+ALTER TABLE eventstore.projections ADD COLUMN settings text[];
+UPDATE eventstore.projections SET settings = ARRAY[
+	'search_path=pg_catalog, pg_temp',
+	'DateStyle=' || current_setting('DateStyle'),
+	'IntervalStyle=' || current_setting('IntervalStyle'),
+	'TimeZone=' || current_setting('TimeZone'),
+	'standard_conforming_strings=' || current_setting('standard_conforming_strings'),
+	'extra_float_digits=' || current_setting('extra_float_digits'),
+	'bytea_output=' || current_setting('bytea_output'),
+	'lc_monetary=' || current_setting('lc_monetary'),
+	'lc_numeric=' || current_setting('lc_numeric'),
+	'lc_time=' || current_setting('lc_time'),
+	'default_text_search_config=' || current_setting('default_text_search_config'),
+	'xmlbinary=' || current_setting('xmlbinary'),
+	'xmloption=' || current_setting('xmloption'),
+	'transform_null_equals=' || current_setting('transform_null_equals'),
+	'array_nulls=' || current_setting('array_nulls'),
+	'backslash_quote=' || current_setting('backslash_quote'),
+	'quote_all_identifiers=' || current_setting('quote_all_identifiers'),
+	'gin_fuzzy_search_limit=' || current_setting('gin_fuzzy_search_limit'),
+	'row_security=' || current_setting('row_security')];
+ALTER TABLE eventstore.projections ALTER COLUMN settings SET NOT NULL;
+
+-- create_projection captures its caller's search_path, then pins the API's.
+ALTER FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text)
+	RESET search_path;
+
 -- The log's own clock.  An event's transaction_id is a log key: its
 -- transaction's id plus the xid_offset of the cluster it was written on,
 -- raised to the key of its stream's previous event.  pg_dump keeps these

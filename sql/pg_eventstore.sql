@@ -417,6 +417,10 @@ CREATE TABLE eventstore.projections (
 	-- function found by the handler's name later is run only if it still
 	-- owns it, never one another role created after the first was dropped
 	handler_owner	text NOT NULL,
+	-- what the handler and on_reset run with, whoever drives them: the
+	-- creator's search_path (pg_temp last) and the settings that change what
+	-- a query computes, as name=value (like pg_proc.proconfig)
+	settings		text[] NOT NULL,
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
@@ -474,7 +478,7 @@ CREATE FUNCTION eventstore.create_projection(
 	on_error text DEFAULT 'stop')
 RETURNS void
 	LANGUAGE c VOLATILE
-	SET search_path = pg_catalog, pg_temp
+	-- no SET search_path: it captures its caller's, then pins the API's
 	AS 'MODULE_PATHNAME', 'eventstore_create_projection';
 
 CREATE FUNCTION eventstore.drop_projection(name text, version integer DEFAULT NULL)

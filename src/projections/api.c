@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_proc.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "core/args.h"
 #include "core/catalog.h"
@@ -26,6 +27,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
@@ -36,6 +38,21 @@ PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
 PG_FUNCTION_INFO_V1(eventstore_run_projection);
 PG_FUNCTION_INFO_V1(eventstore_stop_projection);
 PG_FUNCTION_INFO_V1(eventstore_start_projection);
+
+/*
+ * Set the API's search_path for the rest of the call, as a SET clause
+ * would, for a function that must first read its caller's; returns the
+ * GUC nest level to end with AtEOXact_GUC.
+ */
+static int
+PinApiSearchPath(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", API_SEARCH_PATH, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
 
 /*
  * Connect to SPI and become the extension's owner for the bookkeeping;
@@ -171,6 +188,17 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	NewProjection np;
 	char		types_null;
 	RoleSwitch	caller;
+	char	   *unsafe_path;
+	const char *name_owner;
+	int			nestlevel;
+
+	/*
+	 * The creator's search_path is captured before the API's own is set for
+	 * the rest of the call (this function has no SET clause for that
+	 * reason); the other settings are the session's as they are.
+	 */
+	np.settings = CaptureCreatorSettings(namespace_search_path);
+	nestlevel = PinApiSearchPath();
 
 	np.name = RequireName(fcinfo, 0, "name");
 	np.event_types = CheckEventTypes(fcinfo, 2, &types_null);
@@ -184,6 +212,13 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	caller = EnterAsOwner();
 	np.owner = caller.caller;
 	np.batch_handler = CheckHandler(np.handler, np.owner, &np.handler_owner);
+	if ((unsafe_path = UnsafeHandlerSearchPath(np.handler)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("handler %s sets search_path to \"%s\", which does not end with pg_temp",
+						format_procedure(np.handler), unsafe_path),
+				 errdetail("A temporary schema searched before the end lets any session that applies the projection put its own objects in the handler's way."),
+				 errhint("Remove the handler's SET search_path (it runs with the search_path of the session that creates the projection), or end it with pg_temp.")));
 
 	/*
 	 * Wait for appends in flight (they hold RowExclusiveLock on the
@@ -191,6 +226,16 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	 * that come later see the projection.
 	 */
 	LockRelationOid(EventstoreRelid("projections"), ShareRowExclusiveLock);
+	name_owner = OwnerOfProjectionName(np.name);
+	if (name_owner != NULL &&
+		!has_privs_of_role(np.owner, get_role_oid(name_owner, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("projection \"%s\" belongs to role %s",
+						text_to_cstring(np.name), name_owner),
+				 errdetail("Every version of a projection belongs to the owner of its name."),
+				 errhint("Create it as a member of role %s, or choose another name.",
+						 name_owner)));
 	if (FindProjection(np.name, np.version) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_PROJECTION_EXISTS),
@@ -200,6 +245,8 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	np.replay_until = LastCommittedXid();
 	InsertProjection(&np);
 	LeaveOwner(caller);
+	/* the pinned search_path ends with the call, as a SET clause's would */
+	AtEOXact_GUC(true, nestlevel);
 	PG_RETURN_VOID();
 }
 

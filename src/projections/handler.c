@@ -8,7 +8,8 @@
  * of the role that created the projection, in a security-restricted
  * operation (as maintenance commands run a table owner's code): no SET
  * ROLE, no temporary objects left behind in the caller's session, and
- * nothing they SET outlives the call.
+ * nothing they SET outlives the call.  They run with the settings captured
+ * from the creator's session (owner_settings.c), whoever drives them.
  */
 #include "postgres.h"
 
@@ -23,8 +24,10 @@
 /*
  * What keeps the projection's code from running now, as the error to fail
  * it with: its handler function or its owner role missing (dropped, or not
- * restored with the registry, which names them), or a function of the
- * handler's name owned by another role than at creation; NULL when none.
+ * restored with the registry, which names them), a function of the
+ * handler's name owned by another role than at creation, or a handler given
+ * a search_path of its own that does not end with pg_temp since; NULL when
+ * none.
  */
 ErrorData *
 MissingOwnerCode(Projection *p)
@@ -33,6 +36,7 @@ MissingOwnerCode(Projection *p)
 	HeapTuple	proc = OidIsValid(p->handler)
 		? SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler)) : NULL;
 	char	   *proc_owner = NULL;
+	char	   *unsafe_path;
 
 	if (HeapTupleIsValid(proc))
 	{
@@ -67,12 +71,33 @@ MissingOwnerCode(Projection *p)
 								  p->handler_name, p->name, p->version,
 								  proc_owner, p->handler_owner);
 	}
+	else if ((unsafe_path = UnsafeHandlerSearchPath(p->handler)) != NULL)
+	{
+		error->sqlerrcode = ERRCODE_INVALID_FUNCTION_DEFINITION;
+		error->message = psprintf("the handler %s of projection \"%s\" version %d sets search_path to \"%s\", which does not end with pg_temp",
+								  p->handler_name, p->name, p->version,
+								  unsafe_path);
+	}
 	else
 	{
 		pfree(error);
 		return NULL;
 	}
 	return error;
+}
+
+/*
+ * Enter the projection owner's code context with the settings captured from
+ * its creator (a 0.2.0 registry recorded none: the API's search_path).
+ */
+static RoleSwitch
+EnterProjectionOwner(Projection *p)
+{
+	RoleSwitch	saved = EnterOwnerCode(p->owner);
+
+	if (p->settings != NULL)
+		ApplyOwnerSettings(p->settings);
+	return saved;
 }
 
 /* The projection's prepared handler call, set up on first use. */
@@ -117,7 +142,7 @@ void
 CallHandler(Projection *p, EventRows *rows, int first, int count)
 {
 	FmgrInfo   *call = HandlerCall(p);
-	RoleSwitch	saved = EnterOwnerCode(p->owner);
+	RoleSwitch	saved = EnterProjectionOwner(p);
 
 	if (p->batch_handler)
 		CallVoid(call, EventRowsArray(rows, first, count));
@@ -141,7 +166,7 @@ RunOnReset(Projection *p)
 
 	if (p->on_reset == NULL)
 		return;
-	saved = EnterOwnerCode(p->owner);
+	saved = EnterProjectionOwner(p);
 	rc = SPI_execute(p->on_reset, false, 0);
 	if (rc < 0)
 		ereport(ERROR,

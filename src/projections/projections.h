@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "nodes/pg_list.h"
 #include "storage/lockdefs.h"
+#include "utils/array.h"
 
 /* A registered projection: a row of eventstore.projections. */
 typedef struct Projection
@@ -37,6 +38,8 @@ typedef struct Projection
 	bool		caught_up;		/* its replay from the start is done */
 	LogPlace	checkpoint;
 	FullTransactionId replay_until; /* see eventstore.projections */
+	ArrayType  *settings;		/* the creator's, name=value; NULL: not
+								 * recorded (a 0.2.0 registry) */
 	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
 } Projection;
 
@@ -60,6 +63,7 @@ typedef struct NewProjection
 	text	   *on_reset;		/* NULL: none */
 	const char *on_error;
 	Oid			owner;
+	Datum		settings;		/* text[]: CaptureCreatorSettings */
 	FullTransactionId replay_until; /* invalid: the log is empty */
 } NewProjection;
 
@@ -79,6 +83,7 @@ extern Projection *FindProjection(text *name, int32 version);
 extern Projection *ReloadProjection(int32 id);
 extern List *LoadAllProjections(MemoryContext context);
 extern List *ReadDueProjections(int member, int members, MemoryContext context);
+extern const char *OwnerOfProjectionName(text *name);
 extern void InsertProjection(NewProjection *np);
 extern void DeleteProjection(int32 id);
 extern void ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until);
@@ -98,6 +103,11 @@ extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
 extern ErrorData *MissingOwnerCode(Projection *p);
 extern void CallHandler(Projection *p, EventRows *rows, int first, int count);
 extern void RunOnReset(Projection *p);
+
+/* owner_settings.c: what the owner's code runs with */
+extern Datum CaptureCreatorSettings(const char *search_path);
+extern void ApplyOwnerSettings(ArrayType *settings);
+extern char *UnsafeHandlerSearchPath(Oid handler);
 
 /* apply.c */
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,

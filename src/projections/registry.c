@@ -38,6 +38,7 @@ static SPIPlanPtr due_plans[2];
 static SPIPlanPtr insert_plan;
 static SPIPlanPtr insert_by_oid_plan;	/* into a 0.2.0 registry */
 static SPIPlanPtr delete_plan;
+static SPIPlanPtr name_owner_plan;
 static SPIPlanPtr reset_plan;
 static SPIPlanPtr save_plan;
 static SPIPlanPtr failure_plan;
@@ -167,6 +168,12 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->checkpoint.position = DatumGetInt64(SPI_getbinval(row, desc, PROJECTIONS_POSITION, &isnull));
 	p->checkpoint.xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, PROJECTIONS_TRANSACTION_ID, &isnull));
 	p->replay_until = DatumGetFullTransactionId(SPI_getbinval(row, desc, PROJECTIONS_REPLAY_UNTIL, &isnull));
+	{
+		Datum		settings = SPI_getbinval(row, desc, PROJECTIONS_SETTINGS, &isnull);
+
+		/* copied out of SPI's memory with the rest of the row */
+		p->settings = isnull ? NULL : DatumGetArrayTypePCopy(settings);
+	}
 	return p;
 }
 
@@ -334,10 +341,10 @@ void
 InsertProjection(NewProjection *np)
 {
 	bool		by_oid = RegistryKeepsOids();
-	Oid			argtypes[12] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[13] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TEXTOID, TEXTARRAYOID};
+	Datum		values[13];
+	char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		empty = !FullTransactionIdIsValid(np->replay_until);
 
 	values[0] = PointerGetDatum(np->name);
@@ -354,6 +361,7 @@ InsertProjection(NewProjection *np)
 	values[9] = CStringGetTextDatum(empty ? STATUS_ACTIVE : STATUS_REBUILDING);
 	values[10] = FullTransactionIdGetDatum(np->replay_until);
 	values[11] = CStringGetTextDatum(GetUserNameFromId(np->handler_owner, false));
+	values[12] = np->settings;
 	if (by_oid)
 	{
 		argtypes[2] = REGPROCOID;
@@ -376,10 +384,30 @@ InsertProjection(NewProjection *np)
 				 ? KeptPlan(&insert_by_oid_plan, INSERT_PROJECTION("", ""), 11,
 							argtypes)
 				 : KeptPlan(&insert_plan,
-							INSERT_PROJECTION(", handler_owner", ", $12"), 12,
+							INSERT_PROJECTION(", handler_owner, settings", ", $12, $13"), 13,
 							argtypes),
 				 values, nulls, false, 0);
 	NoteProjectionsChanged();
+}
+
+/*
+ * The owner of the existing versions of projection `name`, by name; NULL
+ * when it has none.  The caller is connected to SPI.
+ */
+const char *
+OwnerOfProjectionName(text *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {PointerGetDatum(name)};
+
+	/* owner::text: a role name, also in a 0.2.0 registry (regrole) */
+	QueryLatest(KeptPlan(&name_owner_plan,
+						 "SELECT owner::text FROM eventstore.projections"
+						 " WHERE name = $1 ORDER BY version LIMIT 1",
+						 1, argtypes),
+				values, NULL);
+	return SPI_processed == 0 ? NULL
+		: SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 /* Delete a projection's registry row, skips and dead letters. */

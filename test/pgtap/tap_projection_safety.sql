@@ -1,7 +1,8 @@
 -- pgTAP: what a handler cannot do to the session that runs it, and what
 -- happens when it cannot run.  A handler's SET (of search_path, of a
 -- timeout) does not outlive its call, whether an append or run_projection
--- called it; handlers see the API's search_path; a dropped handler neither
+-- called it; handlers see their creator's search_path (pg_temp last), not
+-- their caller's; a dropped handler neither
 -- crashes nor loses events; a transient error (a serialization failure,
 -- a cancel) is not taken for a poison event.
 \ir setup.psql
@@ -33,7 +34,7 @@ SELECT is(current_setting('search_path'), 'public',
 SELECT is(current_setting('statement_timeout'), '0',
 	'nor does its statement_timeout');
 SELECT is((SELECT search_path FROM es_tap_safe.seen WHERE global_position = 1),
-	'pg_catalog, pg_temp', 'the inline handler ran with the API''s search_path');
+	'public, pg_temp', 'the inline handler ran with its creator''s search_path, pg_temp last');
 
 SELECT eventstore.create_projection('meddle-async', 'es_tap_safe.meddle', ARRAY['Meddle']);
 SELECT is(eventstore.run_projection('meddle-async'), 1::bigint, 'the async projection applies the event');
@@ -41,8 +42,8 @@ SELECT is(current_setting('search_path'), 'public',
 	'an async handler''s search_path does not outlive run_projection');
 SELECT is(current_setting('statement_timeout'), '0',
 	'nor does its statement_timeout');
-SELECT is((SELECT count(*) FROM es_tap_safe.seen WHERE search_path = 'pg_catalog, pg_temp'),
-	2::bigint, 'both handler calls saw the API''s search_path');
+SELECT is((SELECT count(*) FROM es_tap_safe.seen WHERE search_path = 'public, pg_temp'),
+	2::bigint, 'both handler calls saw their creator''s search_path');
 
 -- A dropped handler: no crash, no lost event.
 CREATE FUNCTION es_tap_safe.gone(e eventstore.events) RETURNS void

@@ -100,8 +100,14 @@ LANGUAGE plpgsql AS $$
 BEGIN
 	INSERT INTO seen (tag, global_position, stream_id, qty) VALUES ('unq', e.global_position, e.stream_id, 0);
 END $$;
--- the same with a search_path of its own
+-- the same with a search_path of its own, pg_temp last
 CREATE FUNCTION es_tap_proj.with_path(e eventstore.events) RETURNS void
+LANGUAGE plpgsql SET search_path = es_tap_proj, pg_temp AS $$
+BEGIN
+	INSERT INTO seen (tag, global_position, stream_id, qty) VALUES ('with_path', e.global_position, e.stream_id, 0);
+END $$;
+-- and one whose own search_path would search a caller's temporary schema first
+CREATE FUNCTION es_tap_proj.with_bad_path(e eventstore.events) RETURNS void
 LANGUAGE plpgsql SET search_path = es_tap_proj AS $$
 BEGIN
 	INSERT INTO seen (tag, global_position, stream_id, qty) VALUES ('with_path', e.global_position, e.stream_id, 0);
@@ -186,7 +192,7 @@ CREATE FUNCTION pg_temp.m(n text) RETURNS bigint LANGUAGE sql STABLE AS $$
 	SELECT pos FROM marks WHERE name = n
 $$;
 
-SELECT plan(223);
+SELECT plan(224);
 
 ------------------------------------------------------------------------
 -- Over an empty log a projection starts active.
@@ -608,21 +614,24 @@ SELECT pg_temp.model_is('f_in_skip', NULL, 'the events around it are applied onc
 SELECT pg_temp.model_is('in_ev', NULL, 'the other inline projections have it');
 
 ------------------------------------------------------------------------
--- Handlers run with search_path pg_catalog, pg_temp
+-- Handlers run with their creator's search_path, pg_temp last
 ------------------------------------------------------------------------
 SELECT lives_ok($$SELECT eventstore.create_projection('probe', 'es_tap_proj.probe', mode => 'inline')$$, 'a probe');
 SELECT is(eventstore.run_projection('probe'), pg_temp.events(), 'run');
 SELECT lives_ok($$SELECT eventstore.append_event('cart-0', 'P', '{}')$$, 'applied inline');
 SELECT results_eq($$SELECT DISTINCT who = current_user::text, search_path FROM es_tap_proj.probe$$,
-                  $$VALUES (true, 'pg_catalog, pg_temp')$$,
-                  'handlers run with search_path pg_catalog, pg_temp, replayed or inline');
+                  $$VALUES (true, '"$user", public, pg_temp')$$,
+                  'handlers run with their creator''s search_path, pg_temp last, replayed or inline');
 SELECT lives_ok($$SELECT eventstore.drop_projection('probe')$$, 'drop the probe');
 SELECT lives_ok($$SELECT eventstore.create_projection('unq', 'es_tap_proj.unqualified')$$, 'a handler without schemas');
 SELECT is(eventstore.run_projection('unq'), 0::bigint, 'run');
 SELECT results_eq($$SELECT status, last_error FROM eventstore.projection_status WHERE name = 'unq'$$,
                   $$VALUES ('failed', 'relation "seen" does not exist')$$,
                   'a handler that does not name its tables'' schema fails');
-SELECT lives_ok($$SELECT eventstore.create_projection('with_path', 'es_tap_proj.with_path')$$, 'a handler with its own search_path');
+SELECT throws_ok($$SELECT eventstore.create_projection('with_bad_path', 'es_tap_proj.with_bad_path')$$,
+                 '42P13', 'handler es_tap_proj.with_bad_path(eventstore.events) sets search_path to "es_tap_proj", which does not end with pg_temp',
+                 'a handler whose own search_path does not end with pg_temp is refused');
+SELECT lives_ok($$SELECT eventstore.create_projection('with_path', 'es_tap_proj.with_path')$$, 'a handler with its own search_path, pg_temp last');
 SELECT is(eventstore.run_projection('with_path'), pg_temp.events(), 'run');
 SELECT pg_temp.model_is('with_path', NULL, 'a handler with its own search_path works');
 
