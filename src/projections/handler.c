@@ -17,6 +17,8 @@
 #include "core/role.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/inval.h"
 #include "projections/projections.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -25,9 +27,9 @@
  * What keeps the projection's code from running now, as the error to fail
  * it with: its handler function or its owner role missing (dropped, or not
  * restored with the registry, which names them), a function of the
- * handler's name owned by another role than at creation, or a handler given
- * a search_path of its own that does not end with pg_temp since; NULL when
- * none.
+ * handler's name owned by another role than at creation, an owner no longer
+ * allowed to execute the handler, or a handler given a search_path of its
+ * own that does not end with pg_temp since; NULL when none.
  */
 ErrorData *
 MissingOwnerCode(Projection *p)
@@ -71,6 +73,14 @@ MissingOwnerCode(Projection *p)
 								  p->handler_name, p->name, p->version,
 								  proc_owner, p->handler_owner);
 	}
+	/* a revoked EXECUTE counts from the next application on */
+	else if (pg_proc_aclcheck(p->handler, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
+	{
+		error->sqlerrcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
+		error->message = psprintf("the owner role \"%s\" of projection \"%s\" version %d may not execute its handler %s",
+								  p->owner_name, p->name, p->version,
+								  p->handler_name);
+	}
 	else if ((unsafe_path = UnsafeHandlerSearchPath(p->handler)) != NULL)
 	{
 		error->sqlerrcode = ERRCODE_INVALID_FUNCTION_DEFINITION;
@@ -100,10 +110,33 @@ EnterProjectionOwner(Projection *p)
 	return saved;
 }
 
+/*
+ * Bumped whenever a function changes (ALTER FUNCTION, CREATE OR REPLACE,
+ * DROP, a grant): prepared calls are set up again, so a changed handler's
+ * SECURITY DEFINER and SET clauses take effect at its next call in every
+ * session, not only in those that had not called it yet.
+ */
+static uint64 functions_changed = 1;
+
+static void
+NoteFunctionsChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	functions_changed++;
+}
+
 /* The projection's prepared handler call, set up on first use. */
 static FmgrInfo *
 HandlerCall(Projection *p)
 {
+	static bool callback_registered = false;
+
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, NoteFunctionsChanged, (Datum) 0);
+		callback_registered = true;
+	}
+	if (p->call != NULL && p->call_prepared_at != functions_changed)
+		p->call = NULL;
 	if (p->call == NULL)
 	{
 		MemoryContext context = GetMemoryChunkContext(p);
@@ -118,6 +151,7 @@ HandlerCall(Projection *p)
 					 errhint("Create the missing function or role, or drop the projection and create it again.")));
 		fmgr_info_cxt(p->handler, call, context);
 		p->call = call;			/* only once it is complete */
+		p->call_prepared_at = functions_changed;
 	}
 	return p->call;
 }

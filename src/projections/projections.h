@@ -41,6 +41,7 @@ typedef struct Projection
 	ArrayType  *settings;		/* the creator's, name=value; NULL: not
 								 * recorded (a 0.2.0 registry) */
 	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
+	uint64		call_prepared_at;	/* see HandlerCall */
 } Projection;
 
 /* A projection due for a worker's attention, as listed at a turn's start. */
