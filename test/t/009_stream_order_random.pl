@@ -34,13 +34,10 @@
 # during the load) are noted, not bounded.
 use strict;
 use warnings;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use EventstoreTest;
-
-my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
 # How long the writers and the followers run, in seconds.
 my $load_seconds = 15;
@@ -154,23 +151,9 @@ SELECT es_o.consume(:client_id, 50);
 \sleep 5 ms
 EOF
 
-# pgbench with a script on the node, for the load's length.
-sub start_pgbench
-{
-	my ($script, $clients, $out, $err) = @_;
-	return IPC::Run::start(
-		[
-			'pgbench', '-n', '-h', $node->host, '-p', $node->port,
-			'-c', $clients, '-j', '2', '-T', $load_seconds,
-			'-f', $script, 'postgres'
-		],
-		'>', $out, '2>', $err,
-		IPC::Run::timeout($timeout + $load_seconds));
-}
-
 my ($w_out, $w_err, $f_out, $f_err) = ('', '', '', '');
-my $writers = start_pgbench($writers_script, 4, \$w_out, \$w_err);
-my $followers = start_pgbench($followers_script, 4, \$f_out, \$f_err);
+my $writers = start_pgbench($writers_script, 4, $load_seconds, \$w_out, \$w_err);
+my $followers = start_pgbench($followers_script, 4, $load_seconds, \$f_out, \$f_err);
 ok($writers->finish, 'load: the writers ran without an error')
   or diag "pgbench (writers): $w_out\n$w_err";
 ok($followers->finish, 'load: the followers ran without an error')
