@@ -8,13 +8,14 @@ package EventstoreTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node init_node use_node sql sql_in session workers
-  read_model_check crash_and_wait note_time_taken);
+  start_pgbench read_model_check crash_and_wait note_time_taken);
 
 my $started = time;
 my $node;
@@ -75,6 +76,24 @@ sub session
 	my ($db) = @_;
 	return $node->background_psql($db // 'postgres',
 		timeout => $PostgreSQL::Test::Utils::timeout_default);
+}
+
+# pgbench started in the background on the database postgres: a custom
+# script file (no vacuum, no pgbench tables), $clients clients on two
+# threads, for $seconds seconds; its stdout and stderr go to the scalars
+# $out and $err refer to.  Returns the IPC::Run harness: finish it (true
+# when pgbench succeeded).
+sub start_pgbench
+{
+	my ($script, $clients, $seconds, $out, $err) = @_;
+	return IPC::Run::start(
+		[
+			'pgbench', '-n', '-h', $node->host, '-p', $node->port,
+			'-c', $clients, '-j', '2', '-T', $seconds,
+			'-f', $script, 'postgres'
+		],
+		'>', $out, '2>', $err,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default + $seconds));
 }
 
 # The pids of the workers connected to a database (to any database when
