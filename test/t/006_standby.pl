@@ -219,7 +219,7 @@ note "pgbench: " . ($transactions // '?') . " transactions in $load_seconds s";
 # Every event below the primary's read horizon, then the standby replayed
 # that far: the follower drains to the end.
 ok( $primary->poll_query_until('postgres', q(
-		SELECT pg_snapshot_xmin(pg_current_snapshot())
+		SELECT eventstore.log_horizon()
 		       > (SELECT max(transaction_id) FROM eventstore.events))),
 	"load: the primary's read horizon passes every event");
 $primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
