@@ -1,0 +1,103 @@
+-- pgTAP: a projection's code cannot be turned against its owner.  A
+-- changed handler takes effect at its next call in a session that has
+-- called it already; an owner whose EXECUTE on the handler is revoked gets
+-- the projection failed with 42501 (inline: the events are skipped and the
+-- runner fails it); another role cannot add a version to someone else's
+-- projection.
+\ir setup.psql
+DROP SCHEMA IF EXISTS es_tap_sec CASCADE;
+CALL pg_temp.drop_roles(ARRAY['es_tap_sowner', 'es_tap_sother', 'es_tap_slender']);
+CREATE ROLE es_tap_sowner NOLOGIN;
+CREATE ROLE es_tap_sother NOLOGIN;
+CREATE ROLE es_tap_slender NOLOGIN;
+GRANT EXECUTE ON FUNCTION
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text),
+	eventstore.drop_projection(text, integer),
+	eventstore.run_projection(text, integer, bigint),
+	eventstore.start_projection(text, integer),
+	eventstore.append_event(text, text, jsonb, jsonb, bigint, uuid)
+TO es_tap_sowner, es_tap_sother;
+CREATE SCHEMA es_tap_sec;
+GRANT USAGE ON SCHEMA es_tap_sec TO PUBLIC;
+CREATE TABLE es_tap_sec.seen (tag text, global_position bigint, work_mem text, who text);
+GRANT INSERT ON es_tap_sec.seen TO PUBLIC;
+RESET client_min_messages;
+
+SELECT plan(11);
+
+-- A handler changed after a session applied it.
+CREATE FUNCTION es_tap_sec.note(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO es_tap_sec.seen VALUES ('note', e.global_position,
+		pg_catalog.current_setting('work_mem'), current_user)
+$$;
+SET work_mem = '4MB';
+SELECT eventstore.create_projection('note', 'es_tap_sec.note', ARRAY['Note'], 'inline');
+SELECT eventstore.append_event('n', 'Note', '{}') IS NOT NULL AS appended \g /dev/null
+ALTER FUNCTION es_tap_sec.note(eventstore.events) SET work_mem = '77kB';
+SELECT eventstore.append_event('n', 'Note', '{}') IS NOT NULL AS appended \g /dev/null
+SELECT results_eq($$SELECT work_mem FROM es_tap_sec.seen WHERE tag = 'note' ORDER BY global_position$$,
+	$$VALUES ('4MB'), ('77kB')$$,
+	'ALTER FUNCTION takes effect at the next call in the session that applied the handler already');
+CREATE OR REPLACE FUNCTION es_tap_sec.note(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO es_tap_sec.seen VALUES ('replaced', e.global_position, NULL, current_user)
+$$;
+SELECT eventstore.append_event('n', 'Note', '{}') IS NOT NULL AS appended \g /dev/null
+SELECT is((SELECT count(*) FROM es_tap_sec.seen WHERE tag = 'replaced'), 1::bigint,
+	'and so does CREATE OR REPLACE');
+RESET work_mem;
+SELECT eventstore.drop_projection('note');
+
+-- A handler lent by another role, whose EXECUTE is revoked later.
+CREATE FUNCTION es_tap_sec.lent(e eventstore.events) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO es_tap_sec.seen VALUES ('lent', e.global_position, NULL, current_user)
+$$;
+ALTER FUNCTION es_tap_sec.lent(eventstore.events) OWNER TO es_tap_slender;
+GRANT INSERT ON es_tap_sec.seen TO es_tap_slender;
+REVOKE EXECUTE ON FUNCTION es_tap_sec.lent(eventstore.events) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION es_tap_sec.lent(eventstore.events) TO es_tap_sowner;
+SET ROLE es_tap_sowner;
+SELECT lives_ok($$SELECT eventstore.create_projection('lent-inline', 'es_tap_sec.lent', ARRAY['Lent'], 'inline')$$,
+	'an inline projection on a lent handler');
+SELECT lives_ok($$SELECT eventstore.create_projection('lent-async', 'es_tap_sec.lent', ARRAY['Lent'])$$,
+	'an async one');
+RESET ROLE;
+-- over a log that is not empty they start by backfilling it
+SELECT eventstore.run_projection('lent-async') + eventstore.run_projection('lent-inline') AS backfilled \g /dev/null
+SELECT eventstore.append_event('l', 'Lent', '{}') IS NOT NULL AS appended \g /dev/null
+SELECT is(eventstore.run_projection('lent-async'), 1::bigint, 'both apply while the grant stands');
+REVOKE EXECUTE ON FUNCTION es_tap_sec.lent(eventstore.events) FROM es_tap_sowner;
+SELECT eventstore.append_event('l', 'Lent', '{}') IS NOT NULL AS appended \g /dev/null
+SELECT is((SELECT count(*) FROM es_tap_sec.seen WHERE tag = 'lent'), 2::bigint,
+	'after the REVOKE the inline projection does not call it');
+SELECT is((SELECT count(*) FROM eventstore.projection_skips s JOIN eventstore.projections p USING (projection_id)
+		   WHERE p.name = 'lent-inline'), 1::bigint, '... but records the event as a skip');
+SET client_min_messages = error;
+SELECT eventstore.run_projection('lent-async') + eventstore.run_projection('lent-inline') AS applied \g /dev/null
+RESET client_min_messages;
+SELECT results_eq($$SELECT name, status, last_error, error_position FROM eventstore.projection_status
+		   WHERE name LIKE 'lent-%' ORDER BY name$$,
+	$$VALUES ('lent-async', 'failed', 'the owner role "es_tap_sowner" of projection "lent-async" version 1 may not execute its handler es_tap_sec.lent(eventstore.events)', NULL::bigint),
+	         ('lent-inline', 'failed', 'the owner role "es_tap_sowner" of projection "lent-inline" version 1 may not execute its handler es_tap_sec.lent(eventstore.events)', NULL::bigint)$$,
+	'both fail, saying why, with no event to blame');
+SELECT is((SELECT error_sqlstate FROM eventstore.projections WHERE name = 'lent-async'), '42501',
+	'with 42501');
+SELECT is((SELECT count(*) FROM es_tap_sec.seen WHERE tag = 'lent'), 2::bigint,
+	'the handler was not called again');
+
+-- Versions belong to the name's owner.
+CREATE FUNCTION es_tap_sec.other(e eventstore.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SET ROLE es_tap_sother;
+SELECT throws_ok($$SELECT eventstore.create_projection('lent-async', 'es_tap_sec.other', version => 99)$$,
+	'42501', 'projection "lent-async" belongs to role es_tap_sowner',
+	'another role cannot add a version to someone else''s projection');
+RESET ROLE;
+
+SELECT * FROM finish();
+SET client_min_messages = warning;
+SELECT eventstore.drop_projection('lent-async');
+SELECT eventstore.drop_projection('lent-inline');
+DROP SCHEMA es_tap_sec CASCADE;
+CALL pg_temp.drop_roles(ARRAY['es_tap_sowner', 'es_tap_sother', 'es_tap_slender']);
+DROP EXTENSION pg_eventstore CASCADE;
+DROP EXTENSION pgtap CASCADE;
