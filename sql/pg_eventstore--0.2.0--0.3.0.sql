@@ -211,14 +211,15 @@ SELECT p.name,
 		   AS skips_pending,
 	   (SELECT count(*) FROM eventstore.projection_dead_letters d
 		WHERE d.projection_id = p.projection_id) AS dead_letters,
-	   p.last_error,
-	   p.error_position,
+	   -- errors, handler and event details: for members of its owner only
+	   CASE WHEN who.is_member THEN p.last_error END AS last_error,
+	   CASE WHEN who.is_member THEN p.error_position END AS error_position,
 	   p.events_applied,
 	   -- looked up by name; NULL when missing (the projection then fails)
 	   to_regrole(p.owner) AS owner,
-	   to_regprocedure(p.handler)::regproc AS handler,
-	   p.event_types,
-	   p.on_error,
+	   CASE WHEN who.is_member THEN to_regprocedure(p.handler)::regproc END AS handler,
+	   CASE WHEN who.is_member THEN p.event_types END AS event_types,
+	   CASE WHEN who.is_member THEN p.on_error END AS on_error,
 	   w.worker_pid,
 	   COALESCE(w.events_per_second, 0) AS events_per_second,
 	   holder.pid AS log_held_by_pid,
@@ -227,6 +228,8 @@ SELECT p.name,
 	   p.caught_up_at,
 	   p.updated_at
 FROM eventstore.projections p
+	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'), false)
+						AS is_member) who
 	CROSS JOIN LATERAL (SELECT max(e.global_position) AS global_position
 						FROM eventstore.events e) head
 	LEFT JOIN LATERAL (SELECT count(*) AS events, min(e.created_at) AS oldest

@@ -2,8 +2,9 @@
 -- changed handler takes effect at its next call in a session that has
 -- called it already; an owner whose EXECUTE on the handler is revoked gets
 -- the projection failed with 42501 (inline: the events are skipped and the
--- runner fails it); another role cannot add a version to someone else's
--- projection.
+-- runner fails it); projection_status shows a projection's errors and
+-- details only to members of its owner; another role cannot add a version
+-- to someone else's projection.
 \ir setup.psql
 DROP SCHEMA IF EXISTS es_tap_sec CASCADE;
 CALL pg_temp.drop_roles(ARRAY['es_tap_sowner', 'es_tap_sother', 'es_tap_slender']);
@@ -23,7 +24,7 @@ CREATE TABLE es_tap_sec.seen (tag text, global_position bigint, work_mem text, w
 GRANT INSERT ON es_tap_sec.seen TO PUBLIC;
 RESET client_min_messages;
 
-SELECT plan(11);
+SELECT plan(13);
 
 -- A handler changed after a session applied it.
 CREATE FUNCTION es_tap_sec.note(e eventstore.events) RETURNS void LANGUAGE sql AS $$
@@ -84,6 +85,23 @@ SELECT is((SELECT error_sqlstate FROM eventstore.projections WHERE name = 'lent-
 	'with 42501');
 SELECT is((SELECT count(*) FROM es_tap_sec.seen WHERE tag = 'lent'), 2::bigint,
 	'the handler was not called again');
+
+-- projection_status shows errors, handler and event details to members of
+-- the owner role only.
+GRANT SELECT ON eventstore.projection_status TO es_tap_sowner, es_tap_sother;
+SET ROLE es_tap_sother;
+SELECT results_eq($$SELECT name, status, last_error, handler::text, event_types, on_error
+		   FROM eventstore.projection_status WHERE name = 'lent-async'$$,
+	$$VALUES ('lent-async', 'failed', NULL::text, NULL::text, NULL::text[], NULL::text)$$,
+	'another role sees the name and status, not the error, handler or event types');
+RESET ROLE;
+SET ROLE es_tap_sowner;
+SELECT results_eq($$SELECT name, status, handler::text, event_types, on_error, last_error IS NOT NULL
+		   FROM eventstore.projection_status WHERE name = 'lent-async'$$,
+	$$VALUES ('lent-async', 'failed', 'es_tap_sec.lent', ARRAY['Lent'], 'stop', true)$$,
+	'its owner sees them all');
+RESET ROLE;
+REVOKE SELECT ON eventstore.projection_status FROM es_tap_sowner, es_tap_sother;
 
 -- Versions belong to the name's owner.
 CREATE FUNCTION es_tap_sec.other(e eventstore.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
