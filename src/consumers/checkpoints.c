@@ -42,11 +42,13 @@ typedef struct CheckpointKey
 {
 	text	   *processor;
 	text	   *partition;
+	bool		create;			/* false: leave a missing row missing */
 } CheckpointKey;
 
 /*
  * Insert a processor's checkpoint row, with no checkpoint, if there is none
- * yet; then have it looked up and locked like an existing one.
+ * yet; then have it looked up and locked like an existing one.  Unless the
+ * caller would only read it: then nothing is written.
  */
 static bool
 CreateCheckpointRow(void *arg)
@@ -56,6 +58,9 @@ CreateCheckpointRow(void *arg)
 	Datum		values[3] = {PointerGetDatum(key->processor),
 		PointerGetDatum(key->partition),
 	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+
+	if (!key->create)
+		return true;
 
 	RunKeptStatement(&create_checkpoint_plan,
 					 "INSERT INTO eventstore.checkpoints"
@@ -68,27 +73,28 @@ CreateCheckpointRow(void *arg)
 
 /*
  * Open the checkpoints table and lock the processor's row, creating it
- * (with no checkpoint) when missing.  Returns the writer; the row is its
- * locked row.
+ * (with no checkpoint) when missing, unless !create.  Returns the writer;
+ * the row is its locked row, when *locked.
  */
 static TableWriter *
-LockCheckpointRow(const char *operation, text *processor, text *partition)
+LockCheckpointRow(const char *operation, text *processor, text *partition,
+				  bool create, bool *locked)
 {
 	static const char *const names[] = {"checkpoints"};
 	static const int natts[] = {CHECKPOINTS_NATTS};
 	TableWriter *w = TableWriterOpen(operation, 1, names, natts);
-	CheckpointKey key = {processor, partition};
+	CheckpointKey key = {processor, partition, create};
 	ScanKeyData keys[2];
 
 	TableWriterKey(w, 0, &keys[0], CHECKPOINTS_PROCESSOR_ID, F_TEXTEQ,
 				   PointerGetDatum(processor));
 	TableWriterKey(w, 0, &keys[1], CHECKPOINTS_PARTITION, F_TEXTEQ,
 				   PointerGetDatum(partition));
-	(void) TableWriterLockOrCreate(w, 0, 2, keys,
-								   psprintf("the checkpoint of processor \"%s\", partition \"%s\"",
-											text_to_cstring(processor),
-											text_to_cstring(partition)),
-								   true, CreateCheckpointRow, &key);
+	*locked = TableWriterLockOrCreate(w, 0, 2, keys,
+									  psprintf("the checkpoint of processor \"%s\", partition \"%s\"",
+											   text_to_cstring(processor),
+											   text_to_cstring(partition)),
+									  true, CreateCheckpointRow, &key) == ROW_LOCKED;
 	return w;
 }
 
@@ -155,6 +161,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	LogPlace	target;
 	Snapshot	snapshot;
 	const char *outcome;
+	bool		locked;
 
 	RequireArgNotNull(fcinfo, 1, "position",
 					  "Pass the global_position of the last event processed; reset_checkpoint clears a checkpoint.");
@@ -166,8 +173,15 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	target = RequireLogPlace(position, snapshot, "position", CHECKPOINT_HINT);
 
-	w = LockCheckpointRow("store_checkpoint", processor, partition);
-	StoredPlace(TableWriterLockedRow(w, 0), &stored);
+	/*
+	 * Only an expectation of no checkpoint can store into a missing row: for
+	 * any other the answer is known without writing one.
+	 */
+	w = LockCheckpointRow("store_checkpoint", processor, partition,
+						  expected == 0, &locked);
+	stored = LogStart;
+	if (locked)
+		StoredPlace(TableWriterLockedRow(w, 0), &stored);
 
 	/* positions are unique, so equality needs no look-up */
 	if (stored.position == expected)
@@ -223,6 +237,7 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 	bool		none = PG_ARGISNULL(1);
 	LogPlace	place = LogStart;
 	TableWriter *w;
+	bool		locked;
 
 	if (!none)
 	{
@@ -232,7 +247,7 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 								CHECKPOINT_HINT);
 		UnregisterSnapshot(snapshot);
 	}
-	w = LockCheckpointRow("reset_checkpoint", processor, partition);
+	w = LockCheckpointRow("reset_checkpoint", processor, partition, true, &locked);
 	WriteCheckpoint(w, place, none);
 	TableWriterClose(w);
 	PG_RETURN_VOID();

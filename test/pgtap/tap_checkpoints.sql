@@ -42,7 +42,7 @@ RETURNS SETOF bigint LANGUAGE sql AS $$
 	ORDER BY transaction_id, global_position
 $$;
 
-SELECT plan(194);
+SELECT plan(195);
 
 ------------------------------------------------------------------------
 -- A log: stream a at 1-3, stream b at 4-5.
@@ -85,6 +85,8 @@ SELECT is(eventstore.read_checkpoint('p'), 4::bigint, 'the checkpoint is still 4
 SELECT is(eventstore.store_checkpoint('zero', 3, 0), 'stored', 'expected 0 stores a first checkpoint, like NULL');
 SELECT is(eventstore.store_checkpoint('none-yet', 3, 2), 'older', 'older: nothing stored yet and a position expected');
 SELECT is(eventstore.read_checkpoint('none-yet'), NULL::bigint, '... and still nothing is stored');
+SELECT is((SELECT count(*) FROM eventstore.checkpoints WHERE processor_id = 'none-yet'), 0::bigint,
+          '... nor is a row written: a store that stores nothing writes nothing');
 
 ------------------------------------------------------------------------
 -- Log order, not raw position.  Session "early" takes its transaction id,
