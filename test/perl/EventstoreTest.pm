@@ -14,8 +14,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-our @EXPORT = qw(start_node init_node use_node sql sql_in session workers
-  start_pgbench read_model_check crash_and_wait note_time_taken);
+our @EXPORT = qw(start_node init_node use_node sql sql_in sql_error poll_sql
+  session workers start_pgbench read_model_check crash_and_wait
+  note_time_taken);
 
 my $started = time;
 my $node;
@@ -67,6 +68,34 @@ sub sql_in
 	my ($db, $sql) = @_;
 	return $node->safe_psql($db, $sql,
 		timeout => $PostgreSQL::Test::Utils::timeout_default);
+}
+
+# The error that statements raise on a database (postgres unless told
+# otherwise), as a hash of its sqlstate, message, detail and hint (the last
+# two undef when it has none); undef when they raise none.  Fails the test
+# on a hang.
+sub sql_error
+{
+	my ($sql, $db) = @_;
+	my ($stdout, $stderr) = ('', '');
+	$node->psql($db // 'postgres', "\\set VERBOSITY verbose\n$sql",
+		stdout => \$stdout, stderr => \$stderr,
+		timeout => $PostgreSQL::Test::Utils::timeout_default);
+	my ($sqlstate, $message) = $stderr =~ /ERROR:  (\w{5}): (.*)$/m
+	  or return undef;
+	my ($detail) = $stderr =~ /^DETAIL:  (.*)$/m;
+	my ($hint) = $stderr =~ /^HINT:  (.*)$/m;
+	return { sqlstate => $sqlstate, message => $message,
+		detail => $detail, hint => $hint };
+}
+
+# Run statements again and again until they return `expected` ('t' unless
+# told otherwise), on the database postgres; false if they never do within
+# PostgreSQL::Test::Utils's timeout_default.
+sub poll_sql
+{
+	my ($sql, $expected) = @_;
+	return $node->poll_query_until('postgres', $sql, $expected // 't');
 }
 
 # A session that stays open (a PostgreSQL::Test::BackgroundPsql), on the
