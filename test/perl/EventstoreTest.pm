@@ -15,8 +15,8 @@ use Test::More;
 use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node init_node use_node sql sql_in sql_error poll_sql
-  session workers start_pgbench read_model_check crash_and_wait
-  note_time_taken);
+  session workers start_pgbench read_all_after read_model_check
+  crash_and_wait note_time_taken);
 
 my $started = time;
 my $node;
@@ -135,6 +135,24 @@ sub workers
 		SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '')
 		FROM pg_stat_activity
 		WHERE backend_type = 'pg_eventstore worker' $of_db));
+}
+
+# The positions read_all returns on a database after a cursor (0: from the
+# start), page after page of 100 until one comes back empty, in the order
+# returned: what a consumer that follows the log from that cursor gets.
+sub read_all_after
+{
+	my ($db, $cursor) = @_;
+	my @got;
+	while (1)
+	{
+		my @page = split /\n/, sql_in($db,
+			"SELECT global_position FROM eventstore.read_all($cursor, 100)");
+		last unless @page;
+		push @got, @page;
+		$cursor = $page[-1];
+	}
+	return @got;
 }
 
 # A query for a read model that logs every event it applies as a row
