@@ -2,19 +2,20 @@
  * log/incarnation.c
  *		The log's own clock: the offset that turns this cluster's
  *		transaction ids into log keys, and the incarnations of the log, one
- *		per cluster and timeline that wrote or received it.
+ *		per cluster, database and timeline that wrote or received it.
  *
  * An event's transaction_id is a log key, not a raw transaction id: the
- * appending transaction's id plus the offset of the cluster it runs on
- * (raised to its stream's previous key, see append.c).  The offset is kept
- * in eventstore.log_incarnations, which pg_dump keeps with the log, keyed by
- * the cluster's system identifier.  A cluster that finds no row of its own
- * takes one at its first write, with an offset that puts every key it will
- * ever write after every key in the log; a restore thus costs one row, and
- * nothing per restored event.
+ * appending transaction's id plus the offset of the database and cluster it
+ * runs in (raised to its stream's previous key, see log_order.c).  The
+ * offset is kept in eventstore.log_incarnations, which pg_dump keeps with
+ * the log, keyed by the cluster's system identifier and the database's oid
+ * (which pg_upgrade keeps and a restore changes).  A database that finds no
+ * row of its own takes one at its first write, with an offset that puts
+ * every key it will ever write after every key in the log; a restore thus
+ * costs one row, and nothing per restored event.
  *
- * Each incarnation, a (system identifier, timeline) that wrote the log,
- * also starts its positions at a fresh block of POSITION_BLOCK_BITS bits,
+ * Each incarnation, a (system identifier, database, timeline) that wrote
+ * the log, also starts its positions at a fresh block of POSITION_BLOCK_BITS bits,
  * so that a position written on a timeline that was lost (a failover that
  * lost WAL) or after the copy a restore was made from is never issued
  * again: a cursor taken from it stays an error rather than naming another
@@ -30,6 +31,7 @@
 #include "core/catalog.h"
 #include "core/errors.h"
 #include "core/kept_plans.h"
+#include "miscadmin.h"
 #include "fmgr.h"
 #include "log/log.h"
 #include "storage/lmgr.h"
@@ -56,11 +58,17 @@ typedef struct KnownIncarnation
 
 static KnownIncarnation known;
 
+/* This incarnation's row: (system identifier, timeline) */
+#define OWN_ROW_SQL \
+	"SELECT xid_offset, xmin FROM eventstore.log_incarnations" \
+	" WHERE system_identifier = $1 AND database_oid = $2 AND timeline_id = $3"
+
 static SPIPlanPtr cluster_row_plan;
 static SPIPlanPtr own_row_plan;
 static SPIPlanPtr any_row_plan;
 static SPIPlanPtr last_position_plan;
 static SPIPlanPtr insert_plan;
+static SPIPlanPtr next_position_plan;
 static SPIPlanPtr lost_plan;
 
 /* The system identifier as the table stores it (bigint). */
@@ -114,13 +122,15 @@ FindOffset(SPIPlanPtr plan, Datum *values, Snapshot snapshot, TimeLineID tli,
 static bool
 FindClusterOffset(Snapshot snapshot, int64 *offset)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {SystemIdentifierDatum()};
+	Oid			argtypes[2] = {INT8OID, OIDOID};
+	Datum		values[2] = {SystemIdentifierDatum(), ObjectIdGetDatum(MyDatabaseId)};
 
+	/* the largest: a later incarnation may have had to raise it */
 	return FindOffset(KeptPlan(&cluster_row_plan,
 							   "SELECT xid_offset, xmin FROM eventstore.log_incarnations"
-							   " WHERE system_identifier = $1 LIMIT 1",
-							   1, argtypes),
+							   " WHERE system_identifier = $1 AND database_oid = $2"
+							   " ORDER BY xid_offset DESC LIMIT 1",
+							   2, argtypes),
 					  values, snapshot, 0, offset);
 }
 
@@ -207,11 +217,74 @@ LogOffsetSeenBy(Snapshot snapshot, int64 *offset)
 }
 
 /*
+ * Why a new incarnation of the log starts in this database on this node's
+ * timeline tli, as log_incarnations.reason says it, seen through
+ * `snapshot`; sets *offset to this database's when it has one already on
+ * this cluster (a new timeline counts its transaction ids on) and
+ * *cluster_known then.
+ */
+static const char *
+NewIncarnationReason(Snapshot snapshot, TimeLineID tli, int64 *offset,
+					 bool *cluster_known)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {SystemIdentifierDatum()};
+
+	*cluster_known = FindClusterOffset(snapshot, offset);
+	if (*cluster_known)
+		return "new timeline";
+	/* a restore into another database of a cluster that wrote the log */
+	QueryKeptPlanThrough(KeptPlan(&any_row_plan,
+								  "SELECT bool_or(system_identifier = $1)"
+								  " FROM eventstore.log_incarnations",
+								  1, argtypes),
+						 values, NULL, snapshot, 1);
+	if (GetFirstResult(&values[0]))
+		return DatumGetBool(values[0]) ? "new database" : "new cluster";
+	/* no row at all, but a timeline after the first: they were lost */
+	return tli > 1 ? "new timeline" : "first write";
+}
+
+/*
+ * The first position of a new incarnation on timeline tli: past every
+ * position that a lost timeline or the source of a restore may have
+ * issued.  Those lie beyond the log's last position, so a new incarnation
+ * starts at the next block; and at least at its timeline's own block, as a
+ * timeline that was lost with its first writes (and their row) leaves no
+ * trace but the timeline number.  Only a log's very first write goes on
+ * where the log is.  A start that rolled back and is taken again moves no
+ * further.
+ */
+static int64
+IncarnationStart(Snapshot snapshot, TimeLineID tli, bool first_write)
+{
+	Datum		last_datum;
+	int64		last;
+	int64		start;
+
+	if (tli >= ((TimeLineID) 1 << (62 - POSITION_BLOCK_BITS)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("timeline %u is past the last one the event log has positions for", tli)));
+	QueryKeptPlanThrough(KeptPlan(&last_position_plan,
+								  "SELECT coalesce(max(global_position), 0)"
+								  " FROM eventstore.events",
+								  0, NULL),
+						 NULL, NULL, snapshot, 1);
+	if (!GetFirstResult(&last_datum))
+		elog(ERROR, "the log has no last position");
+	last = DatumGetInt64(last_datum);
+	start = first_write ? last + 1
+		: ((last >> POSITION_BLOCK_BITS) + 1) << POSITION_BLOCK_BITS;
+	return Max(start, (int64) (tli - 1) << POSITION_BLOCK_BITS);
+}
+
+/*
  * Take this incarnation's row, and return its offset: the cluster's if it
- * has one already (a new timeline of the same cluster counts its ids on),
- * else the least that puts the keys of every transaction that can still
- * write after every key in the log.  Positions move on to the next block.
- * The caller holds the lock that makes it the only one doing this.
+ * has one already, else the least that puts the keys of every transaction
+ * that can still write after every key in the log.  Positions move on to
+ * IncarnationStart.  The caller holds the lock that makes it the only one
+ * doing this.
  */
 static int64
 StartIncarnation(TimeLineID tli, bool subscriber)
@@ -220,71 +293,61 @@ StartIncarnation(TimeLineID tli, bool subscriber)
 	const char *reason;
 	int64		offset;
 	int64		first;
+	bool		cluster_known;
 	Oid			seq = EventstoreRelid("global_position_seq");
-	Oid			argtypes[5] = {INT8OID, INT4OID, INT8OID, INT8OID, TEXTOID};
-	Datum		values[5];
+	Oid			argtypes[6] = {INT8OID, OIDOID, INT4OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[6];
 
-	if (FindClusterOffset(latest, &offset))
-		reason = "new timeline";
-	else
+	uint64		least;
+	uint64		last;
+	int64		needed;
+
+	/*
+	 * The least key a transaction running or still to come can take is its
+	 * id, at least the xmin of a snapshot taken now: the log's last key must
+	 * stay below that.  A new timeline keeps its database's offset unless
+	 * that is not enough (never, short of a log copied in by hand).
+	 */
+	reason = NewIncarnationReason(latest, tli, &offset, &cluster_known);
+	least = U64FromFullTransactionId(XidHorizonOf(latest));
+	last = U64FromFullTransactionId(LastCommittedXid());
+	needed = last + 1 > least ? (int64) (last + 1 - least) : 0;
+	if (!cluster_known || offset < needed)
+		offset = needed;
+	first = IncarnationStart(latest, tli, strcmp(reason, "first write") == 0);
+	/* the sequence's next value, looked at without taking it */
+	QueryKeptPlanThrough(KeptPlan(&next_position_plan,
+								  "SELECT CASE WHEN is_called THEN last_value + 1"
+								  " ELSE last_value END"
+								  " FROM eventstore.global_position_seq",
+								  0, NULL),
+						 NULL, NULL, latest, 1);
 	{
-		/*
-		 * The least key a transaction running or still to come can take is
-		 * its id, at least the xmin of a snapshot taken now: the log's last
-		 * key must stay below that.
-		 */
-		uint64		least = U64FromFullTransactionId(XidHorizonOf(latest));
-		uint64		last = U64FromFullTransactionId(LastCommittedXid());
+		Datum		next;
 
-		offset = last + 1 > least ? (int64) (last + 1 - least) : 0;
-		QueryKeptPlanThrough(KeptPlan(&any_row_plan,
-									  "SELECT FROM eventstore.log_incarnations LIMIT 1",
-									  0, NULL),
-							 NULL, NULL, latest, 1);
-		reason = SPI_processed > 0 ? "new cluster" : "first write";
+		if (!GetFirstResult(&next))
+			elog(ERROR, "the position sequence has no value");
+		if (DatumGetInt64(next) < first)
+			DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq),
+								Int64GetDatum(first), BoolGetDatum(false));
+		else
+			first = DatumGetInt64(next);
 	}
 	if (subscriber)
 		reason = "subscriber";
 
-	/*
-	 * The next block after the last position in the log, not just the next
-	 * position: positions issued on a lost timeline, or after the copy this
-	 * log was restored from, lie beyond it.  A start that rolled back and
-	 * is taken again moves no further.
-	 */
-	QueryKeptPlanThrough(KeptPlan(&last_position_plan,
-								  "SELECT coalesce(max(global_position), 0)"
-								  " FROM eventstore.events",
-								  0, NULL),
-						 NULL, NULL, latest, 1);
-	{
-		Datum		last;
-
-		if (!GetFirstResult(&last))
-			elog(ERROR, "the log has no last position");
-		first = DatumGetInt64(last) + 1;
-	}
-	/* a log's first incarnation goes on where the sequence is */
-	if (strcmp(reason, "first write") != 0)
-	{
-		first = ((first - 1) >> POSITION_BLOCK_BITS) + 1;
-		first <<= POSITION_BLOCK_BITS;
-		if (nextval_internal(seq, false) < first)
-			DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq),
-								Int64GetDatum(first), BoolGetDatum(false));
-	}
-
 	values[0] = SystemIdentifierDatum();
-	values[1] = Int32GetDatum((int32) tli);
-	values[2] = Int64GetDatum(offset);
-	values[3] = Int64GetDatum(first);
-	values[4] = CStringGetTextDatum(reason);
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	values[2] = Int32GetDatum((int32) tli);
+	values[3] = Int64GetDatum(offset);
+	values[4] = Int64GetDatum(first);
+	values[5] = CStringGetTextDatum(reason);
 	ExecKeptPlan(KeptPlan(&insert_plan,
 						  "INSERT INTO eventstore.log_incarnations"
-						  " (system_identifier, timeline_id, xid_offset,"
-						  "  first_position, started_at, reason)"
-						  " VALUES ($1, $2, $3, $4, now(), $5)",
-						  5, argtypes),
+						  " (system_identifier, database_oid, timeline_id,"
+						  "  xid_offset, first_position, started_at, reason)"
+						  " VALUES ($1, $2, $3, $4, $5, now(), $6)",
+						  6, argtypes),
 				 values, NULL, false, 0);
 	return offset;
 }
@@ -300,8 +363,8 @@ LogOffsetForWrite(bool subscriber)
 {
 	Oid			table = OptionalEventstoreRelid("log_incarnations");
 	TimeLineID	tli;
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[3] = {INT8OID, OIDOID, INT4OID};
+	Datum		values[3];
 	SPIPlanPtr	plan;
 	int64		offset;
 
@@ -313,12 +376,10 @@ LogOffsetForWrite(bool subscriber)
 		return known.offset;
 
 	values[0] = SystemIdentifierDatum();
-	values[1] = Int32GetDatum((int32) tli);
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	values[2] = Int32GetDatum((int32) tli);
 	ConnectSpi();
-	plan = KeptPlan(&own_row_plan,
-					"SELECT xid_offset, xmin FROM eventstore.log_incarnations"
-					" WHERE system_identifier = $1 AND timeline_id = $2",
-					2, argtypes);
+	plan = KeptPlan(&own_row_plan, OWN_ROW_SQL, 3, argtypes);
 	if (!FindOffset(plan, values, GetLatestSnapshot(), tli, &offset))
 	{
 		/* one starter at a time; the others find its row once it commits */
@@ -328,6 +389,88 @@ LogOffsetForWrite(bool subscriber)
 	}
 	SPI_finish();
 	return offset;
+}
+
+/*
+ * Raise SE007 if `position` was lost for good: a later incarnation of the
+ * log starts after it and no event lies between.  The incarnation of this
+ * node's timeline counts before its first write has recorded it, with the
+ * start that write will take: a consumer resuming right after a failover
+ * is told at once.
+ */
+static void
+ReportLostPosition(int64 position, Snapshot snapshot)
+{
+	/* a standby knows the incarnations its primary recorded, no more */
+	TimeLineID	tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
+	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', 'n', 'n', ' '};
+	Datum		own[3] = {SystemIdentifierDatum(), ObjectIdGetDatum(MyDatabaseId),
+	Int32GetDatum((int32) tli)};
+	int64		offset;
+	bool		isnull;
+
+	ConnectSpi();
+	values[0] = Int64GetDatum(position);
+	values[1] = values[2] = (Datum) 0;
+	values[3] = Int32GetDatum((int32) tli);
+	if (tli != 0)
+		QueryKeptPlanThrough(KeptPlan(&own_row_plan, OWN_ROW_SQL, 3,
+									  (Oid[]) {INT8OID, OIDOID, INT4OID}),
+							 own, NULL, snapshot, 1);
+	if (tli != 0 && SPI_processed == 0)
+	{
+		bool		cluster_known;
+		const char *reason = NewIncarnationReason(snapshot, tli, &offset,
+												  &cluster_known);
+
+		if (strcmp(reason, "first write") != 0)
+		{
+			values[1] = Int64GetDatum(IncarnationStart(snapshot, tli, false));
+			values[2] = CStringGetTextDatum(reason);
+			nulls[1] = nulls[2] = ' ';
+		}
+	}
+	QueryKeptPlanThrough(KeptPlan(&lost_plan,
+								  "SELECT n.first_position, n.reason, n.timeline_id,"
+								  " n.started_at::text,"
+								  " (SELECT coalesce(max(global_position), 0)"
+								  "  FROM eventstore.events WHERE global_position < $1)"
+								  " FROM (SELECT first_position, reason, timeline_id, started_at"
+								  "  FROM eventstore.log_incarnations"
+								  "  WHERE first_position > $1"
+								  "  AND reason IN ('new timeline', 'new cluster', 'new database')"
+								  "  UNION ALL SELECT $2, $3, $4, NULL WHERE $2 > $1"
+								  "  ORDER BY first_position LIMIT 1) n"
+								  " WHERE NOT EXISTS (SELECT FROM eventstore.events e"
+								  "  WHERE e.global_position > $1"
+								  "  AND e.global_position < n.first_position)",
+								  4, argtypes),
+						 values, nulls, snapshot, 1);
+	if (SPI_processed > 0)
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *reason = SPI_getvalue(row, desc, 2);
+		int32		row_tli = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
+		char	   *started = SPI_getvalue(row, desc, 4);
+		int64		before = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
+		const char *since = started != NULL ? psprintf(" at %s", started) : "";
+
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_LOST_POSITION),
+				 errmsg("position " INT64_FORMAT " is not in the event log and never will be",
+						position),
+				 strcmp(reason, "new timeline") == 0 ?
+				 errdetail("This server was promoted to timeline %d%s without the events its old primary wrote after position " INT64_FORMAT ", this one among them.",
+						   row_tli, since, before) :
+				 errdetail("This log was restored%s from a copy that ends at position " INT64_FORMAT ", before this one.",
+						   since, before),
+				 errhint("The consumer holding this cursor processed events this log no longer has: check what it did with them, then resume it from a position this log has, such as " INT64_FORMAT ".",
+						 before)));
+	}
+	SPI_finish();
 }
 
 /*
@@ -341,50 +484,10 @@ void
 ReportPositionNotInLog(int64 position, Relation events, Snapshot snapshot,
 					   const char *hint)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(position)};
-	bool		isnull;
-
-	if (OidIsValid(OptionalEventstoreRelid("log_incarnations")))
-	{
-		ConnectSpi();
-		QueryKeptPlanThrough(KeptPlan(&lost_plan,
-									  "SELECT n.first_position, n.reason, n.timeline_id,"
-									  " n.started_at::text,"
-									  " (SELECT coalesce(max(global_position), 0)"
-									  "  FROM eventstore.events WHERE global_position < $1)"
-									  " FROM (SELECT * FROM eventstore.log_incarnations"
-									  "  WHERE first_position > $1"
-									  "  AND reason IN ('new timeline', 'new cluster')"
-									  "  ORDER BY first_position LIMIT 1) n"
-									  " WHERE NOT EXISTS (SELECT FROM eventstore.events e"
-									  "  WHERE e.global_position > $1"
-									  "  AND e.global_position < n.first_position)",
-									  1, argtypes),
-							 values, NULL, snapshot, 1);
-		if (SPI_processed > 0)
-		{
-			HeapTuple	row = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			char	   *reason = SPI_getvalue(row, desc, 2);
-			int32		tli = DatumGetInt32(SPI_getbinval(row, desc, 3, &isnull));
-			char	   *started = SPI_getvalue(row, desc, 4);
-			int64		before = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
-
-			ereport(ERROR,
-					(errcode(ERRCODE_ES_LOST_POSITION),
-					 errmsg("position " INT64_FORMAT " is not in the event log and never will be",
-							position),
-					 strcmp(reason, "new timeline") == 0 ?
-					 errdetail("This server was promoted to timeline %d at %s without the events its old primary wrote after position " INT64_FORMAT ", this one among them.",
-							   tli, started, before) :
-					 errdetail("This log was restored at %s from a copy that ends at position " INT64_FORMAT ", before this one.",
-							   started, before),
-					 errhint("The consumer holding this cursor processed events this log no longer has: check what it did with them, then resume it from a position this log has, such as " INT64_FORMAT ".",
-							 before)));
-		}
-		SPI_finish();
-	}
+	/* a subscriber's positions are its publisher's, its incarnations not */
+	if (OidIsValid(OptionalEventstoreRelid("log_incarnations")) &&
+		!SubscriberModeOn(events))
+		ReportLostPosition(position, snapshot);
 	if (RecoveryInProgress() || SubscriberModeOn(events))
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_POSITION_NOT_YET_HERE),

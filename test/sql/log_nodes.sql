@@ -19,7 +19,8 @@ SELECT eventstore.node_role();
 SELECT first_position, transaction_id = pg_current_xact_id() AS own_id
 FROM eventstore.append_event('a', 'A0', '{}');
 SELECT timeline_id, xid_offset, first_position, reason,
-	   system_identifier = (SELECT s.system_identifier FROM pg_control_system() s) AS this_cluster
+	   system_identifier = (SELECT s.system_identifier FROM pg_control_system() s) AS this_cluster,
+	   database_oid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) AS this_database
 FROM eventstore.log_incarnations;
 SELECT eventstore.log_horizon() = pg_snapshot_xmin(pg_current_snapshot()) AS horizon_is_xmin;
 SELECT count(*) FROM eventstore.append_to_stream('a', '[{"type": "A1"}, {"type": "A2"}]');
@@ -38,7 +39,7 @@ SELECT * FROM eventstore.read_all(99);
 -- that starts after a position with nothing in between: the position was
 -- lost with the old timeline, SE007, for read_all and checkpoints alike.
 INSERT INTO eventstore.log_incarnations
-SELECT system_identifier, 7, 0, 1099511627776, '2026-01-02 03:04:05+00', 'new timeline'
+SELECT system_identifier, database_oid, 7, 0, 1099511627776, '2026-01-02 03:04:05+00', 'new timeline'
 FROM eventstore.log_incarnations;
 SELECT * FROM eventstore.read_all(6);
 \echo :LAST_ERROR_SQLSTATE
@@ -50,7 +51,7 @@ SELECT * FROM eventstore.read_all(4);
 DELETE FROM eventstore.log_incarnations WHERE timeline_id = 7;
 -- the same for a restore's new cluster
 INSERT INTO eventstore.log_incarnations
-VALUES (42, 1, 0, 1099511627776, '2026-01-02 03:04:05+00', 'new cluster');
+VALUES (42, 1, 1, 0, 1099511627776, '2026-01-02 03:04:05+00', 'new cluster');
 SELECT * FROM eventstore.read_all(1000);
 \echo :LAST_ERROR_SQLSTATE
 DELETE FROM eventstore.log_incarnations WHERE system_identifier = 42;

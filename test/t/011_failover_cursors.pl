@@ -47,20 +47,14 @@
 #   timeline 2 is lost with its events), and P_lost of the first failover
 #   is still SE007.
 #
-# Marked TODO, failing (defects of the code under test, reported):
-# - Before the promoted node's first append, read_all(P_lost) is SE003,
-#   not SE007: no row of the new timeline is in log_incarnations yet, and
-#   a consumer that resumes right after the failover is told its position
-#   never named an event.
-# - A failover that loses an incarnation's first writes issues its
-#   positions again, and read_all from a lost position then silently
-#   resolves to a different event: in the database fresh, whose first
+# - Before the promoted node's first append, read_all(P_lost) is SE007
+#   already: the incarnation its first write will start counts.
+# - A failover that loses an incarnation's first writes (and its row)
+#   never issues their positions again: in the database fresh, whose first
 #   event (position 1, and with it the 'first write' row) was lost, the
-#   promoted node's first append takes position 1 again; after the second
-#   failover, which lost timeline 2's events (2^40, ...) and its row, the
-#   new node's first append takes 2^40 again.  The new block is computed
-#   from the largest surviving position, which does not know about a lost
-#   incarnation.
+#   promoted node's first append takes its timeline's block, 2^40; after
+#   the second failover, which lost timeline 2's events (2^40, ...) and its
+#   row, the new node's first append takes timeline 3's block, 2^41.
 #
 # Every wait is bounded by PostgreSQL::Test::Utils's timeout_default.
 use strict;
@@ -273,15 +267,9 @@ is(sql(q(SELECT checkpoint IN (SELECT global_position FROM eventstore.events)
 	FROM eventstore.projection_status WHERE name = 'ledger')),
 	't', 'promoted: the projection\'s checkpoint names an event of this log');
 
-TODO:
-{
-	local $TODO = 'no row of the new timeline before its first append: SE003';
-	is(error_line("SELECT * FROM eventstore.read_all($p_lost)"),
-		"SE007: position $p_lost is not in the event log and never will be",
-		'promoted, before any append: read_all(P_lost) is SE007');
-}
-like(error_line("SELECT * FROM eventstore.read_all($p_lost)"), qr/^SE00[37]: /,
-	'promoted, before any append: read_all(P_lost) is an error');
+is(error_line("SELECT * FROM eventstore.read_all($p_lost)"),
+	"SE007: position $p_lost is not in the event log and never will be",
+	'promoted, before any append: read_all(P_lost) is SE007');
 is(after($kept[-2]), $x1,
 	'promoted, before any append: read_all from a survivor returns the survivors after it');
 
@@ -382,17 +370,13 @@ my $g = sql_in('fresh', q(SELECT last_position
 note "fresh: lost position $f, new position $g; incarnations: "
   . sql_in('fresh', q(SELECT string_agg(format('%s|%s|%s', timeline_id, first_position, reason), ',')
 	FROM eventstore.log_incarnations));
-TODO:
-{
-	local $TODO = 'a lost first incarnation is not known: its positions are issued again';
-	isnt($g, $f, 'fresh: the promoted node does not issue the lost position again');
-	is(error_line("SELECT * FROM eventstore.read_all($f)", 'fresh'),
-		"SE007: position $f is not in the event log and never will be",
-		'fresh: read_all from the lost position is SE007');
-	is(sql_in('fresh', qq(SELECT count(*) FROM eventstore.events
-		WHERE global_position = $f AND event_id <> '$f_id')),
-		'0', 'fresh: the lost position names no other event');
-}
+isnt($g, $f, 'fresh: the promoted node does not issue the lost position again');
+is(error_line("SELECT * FROM eventstore.read_all($f)", 'fresh'),
+	"SE007: position $f is not in the event log and never will be",
+	'fresh: read_all from the lost position is SE007');
+is(sql_in('fresh', qq(SELECT count(*) FROM eventstore.events
+	WHERE global_position = $f AND event_id <> '$f_id')),
+	'0', 'fresh: the lost position names no other event');
 
 # A second failover: the copy of the promoted node taken before its first
 # append, promoted in turn after the promoted node wrote its new timeline's
@@ -415,20 +399,16 @@ is(sql(q(SELECT string_agg(format('%s|%s', timeline_id, reason), ',' ORDER BY ti
 	FROM eventstore.log_incarnations)),
 	'1|first write,3|new timeline',
 	'second failover: log_incarnations has timeline 3, not the lost timeline 2');
-TODO:
-{
-	local $TODO = 'a lost new timeline is not known: its block is issued again';
-	ok(!$new{$h}, 'second failover: the new position is none of the lost ones');
-	is(error_line("SELECT * FROM eventstore.read_all($new[0])"),
-		"SE007: position $new[0] is not in the event log and never will be",
-		'second failover: read_all from the first lost position of timeline 2 is SE007');
-	is(sql(qq(SELECT count(*) FROM eventstore.events
-		WHERE global_position = $new[0] AND event_id <> '$new0_id')),
-		'0', 'second failover: that position names no other event');
-	is(error_line("SELECT * FROM eventstore.read_all($new[1])"),
-		"SE007: position $new[1] is not in the event log and never will be",
-		'second failover: read_all from a lost position of timeline 2 is SE007');
-}
+ok(!$new{$h}, 'second failover: the new position is none of the lost ones');
+is(error_line("SELECT * FROM eventstore.read_all($new[0])"),
+	"SE007: position $new[0] is not in the event log and never will be",
+	'second failover: read_all from the first lost position of timeline 2 is SE007');
+is(sql(qq(SELECT count(*) FROM eventstore.events
+	WHERE global_position = $new[0] AND event_id <> '$new0_id')),
+	'0', 'second failover: that position names no other event');
+is(error_line("SELECT * FROM eventstore.read_all($new[1])"),
+	"SE007: position $new[1] is not in the event log and never will be",
+	'second failover: read_all from a lost position of timeline 2 is SE007');
 is(error_line("SELECT * FROM eventstore.read_all($p_lost)"),
 	"SE007: position $p_lost is not in the event log and never will be",
 	'second failover: read_all(P_lost) of the first failover is still SE007');
