@@ -15,6 +15,7 @@
 
 #include "access/xact.h"
 #include "core/catalog.h"
+#include "core/errors.h"
 #include "core/kept_plans.h"
 #include "core/settings.h"
 #include "miscadmin.h"
@@ -134,6 +135,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
 								   psprintf("pg_eventstore: %s projection %s version %d",
 											d->rebuilding ? "rebuilding" : "applying",
 											p->name, p->version));
+			NoteBatchStarts(p->id, p->checkpoint.position);
 			applied = RunProjection(p, limit, false, &held, &exhausted);
 			taken = held;
 			full = exhausted;
@@ -148,6 +150,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
 		applied = 0;
 	}
 	PG_END_TRY();
+	NoteBatchEnded();
 	MemoryContextSwitchTo(context);
 	*busy = taken;
 	*more = full;
@@ -202,6 +205,56 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 	return more;
 }
 
+/*
+ * Fail the projections whose batches ended too many workers at the same
+ * checkpoint (in_flight.c), if they are still there.
+ */
+static void
+FailCasualties(MemoryContext context)
+{
+	List	   *casualties = TakeCasualties();
+	ListCell   *lc;
+
+	foreach(lc, casualties)
+	{
+		WorkerCasualty *c = (WorkerCasualty *) lfirst(lc);
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PG_TRY();
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			if (RegistryExists())
+			{
+				Projection *p;
+
+				ConnectSpi();
+				p = ReloadProjection(c->projection_id);
+				if (p != NULL && p->checkpoint.position == c->position &&
+					(p->status == PROJECTION_ACTIVE ||
+					 p->status == PROJECTION_REBUILDING))
+				{
+					ErrorData  *error = palloc0(sizeof(ErrorData));
+
+					error->sqlerrcode = ERRCODE_ES_HANDLER_ENDED_WORKER;
+					error->message = psprintf("%d workers applying its batch after position " INT64_FORMAT " ended (a FATAL error, a termination or a crash: see the server log)",
+											  c->deaths, c->position);
+					RecordProjectionFailure(p, error, -1, NULL);
+				}
+				SPI_finish();
+			}
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			RecoverFromError();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(context);
+	}
+}
+
 /* A worker: drives the projections of one database until told to stop. */
 void
 eventstore_worker_main(Datum arg)
@@ -224,6 +277,7 @@ eventstore_worker_main(Datum arg)
 					PGC_USERSET, PGC_S_SESSION);
 	PublishWorker(a.slot);
 	generation = LauncherGeneration();
+	FailCasualties(TopMemoryContext);
 
 	turn_context = AllocSetContextCreate(TopMemoryContext,
 										 "pg_eventstore worker turn",

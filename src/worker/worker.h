@@ -7,6 +7,7 @@
 #define ES_WORKER_H
 
 #include "fmgr.h"
+#include "nodes/pg_list.h"
 
 /* What the launcher tells a worker, in bgw_extra. */
 typedef struct WorkerAssignment
@@ -17,12 +18,25 @@ typedef struct WorkerAssignment
 	int			members;		/* how many the database is given */
 } WorkerAssignment;
 
+/* A projection whose batch a worker died in (in_flight.c). */
+typedef struct WorkerCasualty
+{
+	int32		projection_id;
+	int64		position;		/* its checkpoint when the batch started */
+	int			deaths;			/* workers that died there */
+} WorkerCasualty;
+
 /* launcher.c */
 extern void RegisterLauncher(void);
 PGDLLEXPORT void eventstore_launcher_main(Datum arg);
 
 /* worker.c */
 PGDLLEXPORT void eventstore_worker_main(Datum arg);
+
+/* in_flight.c */
+extern void NoteBatchStarts(int32 projection_id, int64 position);
+extern void NoteBatchEnded(void);
+extern List *TakeCasualties(void);
 
 /* shared_state.c */
 extern void InstallWorkerShmemHooks(void);
