@@ -10,6 +10,7 @@
 #include "core/settings.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "projections/projections.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 #include "worker/worker.h"
@@ -106,6 +107,7 @@ _PG_init(void)
 				 errmsg("pg_eventstore can only be loaded via shared_preload_libraries"),
 				 errhint("Add pg_eventstore to shared_preload_libraries in postgresql.conf and restart the server.")));
 	DefineSettings();
+	InstallOwnerGuard();
 	if (IsBinaryUpgrade)
 		return;
 	InstallWorkerShmemHooks();

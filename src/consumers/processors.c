@@ -22,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "core/args.h"
+#include "consumers/consumers.h"
 #include "core/catalog.h"
 #include "core/kept_plans.h"
 #include "core/table_writer.h"
@@ -119,6 +120,50 @@ FindClaim(const LOCKTAG *tag)
 		return link;
 	}
 	return NULL;
+}
+
+/*
+ * After a projection owner's code ran in this session: its claims must
+ * still be held (pg_advisory_unlock_all() in a handler drops them, and no
+ * hook reaches that built-in function).  A claim found dropped is taken
+ * back at once, if no other session took it meanwhile, and the call fails
+ * either way, saying so.
+ */
+void
+KeepClaimsThroughOwnerCode(void)
+{
+	HeldClaim **link = &held_claims;
+	int			retaken = 0;
+	int			lost = 0;
+
+	while (*link != NULL)
+	{
+		HeldClaim  *claim = *link;
+
+		if (LockHeldHere(&claim->tag))
+			link = &claim->next;
+		else if (LockAcquire(&claim->tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+		{
+			retaken++;
+			link = &claim->next;
+		}
+		else
+		{
+			lost++;
+			DropClaim(link);
+		}
+	}
+	if (retaken + lost > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a projection's handler released the processor claims of the session applying it"),
+				 lost > 0
+				 ? errdetail("%d claims were taken by other sessions meanwhile and are lost; %d were taken back.",
+							 lost, retaken)
+				 : retaken == 1
+				 ? errdetail("It was taken back at once.")
+				 : errdetail("All %d were taken back at once.", retaken),
+				 errhint("A handler may not call pg_advisory_unlock_all(); transaction-level advisory locks end with the transaction.")));
 }
 
 /* At commit, claims become the session's; at abort, they are given back. */

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_proc.h"
+#include "consumers/consumers.h"
 #include "core/role.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -107,7 +108,17 @@ EnterProjectionOwner(Projection *p)
 
 	if (p->settings != NULL)
 		ApplyOwnerSettings(p->settings);
+	EnteredOwnerCode();
 	return saved;
+}
+
+/* Back from the owner's code to the caller. */
+static void
+LeaveProjectionOwner(RoleSwitch saved)
+{
+	LeftOwnerCode();
+	RestoreRole(saved);
+	KeepClaimsThroughOwnerCode();
 }
 
 /*
@@ -185,7 +196,7 @@ CallHandler(Projection *p, EventRows *rows, int first, int count)
 		for (int i = first; i < first + count; i++)
 			CallVoid(call, EventRowsDatum(rows, i));
 	}
-	RestoreRole(saved);
+	LeaveProjectionOwner(saved);
 }
 
 /*
@@ -208,5 +219,5 @@ RunOnReset(Projection *p)
 				 errmsg("on_reset of projection \"%s\" failed: %s",
 						p->name, SPI_result_code_string(rc)),
 				 errhint("on_reset is SQL such as TRUNCATE my_schema.my_table, without transaction control.")));
-	RestoreRole(saved);
+	LeaveProjectionOwner(saved);
 }

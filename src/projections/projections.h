@@ -110,6 +110,11 @@ extern Datum CaptureCreatorSettings(const char *search_path);
 extern void ApplyOwnerSettings(ArrayType *settings);
 extern char *UnsafeHandlerSearchPath(Oid handler);
 
+/* owner_guard.c: what the owner's code may not do to the session */
+extern void InstallOwnerGuard(void);
+extern void EnteredOwnerCode(void);
+extern void LeftOwnerCode(void);
+
 /* apply.c */
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 						bool isolate, ErrorData **error);
