@@ -25,6 +25,7 @@
 #include "projections/projections.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -140,6 +141,55 @@ CheckHandler(Oid handler, Oid caller, Oid *handler_owner)
 	return batch;
 }
 
+/*
+ * Parse on_reset now rather than first at a rebuild: SQL statements, none
+ * of them transaction control (it runs inside the rebuild's transaction).
+ */
+static void
+OnResetErrorContext(void *arg)
+{
+	int			position = geterrposition();
+
+	/* a syntax error points into on_reset, not into the caller's query */
+	if (position > 0)
+	{
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery((const char *) arg);
+	}
+	errcontext("on_reset of the projection");
+}
+
+static void
+CheckOnReset(const char *sql)
+{
+	ErrorContextCallback context = {error_context_stack, OnResetErrorContext,
+	(void *) sql};
+	List	   *statements;
+	ListCell   *lc;
+
+	error_context_stack = &context;
+	statements = raw_parser(sql, RAW_PARSE_DEFAULT);
+	error_context_stack = context.previous;
+
+	if (statements == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_reset must be NULL or SQL statements"),
+				 errhint("For example 'TRUNCATE my_schema.my_table', or NULL for nothing to reset.")));
+	foreach(lc, statements)
+	{
+		Node	   *statement = lfirst_node(RawStmt, lc)->stmt;
+
+		if (IsA(statement, TransactionStmt))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+					 errmsg("on_reset may not control transactions"),
+					 errdetail("It runs inside the transaction of rebuild_projection."),
+					 errhint("Leave out BEGIN, COMMIT, ROLLBACK and SAVEPOINT.")));
+	}
+}
+
 /* The event_types argument: NULL, or a non-empty array without NULLs. */
 static Datum
 CheckEventTypes(FunctionCallInfo fcinfo, int argno, char *null_flag)
@@ -205,6 +255,8 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	np.mode = RequireChoice(fcinfo, 3, "mode", MODE_ASYNC, MODE_INLINE);
 	np.version = GetVersion(fcinfo, 4, false);
 	np.on_reset = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	if (np.on_reset != NULL)
+		CheckOnReset(text_to_cstring(np.on_reset));
 	np.on_error = RequireChoice(fcinfo, 6, "on_error", ON_ERROR_STOP, ON_ERROR_SKIP);
 	RequireArgNotNull(fcinfo, 1, "handler",
 					  "Pass a function such as 'my_schema.apply_event'::regproc.");

@@ -313,6 +313,13 @@ SELECT eventstore.create_projection('p', 'es_proj.count_event', ARRAY['A', NULL]
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.create_projection('p', 'es_proj.count_event', '{{A}, {B}}');
 \echo :LAST_ERROR_SQLSTATE
+-- on_reset is parsed at creation, not first at a rebuild
+SELECT eventstore.create_projection('p', 'es_proj.count_event', on_reset => 'TRUNCAT es_proj.totals');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_projection('p', 'es_proj.count_event', on_reset => 'TRUNCATE es_proj.totals; COMMIT');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_projection('p', 'es_proj.count_event', on_reset => ' ; ');
+\echo :LAST_ERROR_SQLSTATE
 -- mode, version, on_error
 SELECT eventstore.create_projection('p', 'es_proj.count_event', mode => NULL);
 \echo :LAST_ERROR_SQLSTATE
