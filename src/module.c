@@ -108,6 +108,7 @@ _PG_init(void)
 				 errhint("Add pg_eventstore to shared_preload_libraries in postgresql.conf and restart the server.")));
 	DefineSettings();
 	InstallOwnerGuard();
+	InstallRoleChangesHook();
 	if (IsBinaryUpgrade)
 		return;
 	InstallWorkerShmemHooks();

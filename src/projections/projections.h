@@ -87,6 +87,9 @@ extern List *ReadDueProjections(int member, int members, MemoryContext context);
 extern const char *OwnerOfProjectionName(text *name);
 extern void InsertProjection(NewProjection *np);
 extern void DeleteProjection(int32 id);
+extern char *ProjectionsOwnedBy(const char *owner);
+extern void ReassignProjections(const char *from, const char *to);
+extern void DropProjectionsOwnedBy(const char *owner);
 extern void ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until);
 extern void SaveProjectionProgress(Projection *p, int64 applied);
 extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
@@ -114,6 +117,9 @@ extern char *UnsafeHandlerSearchPath(Oid handler);
 extern void InstallOwnerGuard(void);
 extern void EnteredOwnerCode(void);
 extern void LeftOwnerCode(void);
+
+/* role_changes.c: DROP ROLE, REASSIGN OWNED and DROP OWNED */
+extern void InstallRoleChangesHook(void);
 
 /* apply.c */
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,

@@ -38,6 +38,9 @@ static SPIPlanPtr due_plans[2];
 static SPIPlanPtr insert_plan;
 static SPIPlanPtr insert_by_oid_plan;	/* into a 0.2.0 registry */
 static SPIPlanPtr delete_plan;
+static SPIPlanPtr owned_by_plan;
+static SPIPlanPtr reassign_plan;
+static SPIPlanPtr drop_owned_plan;
 static SPIPlanPtr name_owner_plan;
 static SPIPlanPtr reset_plan;
 static SPIPlanPtr save_plan;
@@ -408,6 +411,71 @@ OwnerOfProjectionName(text *name)
 				values, NULL);
 	return SPI_processed == 0 ? NULL
 		: SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * The projections role `owner` owns, as "projection p version v, ...";
+ * NULL when none.  The caller is connected to SPI and is the extension's
+ * owner.
+ */
+char *
+ProjectionsOwnedBy(const char *owner)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(owner)};
+
+	ExecKeptPlan(KeptPlan(&owned_by_plan,
+						  "SELECT string_agg(format('projection %s version %s', name, version),"
+						  "  ', ' ORDER BY name, version)"
+						  " FROM eventstore.projections WHERE owner = $1",
+						  1, argtypes),
+				 values, NULL, true, 1);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * Give role `from`'s projections, and the handlers it owned, to role `to`
+ * (REASSIGN OWNED).  The caller is connected to SPI and is the extension's
+ * owner.
+ */
+void
+ReassignProjections(const char *from, const char *to)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(from), CStringGetTextDatum(to)};
+
+	ExecKeptPlan(KeptPlan(&reassign_plan,
+						  "UPDATE eventstore.projections SET"
+						  " owner = CASE WHEN owner = $1 THEN $2 ELSE owner END,"
+						  " handler_owner = CASE WHEN handler_owner = $1 THEN $2"
+						  "  ELSE handler_owner END,"
+						  " updated_at = clock_timestamp()"
+						  " WHERE owner = $1 OR handler_owner = $1",
+						  2, argtypes),
+				 values, NULL, false, 0);
+	NoteProjectionsChanged();
+}
+
+/*
+ * Drop role `owner`'s projections with their skips and dead letters (DROP
+ * OWNED).  The caller is connected to SPI and is the extension's owner.
+ */
+void
+DropProjectionsOwnedBy(const char *owner)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(owner)};
+
+	ExecKeptPlan(KeptPlan(&drop_owned_plan,
+						  "WITH p AS (DELETE FROM eventstore.projections"
+						  "  WHERE owner = $1 RETURNING projection_id),"
+						  " s AS (DELETE FROM eventstore.projection_skips"
+						  "  WHERE projection_id IN (SELECT projection_id FROM p))"
+						  " DELETE FROM eventstore.projection_dead_letters"
+						  " WHERE projection_id IN (SELECT projection_id FROM p)",
+						  1, argtypes),
+				 values, NULL, false, 0);
+	NoteProjectionsChanged();
 }
 
 /* Delete a projection's registry row, skips and dead letters. */

@@ -24,7 +24,7 @@ CREATE TABLE es_tap_sec.seen (tag text, global_position bigint, work_mem text, w
 GRANT INSERT ON es_tap_sec.seen TO PUBLIC;
 RESET client_min_messages;
 
-SELECT plan(17);
+SELECT plan(21);
 
 -- A handler changed after a session applied it.
 CREATE FUNCTION es_tap_sec.note(e eventstore.events) RETURNS void LANGUAGE sql AS $$
@@ -145,10 +145,22 @@ SELECT is((SELECT error_detail FROM eventstore.projection_dead_letters d
 	'It was taken back at once.', 'the claim dropped by the handler was taken back at once');
 SELECT eventstore.release_processor('relay', 'me');
 
+-- Projections follow their owner role like its other objects.
+SELECT throws_ok($$DROP ROLE es_tap_sowner$$, '2BP01',
+	'role "es_tap_sowner" cannot be dropped because it owns projections',
+	'DROP ROLE of a projection''s owner is refused');
+REASSIGN OWNED BY es_tap_sowner TO es_tap_sother;
+SELECT results_eq($$SELECT name, owner FROM eventstore.projections WHERE name LIKE 'lent-%' ORDER BY name$$,
+	$$VALUES ('lent-async', 'es_tap_sother'), ('lent-inline', 'es_tap_sother')$$,
+	'REASSIGN OWNED gives its projections to the new role');
+DROP OWNED BY es_tap_sother;
+SELECT is((SELECT count(*) FROM eventstore.projections WHERE name LIKE 'lent-%'), 0::bigint,
+	'DROP OWNED drops them');
+SELECT lives_ok($$DROP OWNED BY es_tap_sowner; DROP ROLE es_tap_sowner$$,
+	'then the role can be dropped (once its grants are gone too, as ever)');
+
 SELECT * FROM finish();
 SET client_min_messages = warning;
-SELECT eventstore.drop_projection('lent-async');
-SELECT eventstore.drop_projection('lent-inline');
 SELECT eventstore.drop_projection(n) FROM unnest(ARRAY['unlock', 'defer', 'hold']) n;
 DROP SCHEMA es_tap_sec CASCADE;
 CALL pg_temp.drop_roles(ARRAY['es_tap_sowner', 'es_tap_sother', 'es_tap_slender']);

@@ -1,0 +1,146 @@
+/*
+ * projections/role_changes.c
+ *		Projections follow their owner role through DROP ROLE, REASSIGN
+ *		OWNED and DROP OWNED, as objects owned by a role do.
+ *
+ * The registry names each projection's owner, and its handler's, by role
+ * name.  PostgreSQL keeps no dependency of a role on a row of a table, so
+ * a ProcessUtility hook does what shared dependencies do for catalog
+ * objects, in the current database (where REASSIGN OWNED and DROP OWNED
+ * act too): DROP ROLE of a role that owns projections here is refused;
+ * REASSIGN OWNED gives them (and the handlers it reassigns) to the new
+ * role; DROP OWNED drops them.  A role dropped from another database,
+ * where its projections are not seen, leaves them failing with "the owner
+ * role ... does not exist": never run as anyone else.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "core/catalog.h"
+#include "core/kept_plans.h"
+#include "core/role.h"
+#include "nodes/parsenodes.h"
+#include "projections/projections.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "miscadmin.h"
+
+static ProcessUtility_hook_type previous_utility_hook = NULL;
+
+
+/* The registry of this database in 0.3.0's form (owners by name), or none. */
+static bool
+NamedRegistryExists(void)
+{
+	return RegistryExists() &&
+		get_atttype(EventstoreRelid("projections"), PROJECTIONS_OWNER) == TEXTOID;
+}
+
+/* The names a list of RoleSpec gives, skipping roles that do not exist. */
+static List *
+RoleNames(List *roles)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, roles)
+	{
+		/* DROP ROLE IF EXISTS of a missing role: PostgreSQL's business */
+		Oid			role = get_rolespec_oid(lfirst(lc), true);
+
+		if (OidIsValid(role))
+			names = lappend(names, GetUserNameFromId(role, false));
+	}
+	return names;
+}
+
+/* Refuse DROP ROLE of a role that owns projections in this database. */
+static void
+RefuseDropOfOwners(DropRoleStmt *stmt)
+{
+	List	   *names = RoleNames(stmt->roles);
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+		RoleSwitch	caller;
+		char	   *owned;
+
+		ConnectSpi();
+		caller = BecomeRole(ExtensionOwner());
+		owned = ProjectionsOwnedBy(name);
+		RestoreRole(caller);
+		if (owned != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("role \"%s\" cannot be dropped because it owns projections", name),
+					 errdetail("owner of %s", owned),
+					 errhint("REASSIGN OWNED BY %s TO another role, or DROP OWNED BY %s, gives them away or drops them, as for its other objects.",
+							 quote_identifier(name), quote_identifier(name))));
+		SPI_finish();
+	}
+}
+
+/*
+ * After REASSIGN OWNED and DROP OWNED, which PostgreSQL allowed: the same
+ * for the roles' projections (role `to`, or NULL to drop them).
+ */
+static void
+FollowOwnedRoles(List *roles, RoleSpec *to)
+{
+	List	   *names = RoleNames(roles);
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		RoleSwitch	caller;
+
+		ConnectSpi();
+		caller = BecomeRole(ExtensionOwner());
+		if (to != NULL)
+			ReassignProjections(lfirst(lc), get_rolespec_name(to));
+		else
+			DropProjectionsOwnedBy(lfirst(lc));
+		RestoreRole(caller);
+		SPI_finish();
+	}
+}
+
+static void
+RoleChangesProcessUtility(PlannedStmt *pstmt, const char *queryString,
+						  bool readOnlyTree, ProcessUtilityContext context,
+						  ParamListInfo params, QueryEnvironment *queryEnv,
+						  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *statement = pstmt->utilityStmt;
+	bool		registry = (IsA(statement, DropRoleStmt) ||
+							IsA(statement, ReassignOwnedStmt) ||
+							IsA(statement, DropOwnedStmt)) &&
+		NamedRegistryExists();
+
+	if (registry && IsA(statement, DropRoleStmt))
+		RefuseDropOfOwners((DropRoleStmt *) statement);
+	if (previous_utility_hook)
+		previous_utility_hook(pstmt, queryString, readOnlyTree, context,
+							  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	/* done once PostgreSQL allowed them (the same privileges apply) */
+	if (registry && IsA(statement, ReassignOwnedStmt))
+		FollowOwnedRoles(((ReassignOwnedStmt *) statement)->roles,
+						 ((ReassignOwnedStmt *) statement)->newrole);
+	if (registry && IsA(statement, DropOwnedStmt))
+		FollowOwnedRoles(((DropOwnedStmt *) statement)->roles, NULL);
+}
+
+/* Install the hook; called from _PG_init at preload. */
+void
+InstallRoleChangesHook(void)
+{
+	previous_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = RoleChangesProcessUtility;
+}
