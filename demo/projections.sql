@@ -9,8 +9,9 @@
 -- while the workload runs (see demo.sh): it builds from the start of the
 -- log while version 1 keeps serving.
 --
--- Handlers run as the role that created the projection, with search_path
--- pinned to pg_catalog: every name in them is schema-qualified.
+-- Handlers run as the role that created the projection, with the
+-- search_path and settings of the session that created it (pg_temp last),
+-- whoever appends or drives them.  These name their schema anyway.
 
 CREATE TABLE demo.cart_summary (
 	cart		text PRIMARY KEY,
