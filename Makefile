@@ -8,7 +8,7 @@ MODULE_big = pg_eventstore
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c src/*/*.c))
 PG_CPPFLAGS = -I$(srcdir)/src
 # PGXS tracks no header dependencies here: rebuild everything on a header change
-ES_HEADERS = $(wildcard src/*/*.h)
+ES_HEADERS = $(wildcard src/*.h src/*/*.h)
 # Warnings on; scripts/test.sh also makes them errors and turns assertions
 # on (COPT), which a user's build need not.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

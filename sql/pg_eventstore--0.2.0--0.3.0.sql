@@ -255,3 +255,41 @@ FROM eventstore.projections p
 		ON true
 	LEFT JOIN eventstore.worker_activity() w
 		ON w.projection_id = p.projection_id;
+
+-- Every processor belongs to a role (see the current schema); rows from
+-- before 0.3.0 have none until the first store, reset or claim.  The
+-- checkpoint functions learn their caller: no longer SECURITY DEFINER.
+ALTER TABLE eventstore.checkpoints ADD COLUMN owner text;
+ALTER FUNCTION eventstore.store_checkpoint(text, bigint, bigint, text) SECURITY INVOKER;
+ALTER FUNCTION eventstore.read_checkpoint(text, text) SECURITY INVOKER;
+ALTER FUNCTION eventstore.reset_checkpoint(text, bigint, text) SECURITY INVOKER;
+ALTER FUNCTION eventstore.claim_processor(text, text, text) SECURITY INVOKER;
+ALTER FUNCTION eventstore.release_processor(text, text, text) SECURITY INVOKER;
+-- status: 'running' while a live session holds the claim, 'stale' when the
+-- row names an owner whose session ended without releasing (a crash, say),
+-- 'idle' otherwise.
+CREATE OR REPLACE VIEW eventstore.processors AS
+SELECT c.processor_id,
+	   c.partition,
+	   c."position" AS checkpoint,
+	   c.transaction_id AS checkpoint_transaction_id,
+	   c.owner_instance,
+	   COALESCE(live.pid, c.owner_pid) AS owner_pid,
+	   CASE
+		   WHEN live.pid IS NOT NULL THEN 'running'
+		   WHEN c.owner_instance IS NOT NULL THEN 'stale'
+		   ELSE 'idle'
+	   END AS status,
+	   c.claimed_at,
+	   c.updated_at,
+	   c.owner AS owner_role
+FROM eventstore.checkpoints c
+	LEFT JOIN (SELECT l.pid,
+					  (l.classid::bigint << 32) | l.objid::bigint AS claim_key
+			   FROM pg_catalog.pg_locks l
+			   WHERE l.locktype = 'advisory' AND l.objsubid = 17747
+				 AND l.granted
+				 AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+								   WHERE d.datname = pg_catalog.current_database())) live
+		ON live.claim_key = eventstore.processor_claim_key(c.processor_id, c.partition);
+

@@ -270,6 +270,9 @@ CREATE TABLE eventstore.checkpoints (
 	owner_pid		integer,
 	claimed_at		timestamptz,
 	updated_at		timestamptz NOT NULL,
+	-- the role the processor belongs to: the first to store, reset or
+	-- claim it (NULL: a row from before 0.3.0, until one of those)
+	owner			text,
 	PRIMARY KEY (processor_id, partition)
 ) WITH (fillfactor = 25);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.checkpoints', '');
@@ -280,7 +283,7 @@ CREATE FUNCTION eventstore.store_checkpoint(
 	expected_position bigint,
 	partition text DEFAULT 'default')
 RETURNS eventstore.checkpoint_result
-	LANGUAGE c VOLATILE SECURITY DEFINER
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_store_checkpoint';
 
@@ -288,7 +291,7 @@ CREATE FUNCTION eventstore.read_checkpoint(
 	processor_id text,
 	partition text DEFAULT 'default')
 RETURNS bigint
-	LANGUAGE c STABLE SECURITY DEFINER
+	LANGUAGE c STABLE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_read_checkpoint';
 
@@ -297,7 +300,7 @@ CREATE FUNCTION eventstore.reset_checkpoint(
 	"position" bigint DEFAULT NULL,
 	partition text DEFAULT 'default')
 RETURNS void
-	LANGUAGE c VOLATILE SECURITY DEFINER
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_reset_checkpoint';
 
@@ -309,7 +312,7 @@ CREATE FUNCTION eventstore.claim_processor(
 	instance_id text,
 	partition text DEFAULT 'default')
 RETURNS boolean
-	LANGUAGE c VOLATILE SECURITY DEFINER
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_claim_processor';
 
@@ -318,7 +321,7 @@ CREATE FUNCTION eventstore.release_processor(
 	instance_id text,
 	partition text DEFAULT 'default')
 RETURNS boolean
-	LANGUAGE c VOLATILE SECURITY DEFINER
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_release_processor';
 
@@ -346,7 +349,8 @@ SELECT c.processor_id,
 		   ELSE 'idle'
 	   END AS status,
 	   c.claimed_at,
-	   c.updated_at
+	   c.updated_at,
+	   c.owner AS owner_role
 FROM eventstore.checkpoints c
 	LEFT JOIN (SELECT l.pid,
 					  (l.classid::bigint << 32) | l.objid::bigint AS claim_key
@@ -357,7 +361,10 @@ FROM eventstore.checkpoints c
 								   WHERE d.datname = pg_catalog.current_database())) live
 		ON live.claim_key = eventstore.processor_claim_key(c.processor_id, c.partition);
 
--- Who may store checkpoints and claim processors is granted (see README).
+-- Who may store checkpoints and claim processors is granted (see README);
+-- the functions are not SECURITY DEFINER, so that the caller, whose role a
+-- processor belongs to, is known: they do their bookkeeping as the
+-- extension's owner.
 REVOKE ALL ON FUNCTION
 	eventstore.store_checkpoint(text, bigint, bigint, text),
 	eventstore.read_checkpoint(text, text),

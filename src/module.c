@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "role_changes.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 #include "worker/worker.h"

@@ -16,10 +16,13 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "core/args.h"
+#include "consumers/consumers.h"
 #include "core/catalog.h"
 #include "core/kept_plans.h"
+#include "core/role.h"
 #include "core/table_writer.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "log/log.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -35,6 +38,7 @@ PG_FUNCTION_INFO_V1(eventstore_reset_checkpoint);
 #define CHECKPOINT_HINT "A checkpoint is the global_position of an event received from the log, or 0 for its start."
 
 static SPIPlanPtr create_checkpoint_plan;
+static SPIPlanPtr create_unowned_plan;	/* into a 0.2.0 table */
 static SPIPlanPtr read_checkpoint_plan;
 
 /* The checkpoint row's key, for creating it (LockCheckpointRow). */
@@ -43,6 +47,7 @@ typedef struct CheckpointKey
 	text	   *processor;
 	text	   *partition;
 	bool		create;			/* false: leave a missing row missing */
+	Oid			caller;			/* who will own a row created */
 } CheckpointKey;
 
 /*
@@ -54,20 +59,29 @@ static bool
 CreateCheckpointRow(void *arg)
 {
 	CheckpointKey *key = (CheckpointKey *) arg;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[3] = {PointerGetDatum(key->processor),
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[4] = {PointerGetDatum(key->processor),
 		PointerGetDatum(key->partition),
-	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+	CStringGetTextDatum(GetUserNameFromId(key->caller, false))};
 
 	if (!key->create)
 		return true;
 
-	RunKeptStatement(&create_checkpoint_plan,
-					 "INSERT INTO eventstore.checkpoints"
-					 " (processor_id, partition, updated_at)"
-					 " VALUES ($1, $2, $3)"
-					 " ON CONFLICT (processor_id, partition) DO NOTHING",
-					 3, argtypes, values);
+	if (ProcessorsHaveOwners())
+		RunKeptStatement(&create_checkpoint_plan,
+						 "INSERT INTO eventstore.checkpoints"
+						 " (processor_id, partition, updated_at, owner)"
+						 " VALUES ($1, $2, $3, $4)"
+						 " ON CONFLICT (processor_id, partition) DO NOTHING",
+						 4, argtypes, values);
+	else
+		RunKeptStatement(&create_unowned_plan,
+						 "INSERT INTO eventstore.checkpoints"
+						 " (processor_id, partition, updated_at)"
+						 " VALUES ($1, $2, $3)"
+						 " ON CONFLICT (processor_id, partition) DO NOTHING",
+						 3, argtypes, values);
 	return false;
 }
 
@@ -78,12 +92,12 @@ CreateCheckpointRow(void *arg)
  */
 static TableWriter *
 LockCheckpointRow(const char *operation, text *processor, text *partition,
-				  bool create, bool *locked)
+				  bool create, Oid caller, bool *locked)
 {
 	static const char *const names[] = {"checkpoints"};
-	static const int natts[] = {CHECKPOINTS_NATTS};
+	int			natts[] = {CheckpointsNatts()};
 	TableWriter *w = TableWriterOpen(operation, 1, names, natts);
-	CheckpointKey key = {processor, partition, create};
+	CheckpointKey key = {processor, partition, create, caller};
 	ScanKeyData keys[2];
 
 	TableWriterKey(w, 0, &keys[0], CHECKPOINTS_PROCESSOR_ID, F_TEXTEQ,
@@ -116,12 +130,22 @@ StoredPlace(TupleTableSlot *row, LogPlace *place)
 	return true;
 }
 
-/* Set the locked row's checkpoint to `place` (NULL when `none`). */
+/*
+ * Set the locked row's checkpoint to `place` (NULL when `none`); a row from
+ * before 0.3.0 becomes the caller's.
+ */
 static void
-WriteCheckpoint(TableWriter *w, LogPlace place, bool none)
+WriteCheckpoint(TableWriter *w, LogPlace place, bool none, Oid caller)
 {
 	TupleTableSlot *row = TableWriterCopyOfLocked(w, 0);
 
+	if (row->tts_tupleDescriptor->natts >= CHECKPOINTS_OWNER &&
+		row->tts_isnull[CHECKPOINTS_OWNER - 1])
+	{
+		row->tts_values[CHECKPOINTS_OWNER - 1] =
+			CStringGetTextDatum(GetUserNameFromId(caller, false));
+		row->tts_isnull[CHECKPOINTS_OWNER - 1] = false;
+	}
 	row->tts_values[CHECKPOINTS_POSITION - 1] = Int64GetDatum(place.position);
 	row->tts_values[CHECKPOINTS_TRANSACTION_ID - 1] = FullTransactionIdGetDatum(place.xid);
 	row->tts_isnull[CHECKPOINTS_POSITION - 1] = none;
@@ -129,6 +153,29 @@ WriteCheckpoint(TableWriter *w, LogPlace place, bool none)
 	row->tts_values[CHECKPOINTS_UPDATED_AT - 1] =
 		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	TableWriterUpdate(w, 0, row);
+}
+
+/*
+ * Become the extension's owner for the bookkeeping, connected to SPI,
+ * once the caller is known to be allowed the processor.  Returns who the
+ * caller was.
+ */
+static RoleSwitch
+EnterCheckpointFunction(text *processor, text *partition)
+{
+	RoleSwitch	caller;
+
+	ConnectSpi();
+	caller = BecomeRole(ExtensionOwner());
+	RequireProcessorOwner(processor, partition, caller.caller);
+	return caller;
+}
+
+static void
+LeaveCheckpointFunction(RoleSwitch caller)
+{
+	RestoreRole(caller);
+	SPI_finish();
 }
 
 /* The value of the function's result type (checkpoint_result) named label. */
@@ -162,12 +209,15 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	const char *outcome;
 	bool		locked;
+	RoleSwitch	caller;
 
 	RequireArgNotNull(fcinfo, 1, "position",
 					  "Pass the global_position of the last event processed; reset_checkpoint clears a checkpoint.");
 	position = PG_GETARG_INT64(1);
 	RequireNonNegative(expected, "expected_position",
 					   "Pass the checkpoint read before processing, or NULL when none was stored.");
+
+	caller = EnterCheckpointFunction(processor, partition);
 
 	/* a position that is not in the log is refused whatever the outcome */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
@@ -178,7 +228,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	 * any other the answer is known without writing one.
 	 */
 	w = LockCheckpointRow("store_checkpoint", processor, partition,
-						  expected == 0, &locked);
+						  expected == 0, caller.caller, &locked);
 	stored = LogStart;
 	if (locked)
 		StoredPlace(TableWriterLockedRow(w, 0), &stored);
@@ -186,7 +236,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	/* positions are unique, so equality needs no look-up */
 	if (stored.position == expected)
 	{
-		WriteCheckpoint(w, target, false);
+		WriteCheckpoint(w, target, false, caller.caller);
 		outcome = "stored";
 	}
 	else if (stored.position == position)
@@ -201,6 +251,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 
 	UnregisterSnapshot(snapshot);
 	TableWriterClose(w);
+	LeaveCheckpointFunction(caller);
 	PG_RETURN_DATUM(CheckpointResult(fcinfo, outcome));
 }
 
@@ -215,10 +266,13 @@ eventstore_read_checkpoint(PG_FUNCTION_ARGS)
 	int64		position;
 	bool		found;
 
+	RoleSwitch	caller = BecomeRole(ExtensionOwner());
+
 	found = RunKeptInt64Query(&read_checkpoint_plan,
 							  "SELECT \"position\" FROM eventstore.checkpoints"
 							  " WHERE processor_id = $1 AND partition = $2",
 							  2, argtypes, values, &position);
+	RestoreRole(caller);
 	if (!found)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(position);
@@ -238,6 +292,7 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 	LogPlace	place = LogStart;
 	TableWriter *w;
 	bool		locked;
+	RoleSwitch	caller = EnterCheckpointFunction(processor, partition);
 
 	if (!none)
 	{
@@ -247,8 +302,10 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 								CHECKPOINT_HINT);
 		UnregisterSnapshot(snapshot);
 	}
-	w = LockCheckpointRow("reset_checkpoint", processor, partition, true, &locked);
-	WriteCheckpoint(w, place, none);
+	w = LockCheckpointRow("reset_checkpoint", processor, partition, true,
+						  caller.caller, &locked);
+	WriteCheckpoint(w, place, none, caller.caller);
 	TableWriterClose(w);
+	LeaveCheckpointFunction(caller);
 	PG_RETURN_VOID();
 }

@@ -6,7 +6,17 @@
 #ifndef ES_CONSUMERS_H
 #define ES_CONSUMERS_H
 
+#include "postgres.h"
+
 /* processors.c */
 extern void KeepClaimsThroughOwnerCode(void);
+
+/* processor_owners.c */
+extern bool ProcessorsHaveOwners(void);
+extern int	CheckpointsNatts(void);
+extern void RequireProcessorOwner(text *processor, text *partition, Oid caller);
+extern char *ProcessorsOwnedBy(const char *owner);
+extern void ReassignProcessors(const char *from, const char *to);
+extern void DropProcessorsOwnedBy(const char *owner);
 
 #endif							/* ES_CONSUMERS_H */

@@ -25,6 +25,7 @@
 #include "consumers/consumers.h"
 #include "core/catalog.h"
 #include "core/kept_plans.h"
+#include "core/role.h"
 #include "core/table_writer.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -53,6 +54,7 @@ typedef struct HeldClaim
 
 static HeldClaim *held_claims = NULL;
 static SPIPlanPtr insert_owner_plan;
+static SPIPlanPtr insert_unowned_plan;	/* into a 0.2.0 table */
 static bool callbacks_registered = false;
 
 /* The lock tag of a processor's claim in this database. */
@@ -231,6 +233,7 @@ typedef struct ClaimRow
 	text	   *processor;
 	text	   *partition;
 	const char *instance;		/* NULL: a release, which creates nothing */
+	Oid			caller;			/* who owns a row created */
 } ClaimRow;
 
 /*
@@ -241,8 +244,8 @@ static bool
 CreateClaimRow(void *arg)
 {
 	ClaimRow   *claim = (ClaimRow *) arg;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[4];
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		values[5];
 
 	if (claim->instance == NULL)
 		return true;
@@ -250,13 +253,23 @@ CreateClaimRow(void *arg)
 	values[1] = PointerGetDatum(claim->partition);
 	values[2] = CStringGetTextDatum(claim->instance);
 	values[3] = Int32GetDatum(MyProcPid);
-	RunKeptStatement(&insert_owner_plan,
-					 "INSERT INTO eventstore.checkpoints"
-					 " (processor_id, partition, owner_instance, owner_pid,"
-					 "  claimed_at, updated_at)"
-					 " VALUES ($1, $2, $3, $4, now(), now())"
-					 " ON CONFLICT (processor_id, partition) DO NOTHING",
-					 4, argtypes, values);
+	values[4] = CStringGetTextDatum(GetUserNameFromId(claim->caller, false));
+	if (ProcessorsHaveOwners())
+		RunKeptStatement(&insert_owner_plan,
+						 "INSERT INTO eventstore.checkpoints"
+						 " (processor_id, partition, owner_instance, owner_pid,"
+						 "  claimed_at, updated_at, owner)"
+						 " VALUES ($1, $2, $3, $4, now(), now(), $5)"
+						 " ON CONFLICT (processor_id, partition) DO NOTHING",
+						 5, argtypes, values);
+	else
+		RunKeptStatement(&insert_unowned_plan,
+						 "INSERT INTO eventstore.checkpoints"
+						 " (processor_id, partition, owner_instance, owner_pid,"
+						 "  claimed_at, updated_at)"
+						 " VALUES ($1, $2, $3, $4, now(), now())"
+						 " ON CONFLICT (processor_id, partition) DO NOTHING",
+						 4, argtypes, values);
 	return true;
 }
 
@@ -266,13 +279,13 @@ CreateClaimRow(void *arg)
  * keeps its previous owner.
  */
 static void
-RecordOwner(text *processor, text *partition, const char *instance)
+RecordOwner(text *processor, text *partition, const char *instance, Oid caller)
 {
 	static const char *const names[] = {"checkpoints"};
-	static const int natts[] = {CHECKPOINTS_NATTS};
+	int			natts[] = {CheckpointsNatts()};
 	TableWriter *w = TableWriterOpen(instance ? "claim_processor" : "release_processor",
 									 1, names, natts);
-	ClaimRow	claim = {processor, partition, instance};
+	ClaimRow	claim = {processor, partition, instance, caller};
 	ScanKeyData keys[2];
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
@@ -295,6 +308,13 @@ RecordOwner(text *processor, text *partition, const char *instance)
 			row->tts_isnull[CHECKPOINTS_CLAIMED_AT - 1] = false;
 		}
 		row->tts_values[CHECKPOINTS_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+		/* a row from before 0.3.0 becomes the caller's */
+		if (natts[0] >= CHECKPOINTS_OWNER && row->tts_isnull[CHECKPOINTS_OWNER - 1])
+		{
+			row->tts_values[CHECKPOINTS_OWNER - 1] =
+				CStringGetTextDatum(GetUserNameFromId(caller, false));
+			row->tts_isnull[CHECKPOINTS_OWNER - 1] = false;
+		}
 		TableWriterUpdate(w, 0, row);
 	}
 	TableWriterClose(w);
@@ -316,9 +336,13 @@ eventstore_claim_processor(PG_FUNCTION_ARGS)
 	LOCKTAG		tag = ClaimLockTag(processor, partition);
 	HeldClaim **held = FindClaim(&tag);
 	HeldClaim  *claim;
+	RoleSwitch	caller;
 
 	if (held != NULL)
 		PG_RETURN_BOOL(strcmp((*held)->instance, instance) == 0);
+	ConnectSpi();
+	caller = BecomeRole(ExtensionOwner());
+	RequireProcessorOwner(processor, partition, caller.caller);
 
 	if (!callbacks_registered)
 	{
@@ -335,13 +359,17 @@ eventstore_claim_processor(PG_FUNCTION_ARGS)
 	{
 		pfree(claim->instance);
 		pfree(claim);
+		RestoreRole(caller);
+		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}
 	/* remembered at once, so an abort from here on gives it back */
 	claim->next = held_claims;
 	held_claims = claim;
 
-	RecordOwner(processor, partition, instance);
+	RecordOwner(processor, partition, instance, caller.caller);
+	RestoreRole(caller);
+	SPI_finish();
 	PG_RETURN_BOOL(true);
 }
 
@@ -359,10 +387,15 @@ eventstore_release_processor(PG_FUNCTION_ARGS)
 	LOCKTAG		tag = ClaimLockTag(processor, partition);
 	HeldClaim **held = FindClaim(&tag);
 
+	RoleSwitch	caller;
+
+	/* only the session holding a claim (which it was allowed) releases it */
 	if (held == NULL || strcmp((*held)->instance, instance) != 0)
 		PG_RETURN_BOOL(false);
 	DropClaim(held);
-	RecordOwner(processor, partition, NULL);
+	caller = BecomeRole(ExtensionOwner());
+	RecordOwner(processor, partition, NULL, caller.caller);
+	RestoreRole(caller);
 	PG_RETURN_BOOL(true);
 }
 

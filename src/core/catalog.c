@@ -31,9 +31,10 @@ ExtensionOwner(void)
 	HeapTuple	tuple;
 	Oid			owner;
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(EventstoreRelid("projections")));
+	/* the log: every version has it */
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(EventstoreRelid("events")));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for " EVENTSTORE_SCHEMA ".projections");
+		elog(ERROR, "cache lookup failed for " EVENTSTORE_SCHEMA ".events");
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 	return owner;

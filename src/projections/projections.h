@@ -118,9 +118,6 @@ extern void InstallOwnerGuard(void);
 extern void EnteredOwnerCode(void);
 extern void LeftOwnerCode(void);
 
-/* role_changes.c: DROP ROLE, REASSIGN OWNED and DROP OWNED */
-extern void InstallRoleChangesHook(void);
-
 /* apply.c */
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 						bool isolate, ErrorData **error);

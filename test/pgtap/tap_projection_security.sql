@@ -24,7 +24,7 @@ CREATE TABLE es_tap_sec.seen (tag text, global_position bigint, work_mem text, w
 GRANT INSERT ON es_tap_sec.seen TO PUBLIC;
 RESET client_min_messages;
 
-SELECT plan(21);
+SELECT plan(27);
 
 -- A handler changed after a session applied it.
 CREATE FUNCTION es_tap_sec.note(e eventstore.events) RETURNS void LANGUAGE sql AS $$
@@ -145,9 +145,41 @@ SELECT is((SELECT error_detail FROM eventstore.projection_dead_letters d
 	'It was taken back at once.', 'the claim dropped by the handler was taken back at once');
 SELECT eventstore.release_processor('relay', 'me');
 
+-- Processors belong to the role that first stored, reset or claimed them.
+GRANT EXECUTE ON FUNCTION
+	eventstore.store_checkpoint(text, bigint, bigint, text),
+	eventstore.read_checkpoint(text, text),
+	eventstore.reset_checkpoint(text, bigint, text),
+	eventstore.claim_processor(text, text, text),
+	eventstore.release_processor(text, text, text)
+TO es_tap_sowner, es_tap_sother;
+SELECT max(global_position) AS pos FROM eventstore.events \gset
+SET ROLE es_tap_sowner;
+SELECT eventstore.store_checkpoint('mine', :pos, NULL) AS stored \g /dev/null
+RESET ROLE;
+SELECT is((SELECT owner_role FROM eventstore.processors WHERE processor_id = 'mine'), 'es_tap_sowner',
+	'a processor belongs to the role that stored it first');
+SET ROLE es_tap_sother;
+SELECT throws_ok($$SELECT eventstore.store_checkpoint('mine', 0, NULL)$$, '42501',
+	'processor "mine" partition "default" belongs to role es_tap_sowner',
+	'another role may not store its checkpoint');
+SELECT throws_ok($$SELECT eventstore.reset_checkpoint('mine')$$, '42501',
+	'processor "mine" partition "default" belongs to role es_tap_sowner', '... nor reset it');
+SELECT throws_ok($$SELECT eventstore.claim_processor('mine', 'thief')$$, '42501',
+	'processor "mine" partition "default" belongs to role es_tap_sowner', '... nor claim it');
+SELECT is(eventstore.read_checkpoint('mine'), :pos::bigint, 'but may read it');
+RESET ROLE;
+-- a row from before 0.3.0 has no owner: the first to store it takes it
+UPDATE eventstore.checkpoints SET owner = NULL WHERE processor_id = 'mine';
+SET ROLE es_tap_sother;
+SELECT eventstore.reset_checkpoint('mine');
+RESET ROLE;
+SELECT is((SELECT owner_role FROM eventstore.processors WHERE processor_id = 'mine'), 'es_tap_sother',
+	'a processor without an owner becomes the first storer''s');
+
 -- Projections follow their owner role like its other objects.
 SELECT throws_ok($$DROP ROLE es_tap_sowner$$, '2BP01',
-	'role "es_tap_sowner" cannot be dropped because it owns projections',
+	'role "es_tap_sowner" cannot be dropped because it owns projections or processors',
 	'DROP ROLE of a projection''s owner is refused');
 REASSIGN OWNED BY es_tap_sowner TO es_tap_sother;
 SELECT results_eq($$SELECT name, owner FROM eventstore.projections WHERE name LIKE 'lent-%' ORDER BY name$$,

@@ -1,26 +1,29 @@
 /*
- * projections/role_changes.c
- *		Projections follow their owner role through DROP ROLE, REASSIGN
- *		OWNED and DROP OWNED, as objects owned by a role do.
+ * role_changes.c
+ *		Projections and processors follow their owner role through DROP
+ *		ROLE, REASSIGN OWNED and DROP OWNED, as objects owned by a role do.
  *
  * The registry names each projection's owner, and its handler's, by role
- * name.  PostgreSQL keeps no dependency of a role on a row of a table, so
- * a ProcessUtility hook does what shared dependencies do for catalog
- * objects, in the current database (where REASSIGN OWNED and DROP OWNED
- * act too): DROP ROLE of a role that owns projections here is refused;
- * REASSIGN OWNED gives them (and the handlers it reassigns) to the new
- * role; DROP OWNED drops them.  A role dropped from another database,
- * where its projections are not seen, leaves them failing with "the owner
- * role ... does not exist": never run as anyone else.
+ * name, and eventstore.checkpoints each processor's.  PostgreSQL keeps no
+ * dependency of a role on a row of a table, so a ProcessUtility hook does
+ * what shared dependencies do for catalog objects, in the current database
+ * (where REASSIGN OWNED and DROP OWNED act too): DROP ROLE of a role that
+ * owns projections or processors here is refused; REASSIGN OWNED gives them
+ * (and the handlers it reassigns) to the new role; DROP OWNED drops them.
+ * A role dropped from another database, where they are not seen, leaves its
+ * projections failing with "the owner role ... does not exist" (never run
+ * as anyone else) and its processors to superusers.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "consumers/consumers.h"
 #include "core/catalog.h"
 #include "core/kept_plans.h"
 #include "core/role.h"
 #include "nodes/parsenodes.h"
 #include "projections/projections.h"
+#include "role_changes.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -72,11 +75,13 @@ RefuseDropOfOwners(DropRoleStmt *stmt)
 		ConnectSpi();
 		caller = BecomeRole(ExtensionOwner());
 		owned = ProjectionsOwnedBy(name);
+		if (owned == NULL)
+			owned = ProcessorsOwnedBy(name);
 		RestoreRole(caller);
 		if (owned != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("role \"%s\" cannot be dropped because it owns projections", name),
+					 errmsg("role \"%s\" cannot be dropped because it owns projections or processors", name),
 					 errdetail("owner of %s", owned),
 					 errhint("REASSIGN OWNED BY %s TO another role, or DROP OWNED BY %s, gives them away or drops them, as for its other objects.",
 							 quote_identifier(name), quote_identifier(name))));
@@ -101,9 +106,15 @@ FollowOwnedRoles(List *roles, RoleSpec *to)
 		ConnectSpi();
 		caller = BecomeRole(ExtensionOwner());
 		if (to != NULL)
+		{
 			ReassignProjections(lfirst(lc), get_rolespec_name(to));
+			ReassignProcessors(lfirst(lc), get_rolespec_name(to));
+		}
 		else
+		{
 			DropProjectionsOwnedBy(lfirst(lc));
+			DropProcessorsOwnedBy(lfirst(lc));
+		}
 		RestoreRole(caller);
 		SPI_finish();
 	}
