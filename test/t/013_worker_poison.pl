@@ -9,6 +9,8 @@
 #   by the same worker goes on, before and after, and equals the log.
 # - A single death (kill -9 of a worker in a batch: 003_worker_crash.pl)
 #   loses nothing: the projection resumes there.
+# - The natural handler (unqualified names, its schema on the creator's
+#   search_path) works from the worker.
 #
 # Every wait is bounded by PostgreSQL::Test::Utils's timeout_default.
 use strict;
@@ -93,6 +95,27 @@ is(workers('postgres'), $stable, 'no worker died since: the failed projection is
 is(sql(q{SELECT string_agg(format('%s=%s', name, status), ',' ORDER BY name)
 	FROM eventstore.projection_status}), 'p_fatal=failed,p_kill=failed,p_ok=active',
 	'the failed projections stay failed');
+
+# The natural handler, unqualified names resolved by its creator's
+# search_path, works from the worker too (whose own search_path is the
+# API's).
+sql(q{
+	CREATE SCHEMA shop;
+	SET search_path = shop, public;
+	CREATE TABLE cart_summary (cart_id text PRIMARY KEY, items integer NOT NULL);
+	CREATE FUNCTION apply_cart(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+		INSERT INTO cart_summary VALUES (e.stream_id, 1)
+		ON CONFLICT (cart_id) DO UPDATE SET items = cart_summary.items + 1
+	$$;
+	SELECT eventstore.create_projection('carts', 'apply_cart', ARRAY['ItemAdded']);
+	RESET search_path;
+	SELECT eventstore.append_event('cart-1', 'ItemAdded', '{}'),
+	       eventstore.append_event('cart-1', 'ItemAdded', '{}');});
+ok($node->poll_query_until('postgres',
+		q{SELECT items = 2 FROM shop.cart_summary WHERE cart_id = 'cart-1'}),
+	'the natural unqualified handler works from the worker');
+is(sql(q{SELECT status FROM eventstore.projection_status WHERE name = 'carts'}), 'active',
+	'and its projection stays active');
 
 note_time_taken();
 done_testing();
