@@ -10,8 +10,7 @@
 #include "core/settings.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "projections/projections.h"
-#include "role_changes.h"
+#include "utility_hook.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 #include "worker/worker.h"
@@ -108,8 +107,7 @@ _PG_init(void)
 				 errmsg("pg_eventstore can only be loaded via shared_preload_libraries"),
 				 errhint("Add pg_eventstore to shared_preload_libraries in postgresql.conf and restart the server.")));
 	DefineSettings();
-	InstallOwnerGuard();
-	InstallRoleChangesHook();
+	InstallUtilityHook();
 	if (IsBinaryUpgrade)
 		return;
 	InstallWorkerShmemHooks();

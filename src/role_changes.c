@@ -24,13 +24,10 @@
 #include "nodes/parsenodes.h"
 #include "projections/projections.h"
 #include "role_changes.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "miscadmin.h"
-
-static ProcessUtility_hook_type previous_utility_hook = NULL;
 
 
 /* The registry of this database in 0.3.0's form (owners by name), or none. */
@@ -120,38 +117,24 @@ FollowOwnedRoles(List *roles, RoleSpec *to)
 	}
 }
 
-static void
-RoleChangesProcessUtility(PlannedStmt *pstmt, const char *queryString,
-						  bool readOnlyTree, ProcessUtilityContext context,
-						  ParamListInfo params, QueryEnvironment *queryEnv,
-						  DestReceiver *dest, QueryCompletion *qc)
+/*
+ * Before and after a utility statement runs (utility_hook.c): refuse DROP
+ * ROLE of an owner; follow REASSIGN OWNED and DROP OWNED once PostgreSQL
+ * allowed them (the same privileges apply).
+ */
+void
+RoleChangesBefore(Node *statement)
 {
-	Node	   *statement = pstmt->utilityStmt;
-	bool		registry = (IsA(statement, DropRoleStmt) ||
-							IsA(statement, ReassignOwnedStmt) ||
-							IsA(statement, DropOwnedStmt)) &&
-		NamedRegistryExists();
-
-	if (registry && IsA(statement, DropRoleStmt))
+	if (IsA(statement, DropRoleStmt) && NamedRegistryExists())
 		RefuseDropOfOwners((DropRoleStmt *) statement);
-	if (previous_utility_hook)
-		previous_utility_hook(pstmt, queryString, readOnlyTree, context,
-							  params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-	/* done once PostgreSQL allowed them (the same privileges apply) */
-	if (registry && IsA(statement, ReassignOwnedStmt))
-		FollowOwnedRoles(((ReassignOwnedStmt *) statement)->roles,
-						 ((ReassignOwnedStmt *) statement)->newrole);
-	if (registry && IsA(statement, DropOwnedStmt))
-		FollowOwnedRoles(((DropOwnedStmt *) statement)->roles, NULL);
 }
 
-/* Install the hook; called from _PG_init at preload. */
 void
-InstallRoleChangesHook(void)
+RoleChangesAfter(Node *statement)
 {
-	previous_utility_hook = ProcessUtility_hook;
-	ProcessUtility_hook = RoleChangesProcessUtility;
+	if (IsA(statement, ReassignOwnedStmt) && NamedRegistryExists())
+		FollowOwnedRoles(((ReassignOwnedStmt *) statement)->roles,
+						 ((ReassignOwnedStmt *) statement)->newrole);
+	else if (IsA(statement, DropOwnedStmt) && NamedRegistryExists())
+		FollowOwnedRoles(((DropOwnedStmt *) statement)->roles, NULL);
 }

@@ -6,6 +6,9 @@
 #ifndef ES_ROLE_CHANGES_H
 #define ES_ROLE_CHANGES_H
 
-extern void InstallRoleChangesHook(void);
+#include "nodes/nodes.h"
+
+extern void RoleChangesBefore(Node *statement);
+extern void RoleChangesAfter(Node *statement);
 
 #endif							/* ES_ROLE_CHANGES_H */

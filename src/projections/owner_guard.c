@@ -19,7 +19,6 @@
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "projections/projections.h"
-#include "tcop/utility.h"
 #include "utils/memutils.h"
 
 /* How deep in owner code this backend is: handlers may append. */
@@ -27,8 +26,6 @@ static int	owner_code_depth = 0;
 
 /* The depth at each open subtransaction's start, to go back to on abort. */
 static List *depth_at_subxact = NIL;
-
-static ProcessUtility_hook_type previous_utility_hook = NULL;
 
 /* An error in owner code leaves it without LeftOwnerCode. */
 static void
@@ -115,32 +112,18 @@ RefusedInOwnerCode(Node *statement)
 	}
 }
 
-static void
-OwnerGuardProcessUtility(PlannedStmt *pstmt, const char *queryString,
-						 bool readOnlyTree, ProcessUtilityContext context,
-						 ParamListInfo params, QueryEnvironment *queryEnv,
-						 DestReceiver *dest, QueryCompletion *qc)
+/*
+ * Refuse a utility statement that owner code may not run, when it runs
+ * (from the extension's ProcessUtility hook, utility_hook.c).
+ */
+void
+RefuseInOwnerCode(Node *statement)
 {
 	const char *refused;
 
-	if (owner_code_depth > 0 &&
-		(refused = RefusedInOwnerCode(pstmt->utilityStmt)) != NULL)
+	if (owner_code_depth > 0 && (refused = RefusedInOwnerCode(statement)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("a projection's handler may not run %s", refused),
 				 errdetail("It would change the session or transaction applying the projection beyond the handler's call.")));
-	if (previous_utility_hook)
-		previous_utility_hook(pstmt, queryString, readOnlyTree, context,
-							  params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-}
-
-/* Install the hooks; called from _PG_init at preload. */
-void
-InstallOwnerGuard(void)
-{
-	previous_utility_hook = ProcessUtility_hook;
-	ProcessUtility_hook = OwnerGuardProcessUtility;
 }
