@@ -17,6 +17,8 @@ use Time::HiRes qw(time);
 our @EXPORT = qw(start_node init_node use_node sql sql_in sql_error poll_sql
   session workers start_pgbench read_all_after read_model_check
   crash_and_wait note_time_taken);
+# On request only (006_standby.pl has a compare_lists of its own).
+our @EXPORT_OK = qw(compare_lists);
 
 my $started = time;
 my $node;
@@ -193,6 +195,30 @@ sub crash_and_wait
 	$node->wait_for_log(qr/database system is ready to accept connections/,
 		$offset);
 	return $offset;
+}
+
+# "missed=M doubled=D extra=X order=same" for a list received against the
+# list wanted (items compared as strings); order names the first index
+# where the two lists differ.
+sub compare_lists
+{
+	my ($got, $want) = @_;
+	my (%wanted, %seen);
+	$wanted{$_} = 1 for @$want;
+	$seen{$_}++ for @$got;
+	my $missed = grep { !$seen{$_} } @$want;
+	my $doubled = grep { $_ > 1 } values %seen;
+	my $extra = grep { !$wanted{$_} } keys %seen;
+	my $order = 'same';
+	for my $i (0 .. ($#$got > $#$want ? $#$got : $#$want))
+	{
+		if (($got->[$i] // '') ne ($want->[$i] // ''))
+		{
+			$order = "differs at $i";
+			last;
+		}
+	}
+	return "missed=$missed doubled=$doubled extra=$extra order=$order";
 }
 
 # How long the test took, as a note.
