@@ -152,6 +152,40 @@ eventstore_create_log_publication(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * Refuse to leave subscriber mode while a subscription of this database
+ * replicates eventstore.events (enabled or not: enabled again, it goes on).
+ * The events it brought once the trigger is off would keep the publisher's
+ * keys, which sort before events a follower here has already passed, and
+ * leave eventstore.streams behind them.  The caller is connected to SPI.
+ */
+static void
+RefuseWhileSubscribed(void)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(EventstoreRelid("events"))};
+	int			rc;
+	char	   *subscription;
+
+	rc = SPI_execute_with_args("SELECT s.subname::text"
+							   " FROM pg_catalog.pg_subscription_rel r"
+							   " JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid"
+							   " WHERE r.srrelid = $1 ORDER BY 1 LIMIT 1",
+							   1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return;
+	subscription = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("subscription \"%s\" still replicates the event log into this database",
+					subscription),
+			 errdetail("Events it brought with subscriber mode off would keep the publisher's keys, which sort before events already read here, and leave eventstore.streams behind."),
+			 errhint("Drop the subscription first (DROP SUBSCRIPTION %s), then turn subscriber mode off.",
+					 quote_identifier(subscription))));
+}
+
 /* SQL: set_subscriber_mode(enabled) */
 Datum
 eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
@@ -161,6 +195,8 @@ eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
 
 	PreventCommandDuringRecovery("set_subscriber_mode");
 	ConnectSpi();
+	if (!enabled)
+		RefuseWhileSubscribed();
 	rc = SPI_execute(psprintf("ALTER TABLE " EVENTSTORE_SCHEMA ".events %s TRIGGER "
 							  SUBSCRIBER_TRIGGER,
 							  enabled ? "ENABLE REPLICA" : "DISABLE"),
