@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -35,6 +36,9 @@ PG_FUNCTION_INFO_V1(eventstore_set_subscriber_mode);
 
 /* The trigger subscriber mode enables, as the install script names it. */
 #define SUBSCRIBER_TRIGGER "events_from_publisher"
+
+/* Positions come in blocks of 2^40, one per incarnation (incarnation.c). */
+#define SUBSCRIBER_POSITION_BLOCK_BITS 40
 
 static SPIPlanPtr keep_stream_plan;
 
@@ -186,17 +190,50 @@ RefuseWhileSubscribed(void)
 					 quote_identifier(subscription))));
 }
 
+/*
+ * A subscriber that leaves subscriber mode appends on its own from now on:
+ * its positions start at the block after the log's last position, past
+ * every position its publisher issued (also any not replicated here), as
+ * a new incarnation's do (see incarnation.c, whose blocks these are).  The
+ * sequence stood wherever this node's first replicated event left it,
+ * which is no such place.  The caller is connected to SPI.
+ */
+static void
+MovePositionsPastPublisher(void)
+{
+	int			rc;
+
+	rc = SPI_execute(psprintf("SELECT pg_catalog.setval('" EVENTSTORE_SCHEMA ".global_position_seq',"
+							  " GREATEST((SELECT ((coalesce(max(global_position), 0) >> %d) + 1) << %d"
+							  "           FROM " EVENTSTORE_SCHEMA ".events),"
+							  "          (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
+							  "           FROM " EVENTSTORE_SCHEMA ".global_position_seq)),"
+							  " false)",
+							  SUBSCRIBER_POSITION_BLOCK_BITS, SUBSCRIBER_POSITION_BLOCK_BITS),
+					 false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+}
+
 /* SQL: set_subscriber_mode(enabled) */
 Datum
 eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
 {
 	bool		enabled = PG_GETARG_BOOL(0);
+	bool		was_on;
+	Relation	events;
 	int			rc;
 
 	PreventCommandDuringRecovery("set_subscriber_mode");
+	events = table_open(EventstoreRelid("events"), AccessShareLock);
+	was_on = SubscriberModeOn(events);
+	table_close(events, NoLock);
 	ConnectSpi();
-	if (!enabled)
+	if (!enabled && was_on)
+	{
 		RefuseWhileSubscribed();
+		MovePositionsPastPublisher();
+	}
 	rc = SPI_execute(psprintf("ALTER TABLE " EVENTSTORE_SCHEMA ".events %s TRIGGER "
 							  SUBSCRIBER_TRIGGER,
 							  enabled ? "ENABLE REPLICA" : "DISABLE"),
