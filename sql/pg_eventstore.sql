@@ -213,7 +213,7 @@ RETURNS text
 		WHEN EXISTS (SELECT FROM pg_trigger t
 					 WHERE t.tgrelid = 'eventstore.events'::regclass
 					   AND t.tgname = 'events_from_publisher'
-					   AND t.tgenabled <> 'D') THEN 'subscriber'
+					   AND t.tgenabled = 'R') THEN 'subscriber'
 		ELSE 'primary'
 	END;
 

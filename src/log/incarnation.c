@@ -40,9 +40,6 @@
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
-/* Each incarnation's positions start at a multiple of 2^40. */
-#define POSITION_BLOCK_BITS 40
-
 /*
  * What this backend knows of the current database's incarnations.  Only
  * rows other transactions committed are remembered (a row of our own may
@@ -314,7 +311,9 @@ StartIncarnation(TimeLineID tli, bool subscriber)
 	needed = last + 1 > least ? (int64) (last + 1 - least) : 0;
 	if (!cluster_known || offset < needed)
 		offset = needed;
-	first = IncarnationStart(latest, tli, strcmp(reason, "first write") == 0);
+	/* a subscriber's first write is a replicated event, its place not ours */
+	first = IncarnationStart(latest, tli,
+							 !subscriber && strcmp(reason, "first write") == 0);
 	/* the sequence's next value, looked at without taking it */
 	QueryKeptPlanThrough(KeptPlan(&next_position_plan,
 								  "SELECT CASE WHEN is_called THEN last_value + 1"

@@ -60,6 +60,13 @@ extern FullTransactionId StreamOrderedKey(Relation events,
 										  text *stream_id, int64 revision);
 
 /* incarnation.c */
+
+/*
+ * Each incarnation of the log (a cluster, database and timeline that wrote
+ * it) issues its positions from a block of its own: multiples of 2^40.
+ */
+#define POSITION_BLOCK_BITS 40
+
 extern FullTransactionId LogHorizonOf(Snapshot snapshot);
 extern bool LogOffsetSeenBy(Snapshot snapshot, int64 *offset);
 extern int64 LogOffsetForWrite(bool subscriber);

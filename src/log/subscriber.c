@@ -37,9 +37,6 @@ PG_FUNCTION_INFO_V1(eventstore_set_subscriber_mode);
 /* The trigger subscriber mode enables, as the install script names it. */
 #define SUBSCRIBER_TRIGGER "events_from_publisher"
 
-/* Positions come in blocks of 2^40, one per incarnation (incarnation.c). */
-#define SUBSCRIBER_POSITION_BLOCK_BITS 40
-
 static SPIPlanPtr keep_stream_plan;
 
 /* Is this node a subscriber of the log: is its trigger enabled on events? */
@@ -52,7 +49,7 @@ SubscriberModeOn(Relation events)
 		return false;
 	for (int i = 0; i < triggers->numtriggers; i++)
 		if (strcmp(triggers->triggers[i].tgname, SUBSCRIBER_TRIGGER) == 0)
-			return triggers->triggers[i].tgenabled != TRIGGER_DISABLED;
+			return triggers->triggers[i].tgenabled == TRIGGER_FIRES_ON_REPLICA;
 	return false;
 }
 
@@ -100,6 +97,14 @@ eventstore_take_replicated_event(PG_FUNCTION_ARGS)
 	events = trigdata->tg_relation;
 	desc = RelationGetDescr(events);
 	row = trigdata->tg_trigtuple;
+
+	/*
+	 * Enabled otherwise than by set_subscriber_mode (ENABLE TRIGGER ALL
+	 * after a pg_restore --disable-triggers, say): an append of this node's
+	 * own, keyed already.
+	 */
+	if (SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		return PointerGetDatum(row);
 	stream_id = heap_getattr(row, EVENTS_STREAM_ID, desc, &isnull);
 	revision = DatumGetInt64(heap_getattr(row, EVENTS_REVISION, desc, &isnull));
 	created_at = heap_getattr(row, EVENTS_CREATED_AT, desc, &isnull);
@@ -209,7 +214,7 @@ MovePositionsPastPublisher(void)
 							  "          (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
 							  "           FROM " EVENTSTORE_SCHEMA ".global_position_seq)),"
 							  " false)",
-							  SUBSCRIBER_POSITION_BLOCK_BITS, SUBSCRIBER_POSITION_BLOCK_BITS),
+							  POSITION_BLOCK_BITS, POSITION_BLOCK_BITS),
 					 false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));

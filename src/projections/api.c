@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/pg_proc.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -190,6 +191,25 @@ CheckOnReset(const char *sql)
 	}
 }
 
+/*
+ * An inline projection is applied by appends, which a subscriber of the log
+ * does not have: its events arrive by replication.
+ */
+static void
+RefuseInlineOnSubscriber(void)
+{
+	Relation	events = table_open(EventstoreRelid("events"), AccessShareLock);
+	bool		subscriber = SubscriberModeOn(events);
+
+	table_close(events, NoLock);
+	if (subscriber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("an inline projection cannot be created on a subscriber of the event log"),
+				 errdetail("Inline projections are applied by appends; a subscriber's events arrive by replication."),
+				 errhint("Create it with mode => 'async': the worker applies replicated events.")));
+}
+
 /* The event_types argument: NULL, or a non-empty array without NULLs. */
 static Datum
 CheckEventTypes(FunctionCallInfo fcinfo, int argno, char *null_flag)
@@ -253,6 +273,8 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	np.name = RequireName(fcinfo, 0, "name");
 	np.event_types = CheckEventTypes(fcinfo, 2, &types_null);
 	np.mode = RequireChoice(fcinfo, 3, "mode", MODE_ASYNC, MODE_INLINE);
+	if (strcmp(np.mode, MODE_INLINE) == 0)
+		RefuseInlineOnSubscriber();
 	np.version = GetVersion(fcinfo, 4, false);
 	np.on_reset = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 	if (np.on_reset != NULL)

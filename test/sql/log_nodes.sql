@@ -65,6 +65,9 @@ SELECT eventstore.append_event('a', 'A3', '{}');
 SELECT * FROM eventstore.read_all(99);
 \echo :LAST_ERROR_SQLSTATE
 SELECT stream_id, revision, event_type FROM eventstore.read_all(NULL);
+CREATE FUNCTION pg_temp.nothing(e eventstore.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT eventstore.create_projection('on-sub', 'pg_temp.nothing', mode => 'inline');
+\echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.set_subscriber_mode(false);
 SELECT eventstore.node_role();
 SELECT next_expected_revision FROM eventstore.append_event('a', 'A3', '{}');
