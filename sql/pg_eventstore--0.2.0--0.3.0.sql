@@ -293,3 +293,12 @@ FROM eventstore.checkpoints c
 								   WHERE d.datname = pg_catalog.current_database())) live
 		ON live.claim_key = eventstore.processor_claim_key(c.processor_id, c.partition);
 
+-- A skip knows its stream (see the current schema): those still pending
+-- get theirs from the log, which keeps each stream's order through drains.
+ALTER TABLE eventstore.projection_skips ADD COLUMN stream_id text;
+UPDATE eventstore.projection_skips k SET stream_id = e.stream_id
+FROM eventstore.events e
+WHERE e.global_position = k.global_position AND k.drained_at IS NULL;
+CREATE INDEX projection_skips_stream_idx
+	ON eventstore.projection_skips (projection_id, stream_id)
+	WHERE drained_at IS NULL;

@@ -448,10 +448,17 @@ CREATE TABLE eventstore.projection_skips (
 	skipped_at		timestamptz NOT NULL,
 	drained_at		timestamptz,
 	outcome			text CHECK (outcome IN ('applied', 'already applied')),
+	-- the event's stream: while one of its skips is pending, a later event
+	-- of that stream is skipped too, so the drain applies it in order
+	-- (NULL: a row drained before 0.3.0)
+	stream_id		text,
 	PRIMARY KEY (projection_id, global_position)
 );
 CREATE INDEX projection_skips_pending_idx
 	ON eventstore.projection_skips (projection_id, transaction_id, global_position)
+	WHERE drained_at IS NULL;
+CREATE INDEX projection_skips_stream_idx
+	ON eventstore.projection_skips (projection_id, stream_id)
 	WHERE drained_at IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_skips', '');
 

@@ -120,7 +120,8 @@ enum
 	SKIPS_SKIPPED_AT,
 	SKIPS_DRAINED_AT,
 	SKIPS_OUTCOME,
-	SKIPS_NATTS = SKIPS_OUTCOME
+	SKIPS_STREAM_ID,			/* since 0.3.0 */
+	SKIPS_NATTS = SKIPS_STREAM_ID
 };
 
 /* eventstore.projection_dead_letters */

@@ -256,9 +256,14 @@ ApplyInlineProjections(EventRows *rows)
 		mine = RowsItTakes(p, rows);
 		if (mine == NULL)
 			continue;
-		/* a missing handler or owner: record skips; the runner then fails it */
+		/*
+		 * A missing handler or owner: record skips; the runner then fails
+		 * it.  A skip of the stream still pending: skip these too, so the
+		 * drain applies the stream in order (an append is one stream's).
+		 */
 		applying = locked && p->status == PROJECTION_ACTIVE &&
-			MissingOwnerCode(p) == NULL;
+			MissingOwnerCode(p) == NULL &&
+			!StreamHasPendingSkips(p, EventRowsColumn(mine, 0, EVENTS_STREAM_ID));
 		/* skips and dead letters are written through SPI */
 		if (!spi && (!applying || p->skip_errors))
 		{

@@ -96,6 +96,7 @@ extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
 extern void RecordProjectionFailure(Projection *p, ErrorData *error,
 									int64 position, pg_uuid_t *event_id);
 extern void RecordSkip(Projection *p, EventRows *rows, int i);
+extern bool StreamHasPendingSkips(Projection *p, Datum stream_id);
 extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
 							 ErrorData *error);
 extern void MarkSkipsDrained(Projection *p, int64 *positions, int n,

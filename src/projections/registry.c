@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "core/catalog.h"
 #include "core/errors.h"
@@ -22,6 +24,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
@@ -46,6 +49,7 @@ static SPIPlanPtr reset_plan;
 static SPIPlanPtr save_plan;
 static SPIPlanPtr failure_plan;
 static SPIPlanPtr skip_plan;
+static SPIPlanPtr skip_0_2_plan;	/* into a 0.2.0 table */
 static SPIPlanPtr dead_letter_plan;
 static SPIPlanPtr drained_plan;
 
@@ -621,18 +625,61 @@ RecordProjectionFailure(Projection *p, ErrorData *error, int64 position,
 void
 RecordSkip(Projection *p, EventRows *rows, int i)
 {
-	Oid			argtypes[4] = {INT4OID, INT8OID, XID8OID, TIMESTAMPTZOID};
+	Oid			argtypes[5] = {INT4OID, INT8OID, XID8OID, TIMESTAMPTZOID, TEXTOID};
 	LogPlace	place = EventRowsPlace(rows, i);
-	Datum		values[4] = {Int32GetDatum(p->id), Int64GetDatum(place.position),
+	Datum		values[5] = {Int32GetDatum(p->id), Int64GetDatum(place.position),
 		FullTransactionIdGetDatum(place.xid),
-	TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+	EventRowsColumn(rows, i, EVENTS_STREAM_ID)};
 
-	ExecKeptPlan(KeptPlan(&skip_plan,
-						  "INSERT INTO eventstore.projection_skips"
-						  " (projection_id, global_position, transaction_id, skipped_at)"
-						  " VALUES ($1, $2, $3, $4)",
-						  4, argtypes),
-				 values, NULL, false, 0);
+	/* a 0.2.0 table has no stream_id */
+	if (OidIsValid(OptionalEventstoreRelid("projection_skips_stream_idx")))
+		ExecKeptPlan(KeptPlan(&skip_plan,
+							  "INSERT INTO eventstore.projection_skips"
+							  " (projection_id, global_position, transaction_id, skipped_at,"
+							  "  stream_id)"
+							  " VALUES ($1, $2, $3, $4, $5)",
+							  5, argtypes),
+					 values, NULL, false, 0);
+	else
+		ExecKeptPlan(KeptPlan(&skip_0_2_plan,
+							  "INSERT INTO eventstore.projection_skips"
+							  " (projection_id, global_position, transaction_id, skipped_at)"
+							  " VALUES ($1, $2, $3, $4)",
+							  4, argtypes),
+					 values, NULL, false, 0);
+}
+
+/*
+ * Has the projection a skip of the stream not drained yet, committed or
+ * this transaction's own?  Then a later event of that stream must not be
+ * applied before it: the append records a skip for it too, and the drain
+ * applies both in log order.  An index probe on the pending skips, which
+ * are few or none, without SPI: this is on every inline application.  An
+ * appender that skipped an earlier event of the stream held the stream's
+ * lock until it committed, so its skip is seen here.
+ */
+bool
+StreamHasPendingSkips(Projection *p, Datum stream_id)
+{
+	Oid			index = OptionalEventstoreRelid("projection_skips_stream_idx");
+	Relation	skips;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	bool		pending;
+
+	if (!OidIsValid(index))
+		return false;
+	skips = table_open(EventstoreRelid("projection_skips"), AccessShareLock);
+	ScanKeyInit(&keys[0], SKIPS_PROJECTION_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(p->id));
+	ScanKeyInit(&keys[1], SKIPS_STREAM_ID, BTEqualStrategyNumber, F_TEXTEQ,
+				stream_id);
+	scan = systable_beginscan(skips, index, true, SnapshotSelf, 2, keys);
+	pending = systable_getnext(scan) != NULL;
+	systable_endscan(scan);
+	table_close(skips, NoLock);
+	return pending;
 }
 
 /* Record row i as a dead letter of the projection, with its error. */
