@@ -145,9 +145,10 @@ VALUES ('hot-' || :tag || '-' || :s, nextval('bench.revision_seq'), 'ItemAdded',
 EOF
 }
 
-# One pgbench run; sets TPS and FAILED.  A call failed when pgbench counts
-# a failed transaction, when it aborts a client on an error, or when the
-# server logged an ERROR meanwhile: the largest of these counts.
+# One pgbench run; sets TPS, XACTS (transactions done) and FAILED.  A call
+# failed when pgbench counts a failed transaction, when it aborts a client
+# on an error, or when the server logged an ERROR meanwhile: the largest of
+# these counts.
 RUN_NO=0
 pgbench_run() {
 	local name=$1 clients=$2 jobs out offset failed aborted logged rc=0
@@ -160,6 +161,7 @@ pgbench_run() {
 		-c "$clients" -j "$jobs" -h "$CLUSTER" -p "$PORT" -f "$SCRIPTS/$name.sql" "$@" \
 		postgres >"$out" 2>&1 || rc=$?
 	TPS=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out")
+	XACTS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
 	failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out")
 	aborted=$(grep -c 'aborted in command' "$out" || true)
 	logged=$(tail -c +$((offset + 1)) "$LOG" | grep -c ' ERROR: ' || true)
@@ -170,6 +172,7 @@ pgbench_run() {
 		echo "   pgbench did not complete (exit status $rc): $out" >&2
 		sed 's/^/   | /' "$out" | tail -5 >&2
 		TPS=${TPS:-0}
+		XACTS=${XACTS:-0}
 		[ "$FAILED" -gt 0 ] || FAILED=1
 	fi
 	if [ "$FAILED" -gt 0 ]; then
