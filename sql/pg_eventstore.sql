@@ -35,7 +35,10 @@ CREATE TABLE eventstore.streams (
 	stream_id	text PRIMARY KEY,
 	revision	bigint NOT NULL,
 	created_at	timestamptz NOT NULL,
-	updated_at	timestamptz NOT NULL
+	updated_at	timestamptz NOT NULL,
+	-- the log key of its last event: the next append's key is at least
+	-- this (NULL: not written since 0.3.0; the append looks it up)
+	transaction_id xid8
 ) WITH (fillfactor = 25);
 
 CREATE TABLE eventstore.events (

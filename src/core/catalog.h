@@ -29,7 +29,8 @@ enum
 	STREAMS_REVISION,
 	STREAMS_CREATED_AT,
 	STREAMS_UPDATED_AT,
-	STREAMS_NATTS = STREAMS_UPDATED_AT
+	STREAMS_TRANSACTION_ID,		/* since 0.3.0: its last event's log key */
+	STREAMS_NATTS = STREAMS_TRANSACTION_ID
 };
 
 /* eventstore.events, also the composite type handlers receive */

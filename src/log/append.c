@@ -58,7 +58,9 @@ typedef struct Expectation
 static SPIPlanPtr create_stream_plan;
 static SPIPlanPtr find_ids_plan;
 
-static const Oid stream_args[] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
+static SPIPlanPtr create_stream_0_2_plan;	/* into a 0.2.0 table */
+
+static const Oid stream_args[] = {TEXTOID, INT8OID, TIMESTAMPTZOID, XID8OID};
 
 /*
  * Connect to SPI on first use within an append: only creating a stream and
@@ -106,19 +108,28 @@ ReportWrongRevision(text *stream_id, Expectation expect, bool exists,
  * another transaction created it first.
  */
 static bool
-CreateStream(text *stream_id, int count, TimestampTz now, bool *spi)
+CreateStream(text *stream_id, int count, TimestampTz now, FullTransactionId key,
+			 bool keeps_key, bool *spi)
 {
-	Datum		values[3] = {PointerGetDatum(stream_id), Int64GetDatum(count),
-	TimestampTzGetDatum(now)};
+	Datum		values[4] = {PointerGetDatum(stream_id), Int64GetDatum(count),
+		TimestampTzGetDatum(now), FullTransactionIdGetDatum(key)};
 	SPIPlanPtr	plan;
 
 	UseSpi(spi);
-	plan = KeptPlan(&create_stream_plan,
-					"INSERT INTO eventstore.streams"
-					" (stream_id, revision, created_at, updated_at)"
-					" VALUES ($1, $2 - 1, $3, $3)"
-					" ON CONFLICT (stream_id) DO NOTHING",
-					3, stream_args);
+	if (keeps_key)
+		plan = KeptPlan(&create_stream_plan,
+						"INSERT INTO eventstore.streams"
+						" (stream_id, revision, created_at, updated_at, transaction_id)"
+						" VALUES ($1, $2 - 1, $3, $3, $4)"
+						" ON CONFLICT (stream_id) DO NOTHING",
+						4, stream_args);
+	else
+		plan = KeptPlan(&create_stream_0_2_plan,
+						"INSERT INTO eventstore.streams"
+						" (stream_id, revision, created_at, updated_at)"
+						" VALUES ($1, $2 - 1, $3, $3)"
+						" ON CONFLICT (stream_id) DO NOTHING",
+						3, stream_args);
 	return ExecKeptPlan(plan, values, NULL, false, 0) == 1;
 }
 
@@ -270,6 +281,8 @@ typedef struct NewStream
 	TimestampTz now;
 	AppendResult *result;
 	bool	   *spi;
+	FullTransactionId key;		/* its first events' key */
+	bool		keeps_key;		/* the row has a column for it */
 } NewStream;
 
 /*
@@ -287,22 +300,28 @@ CreateNewStream(void *arg)
 		elog(ERROR, "events of a batch are stored but their stream is not");
 	if (!ns->expect.any && ns->expect.revision != ES_EXPECT_NO_STREAM)
 		ReportWrongRevision(ns->stream_id, ns->expect, false, 0);
-	return CreateStream(ns->stream_id, ns->batch->count, ns->now, ns->spi);
+	return CreateStream(ns->stream_id, ns->batch->count, ns->now, ns->key,
+						ns->keeps_key, ns->spi);
 }
 
 /*
  * Lock or create the stream and check the expectation.  Returns the revision
- * of the batch's first event, or -1 with *result filled when the batch is a
- * retry of one already stored.
+ * of the batch's first event, with *key the log key its events take (the
+ * writer's own key plus `offset`, raised to the stream's previous key,
+ * which the locked row keeps), or -1 with *result filled when the batch is
+ * a retry of one already stored.
  */
 static int64
 LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
-				   Expectation expect, TimestampTz now, AppendResult *result,
-				   bool *spi)
+				   Expectation expect, TimestampTz now, int64 offset,
+				   FullTransactionId *key, AppendResult *result, bool *spi)
 {
-	NewStream	ns = {stream_id, batch, expect, now, result, spi};
+	NewStream	ns = {stream_id, batch, expect, now, result, spi,
+	OwnLogKey(offset), LogWriterKeepsStreamKeys(writer)};
 	int64		current;
+	FullTransactionId previous;
 
+	*key = ns.key;
 	if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream, &ns))
 		return 0;
 	if (batch->any_id_given &&
@@ -310,7 +329,11 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 		return -1;
 	if (!MatchesExistingStream(expect, current))
 		ReportWrongRevision(stream_id, expect, true, current);
-	LogWriterAdvanceStream(writer, current + batch->count, now);
+	previous = LogWriterStreamKey(writer);
+	if (!FullTransactionIdIsValid(previous))
+		previous = StreamEventKey(LogWriterEvents(writer), stream_id, current);
+	*key = KeyAfter(*key, previous);
+	LogWriterAdvanceStream(writer, current + batch->count, *key, now);
 	return current + 1;
 }
 
@@ -330,6 +353,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	bool		nulls[5] = {false};
 	int64		first_revision;
 	int64		offset;
+	FullTransactionId key;
 
 	if (!expect.any && expect.revision < ES_EXPECT_STREAM_EXISTS)
 		ereport(ERROR,
@@ -356,11 +380,10 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 	/* before any stream is locked: see LogOffsetForWrite */
 	offset = LogOffsetForWrite(false);
 	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,
-										&result, &spi_connected);
+										offset, &key, &result, &spi_connected);
 	if (first_revision >= 0)
 	{
-		result.xid = StreamOrderedKey(LogWriterEvents(writer), OwnLogKey(offset),
-									  stream_id, first_revision);
+		result.xid = key;
 		if (PrepareProjectionsForAppend(batch))
 		{
 			/* not in SPI's memory: the rows outlive our connection */

@@ -55,6 +55,8 @@ extern LogPlace LogPlaceOfRow(HeapTuple row, TupleDesc desc);
 extern FullTransactionId LastCommittedXid(void);
 extern FullTransactionId StreamEventKey(Relation events, text *stream_id,
 										int64 revision);
+extern FullTransactionId KeyAfter(FullTransactionId own_key,
+								  FullTransactionId previous);
 extern FullTransactionId StreamOrderedKey(Relation events,
 										  FullTransactionId own_key,
 										  text *stream_id, int64 revision);

@@ -171,7 +171,8 @@ StreamEventKey(Relation events, text *stream_id, int64 revision)
  * The key of events appended at `revision` of a stream by a writer whose
  * own key is own_key: the larger of that and the key of the stream's
  * previous event, so a stream's events never come before an earlier
- * revision in log order.  (Ties are ordered by position, and a stream's
+ * revision in log order.  (Appends read the previous key from the stream's
+ * row, which they lock anyway; this looks it up in the log.)  (Ties are ordered by position, and a stream's
  * positions are taken in revision order, under its lock.)  Keeping the
  * writer's key as the floor keeps the horizon's proof: no event is ever
  * keyed below the id of the transaction that writes it.
@@ -180,10 +181,14 @@ FullTransactionId
 StreamOrderedKey(Relation events, FullTransactionId own_key, text *stream_id,
 				 int64 revision)
 {
-	FullTransactionId previous;
-
 	if (revision == 0)
 		return own_key;
-	previous = StreamEventKey(events, stream_id, revision - 1);
+	return KeyAfter(own_key, StreamEventKey(events, stream_id, revision - 1));
+}
+
+/* The larger of a writer's own key and its stream's previous key. */
+FullTransactionId
+KeyAfter(FullTransactionId own_key, FullTransactionId previous)
+{
 	return FullTransactionIdFollows(previous, own_key) ? previous : own_key;
 }

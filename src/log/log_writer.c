@@ -15,6 +15,7 @@
 #include "log/log_writer.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/xid8.h"
 
 /* The writer's tables, in TableWriterOpen's order. */
@@ -28,6 +29,7 @@ struct LogWriter
 {
 	TableWriter *tables;
 	Oid			sequence;
+	bool		stream_keys;	/* streams keeps its last key (0.3.0 on) */
 };
 
 /* Open the log's tables for one append by SQL function `operation`. */
@@ -35,9 +37,14 @@ LogWriter *
 LogWriterOpen(const char *operation)
 {
 	static const char *const names[] = {"streams", "events"};
-	static const int natts[] = {STREAMS_NATTS, EVENTS_NATTS};
 	LogWriter  *w = palloc(sizeof(LogWriter));
+	int			natts[2];
 
+	/* a 0.2.0 table, which this library writes until the update, has not */
+	w->stream_keys = get_attnum(EventstoreRelid("streams"), "transaction_id") ==
+		STREAMS_TRANSACTION_ID;
+	natts[0] = w->stream_keys ? STREAMS_NATTS : STREAMS_TRANSACTION_ID - 1;
+	natts[1] = EVENTS_NATTS;
 	w->tables = TableWriterOpen(operation, 2, names, natts);
 	w->sequence = EventstoreRelid("global_position_seq");
 	return w;
@@ -83,14 +90,48 @@ LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
 	return true;
 }
 
-/* Set the locked stream's revision to that of its new last event. */
+/*
+ * The log key of the locked stream's last event, as its row keeps it;
+ * InvalidFullTransactionId when it does not (a row from before 0.3.0, or a
+ * 0.2.0 table): the caller looks it up in the log.
+ */
+FullTransactionId
+LogWriterStreamKey(LogWriter *w)
+{
+	bool		isnull;
+	Datum		key;
+
+	if (!w->stream_keys)
+		return InvalidFullTransactionId;
+	key = slot_getattr(TableWriterLockedRow(w->tables, STREAMS_TABLE),
+					   STREAMS_TRANSACTION_ID, &isnull);
+	return isnull ? InvalidFullTransactionId : DatumGetFullTransactionId(key);
+}
+
+/* Do the stream rows keep their last key (StreamKey)? */
+bool
+LogWriterKeepsStreamKeys(LogWriter *w)
+{
+	return w->stream_keys;
+}
+
+/*
+ * Set the locked stream's revision and log key to those of its new last
+ * event.
+ */
 void
-LogWriterAdvanceStream(LogWriter *w, int64 revision, TimestampTz now)
+LogWriterAdvanceStream(LogWriter *w, int64 revision, FullTransactionId key,
+					   TimestampTz now)
 {
 	TupleTableSlot *row = TableWriterCopyOfLocked(w->tables, STREAMS_TABLE);
 
 	row->tts_values[STREAMS_REVISION - 1] = Int64GetDatum(revision);
 	row->tts_values[STREAMS_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+	if (w->stream_keys)
+	{
+		row->tts_values[STREAMS_TRANSACTION_ID - 1] = FullTransactionIdGetDatum(key);
+		row->tts_isnull[STREAMS_TRANSACTION_ID - 1] = false;
+	}
 	TableWriterUpdate(w->tables, STREAMS_TABLE, row);
 }
 

@@ -16,8 +16,10 @@ extern LogWriter *LogWriterOpen(const char *operation);
 extern Relation LogWriterEvents(LogWriter *w);
 extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
 								RowCreator create, void *arg);
+extern FullTransactionId LogWriterStreamKey(LogWriter *w);
+extern bool LogWriterKeepsStreamKeys(LogWriter *w);
 extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
-								   TimestampTz now);
+								   FullTransactionId key, TimestampTz now);
 extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,
 								  text *stream_id, int64 revision,
 								  EventInput *event, TimestampTz now,

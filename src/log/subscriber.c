@@ -85,8 +85,8 @@ eventstore_take_replicated_event(PG_FUNCTION_ARGS)
 	int			column = EVENTS_TRANSACTION_ID;
 	Datum		key_datum;
 	bool		key_null = false;
-	Oid			argtypes[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, XID8OID};
+	Datum		values[4];
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -120,16 +120,18 @@ eventstore_take_replicated_event(PG_FUNCTION_ARGS)
 	values[0] = stream_id;
 	values[1] = Int64GetDatum(revision);
 	values[2] = created_at;
+	values[3] = key_datum;
 	ConnectSpi();
 	ExecKeptPlan(KeptPlan(&keep_stream_plan,
 						  "INSERT INTO eventstore.streams AS s"
-						  " (stream_id, revision, created_at, updated_at)"
-						  " VALUES ($1, $2, $3, $3)"
+						  " (stream_id, revision, created_at, updated_at, transaction_id)"
+						  " VALUES ($1, $2, $3, $3, $4)"
 						  " ON CONFLICT (stream_id) DO UPDATE SET"
 						  " revision = greatest(s.revision, excluded.revision),"
 						  " created_at = least(s.created_at, excluded.created_at),"
-						  " updated_at = greatest(s.updated_at, excluded.updated_at)",
-						  3, argtypes),
+						  " updated_at = greatest(s.updated_at, excluded.updated_at),"
+						  " transaction_id = greatest(s.transaction_id, excluded.transaction_id)",
+						  4, argtypes),
 				 values, NULL, false, 0);
 	SPI_finish();
 
