@@ -10,6 +10,7 @@
 #include "core/settings.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "projections/projections.h"
 #include "utility_hook.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -108,6 +109,7 @@ _PG_init(void)
 				 errhint("Add pg_eventstore to shared_preload_libraries in postgresql.conf and restart the server.")));
 	DefineSettings();
 	InstallUtilityHook();
+	InstallOwnerGuard();
 	if (IsBinaryUpgrade)
 		return;
 	InstallWorkerShmemHooks();

@@ -9,16 +9,21 @@
  * leaves them, these statements are refused here while the owner's code
  * runs: SET CONSTRAINTS (which would change the rest of the appender's
  * transaction), and prepared statements, holdable cursors and LOAD, which
- * outlive the call.  (Built-in functions pass no hook: the session's
- * processor claims, which pg_advisory_unlock_all() drops, are checked
- * after each call instead, see KeepClaimsThroughOwnerCode.)
+ * outlive the call; and queries parsed in owner code may not call the
+ * session-level advisory lock functions.  (A plan parsed before, outside,
+ * is not seen again: the session's processor claims, which
+ * pg_advisory_unlock_all() drops, are also checked after each call, see
+ * KeepClaimsThroughOwnerCode.)
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/analyze.h"
 #include "projections/projections.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 
 /* How deep in owner code this backend is: handlers may append. */
@@ -26,6 +31,8 @@ static int	owner_code_depth = 0;
 
 /* The depth at each open subtransaction's start, to go back to on abort. */
 static List *depth_at_subxact = NIL;
+
+static post_parse_analyze_hook_type previous_parse_hook = NULL;
 
 /* An error in owner code leaves it without LeftOwnerCode. */
 static void
@@ -87,6 +94,74 @@ LeftOwnerCode(void)
 {
 	Assert(owner_code_depth > 0);
 	owner_code_depth--;
+}
+
+/* The session-level advisory lock functions. */
+static bool
+IsSessionAdvisoryLockFunction(Oid fn_oid)
+{
+	switch (fn_oid)
+	{
+		case F_PG_ADVISORY_LOCK_INT8:
+		case F_PG_ADVISORY_LOCK_SHARED_INT8:
+		case F_PG_TRY_ADVISORY_LOCK_INT8:
+		case F_PG_TRY_ADVISORY_LOCK_SHARED_INT8:
+		case F_PG_ADVISORY_UNLOCK_INT8:
+		case F_PG_ADVISORY_UNLOCK_SHARED_INT8:
+		case F_PG_ADVISORY_LOCK_INT4_INT4:
+		case F_PG_ADVISORY_LOCK_SHARED_INT4_INT4:
+		case F_PG_TRY_ADVISORY_LOCK_INT4_INT4:
+		case F_PG_TRY_ADVISORY_LOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_ALL:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+CallsSessionAdvisoryLocks(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) &&
+		IsSessionAdvisoryLockFunction(((FuncExpr *) node)->funcid))
+		return true;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, CallsSessionAdvisoryLocks,
+								 context, 0);
+	return expression_tree_walker(node, CallsSessionAdvisoryLocks, context);
+}
+
+/*
+ * post_parse_analyze_hook: a query parsed while owner code runs (every
+ * query of a handler, plpgsql's simple expressions included, is parsed
+ * there) may not call the session-level advisory lock functions: they
+ * would outlive the call, or drop the session's processor claims.  Built-in
+ * functions pass no function-manager hook, so this is where they are seen.
+ */
+static void
+OwnerGuardParseHook(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (previous_parse_hook)
+		previous_parse_hook(pstate, query, jstate);
+	if (owner_code_depth > 0 &&
+		CallsSessionAdvisoryLocks((Node *) query, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a projection's handler may not take or release session-level advisory locks"),
+				 errdetail("They belong to the session applying the projection, and would outlive the handler's call."),
+				 errhint("Use pg_advisory_xact_lock, which ends with the transaction.")));
+}
+
+/* Install the parse hook; called from _PG_init at preload. */
+void
+InstallOwnerGuard(void)
+{
+	previous_parse_hook = post_parse_analyze_hook;
+	post_parse_analyze_hook = OwnerGuardParseHook;
 }
 
 /* The name of a utility statement owner code may not run, or NULL. */

@@ -115,6 +115,7 @@ extern void ApplyOwnerSettings(ArrayType *settings);
 extern char *UnsafeHandlerSearchPath(Oid handler);
 
 /* owner_guard.c: what the owner's code may not do to the session */
+extern void InstallOwnerGuard(void);
 extern void RefuseInOwnerCode(Node *statement);
 extern void EnteredOwnerCode(void);
 extern void LeftOwnerCode(void);

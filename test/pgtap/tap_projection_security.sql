@@ -113,11 +113,24 @@ RESET ROLE;
 
 -- Session state a handler may not touch: the claims of the session that
 -- applies it, constraints of its transaction, what outlives the call.
-SELECT lives_ok($$SELECT eventstore.claim_processor('relay', 'me')$$, 'this session claims a processor');
 CREATE FUNCTION es_tap_sec.unlock(e eventstore.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM pg_advisory_unlock_all();
 END $$;
+CREATE FUNCTION es_tap_sec.lock(e eventstore.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_advisory_lock(42);
+END $$;
+-- a plan parsed outside owner code is not parsed again in it: the claims
+-- are checked after the call as well
+CREATE FUNCTION es_tap_sec.unlock_cached(e eventstore.events) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_advisory_unlock_all();
+END $$;
+SET search_path = "$user", public, pg_temp;   -- the one its projection captures
+SELECT es_tap_sec.unlock_cached(e) FROM eventstore.events e LIMIT 1 \g /dev/null
+RESET search_path;
+SELECT lives_ok($$SELECT eventstore.claim_processor('relay', 'me')$$, 'this session claims a processor');
 CREATE FUNCTION es_tap_sec.defer(e eventstore.events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	SET CONSTRAINTS ALL DEFERRED;
@@ -127,21 +140,25 @@ BEGIN
 	EXECUTE 'PREPARE kept AS SELECT 1';
 END $$;
 SELECT eventstore.create_projection('unlock', 'es_tap_sec.unlock', ARRAY['Guarded'], 'inline', on_error => 'skip');
+SELECT eventstore.create_projection('lock', 'es_tap_sec.lock', ARRAY['Guarded'], 'inline', on_error => 'skip');
+SELECT eventstore.create_projection('unlock-cached', 'es_tap_sec.unlock_cached', ARRAY['Guarded'], 'inline', on_error => 'skip');
 SELECT eventstore.create_projection('defer', 'es_tap_sec.defer', ARRAY['Guarded'], 'inline', on_error => 'skip');
 SELECT eventstore.create_projection('hold', 'es_tap_sec.hold', ARRAY['Guarded'], 'inline', on_error => 'skip');
-SELECT eventstore.run_projection(n) FROM unnest(ARRAY['unlock', 'defer', 'hold']) n \g /dev/null
+SELECT eventstore.run_projection(n) FROM unnest(ARRAY['unlock', 'lock', 'unlock-cached', 'defer', 'hold']) n \g /dev/null
 SELECT eventstore.append_event('g', 'Guarded', '{}') IS NOT NULL AS appended \g /dev/null
 SELECT results_eq($$SELECT p.name, d.error_sqlstate, d.error_message FROM eventstore.projection_dead_letters d
 		   JOIN eventstore.projections p USING (projection_id) ORDER BY p.name$$,
 	$$VALUES ('defer', '42501', 'a projection''s handler may not run SET CONSTRAINTS'),
 	         ('hold', '42501', 'a projection''s handler may not run PREPARE'),
-	         ('unlock', '42501', 'a projection''s handler released the processor claims of the session applying it')$$,
-	'a handler may not release the session''s claims, SET CONSTRAINTS or PREPARE: each call fails');
+	         ('lock', '42501', 'a projection''s handler may not take or release session-level advisory locks'),
+	         ('unlock', '42501', 'a projection''s handler may not take or release session-level advisory locks'),
+	         ('unlock-cached', '42501', 'a projection''s handler released the processor claims of the session applying it')$$,
+	'a handler may not use session advisory locks, drop the session''s claims, SET CONSTRAINTS or PREPARE: each call fails');
 SELECT ok(EXISTS (SELECT FROM eventstore.processors
 		   WHERE processor_id = 'relay' AND owner_pid = pg_backend_pid()),
 	'the session''s claim is still held');
 SELECT is((SELECT error_detail FROM eventstore.projection_dead_letters d
-		   JOIN eventstore.projections p USING (projection_id) WHERE p.name = 'unlock'),
+		   JOIN eventstore.projections p USING (projection_id) WHERE p.name = 'unlock-cached'),
 	'It was taken back at once.', 'the claim dropped by the handler was taken back at once');
 SELECT eventstore.release_processor('relay', 'me');
 
@@ -193,7 +210,7 @@ SELECT lives_ok($$DROP OWNED BY es_tap_sowner; DROP ROLE es_tap_sowner$$,
 
 SELECT * FROM finish();
 SET client_min_messages = warning;
-SELECT eventstore.drop_projection(n) FROM unnest(ARRAY['unlock', 'defer', 'hold']) n;
+SELECT eventstore.drop_projection(n) FROM unnest(ARRAY['unlock', 'lock', 'unlock-cached', 'defer', 'hold']) n;
 DROP SCHEMA es_tap_sec CASCADE;
 CALL pg_temp.drop_roles(ARRAY['es_tap_sowner', 'es_tap_sother', 'es_tap_slender']);
 DROP EXTENSION pg_eventstore CASCADE;
