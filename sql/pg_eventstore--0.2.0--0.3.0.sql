@@ -87,6 +87,7 @@ UPDATE eventstore.projections SET settings = ARRAY[
 	'DateStyle=' || current_setting('DateStyle'),
 	'IntervalStyle=' || current_setting('IntervalStyle'),
 	'TimeZone=' || current_setting('TimeZone'),
+	'timezone_abbreviations=' || current_setting('timezone_abbreviations'),
 	'standard_conforming_strings=' || current_setting('standard_conforming_strings'),
 	'extra_float_digits=' || current_setting('extra_float_digits'),
 	'bytea_output=' || current_setting('bytea_output'),
@@ -101,7 +102,9 @@ UPDATE eventstore.projections SET settings = ARRAY[
 	'backslash_quote=' || current_setting('backslash_quote'),
 	'quote_all_identifiers=' || current_setting('quote_all_identifiers'),
 	'gin_fuzzy_search_limit=' || current_setting('gin_fuzzy_search_limit'),
-	'row_security=' || current_setting('row_security')];
+	'row_security=' || current_setting('row_security'),
+	-- NULL, and left alone, unless plpgsql is loaded
+	'plpgsql.variable_conflict=' || current_setting('plpgsql.variable_conflict', true)];
 ALTER TABLE eventstore.projections ALTER COLUMN settings SET NOT NULL;
 
 -- create_projection captures its caller's search_path, then pins the API's.
@@ -111,22 +114,22 @@ ALTER FUNCTION eventstore.create_projection(text, regproc, text[], text, integer
 -- The log's own clock.  An event's transaction_id is a log key: its
 -- transaction's id plus the xid_offset of the cluster it was written on,
 -- raised to the key of its stream's previous event.  pg_dump keeps these
--- rows with the log; a database without a row of its own for its cluster
--- and timeline (a restore, a pg_upgrade, a promoted standby's new
+-- rows with the log; a copy of the log without a row of its own for its
+-- cluster and timeline (a restore, a pg_upgrade, a promoted standby's new
 -- timeline, a subscriber) takes one at its first write, with an offset
 -- that puts its keys after every key in the log and its positions at a
 -- fresh block from first_position on.
 CREATE TABLE eventstore.log_incarnations (
 	system_identifier	bigint NOT NULL,
-	database_oid		oid NOT NULL,
+	log_oid				oid NOT NULL,	-- of eventstore.events: a restore changes it
 	timeline_id			integer NOT NULL,
 	xid_offset			bigint NOT NULL CHECK (xid_offset >= 0),
 	first_position		bigint NOT NULL,
 	started_at			timestamptz NOT NULL,
 	reason				text NOT NULL CHECK (reason IN
 		('first write', 'upgrade', 'new timeline', 'new cluster',
-		 'new database', 'subscriber')),
-	PRIMARY KEY (system_identifier, database_oid, timeline_id)
+		 'restored', 'subscriber')),
+	PRIMARY KEY (system_identifier, log_oid, timeline_id)
 );
 SELECT pg_catalog.pg_extension_config_dump('eventstore.log_incarnations', '');
 
@@ -142,16 +145,15 @@ CREATE TRIGGER events_from_publisher
 ALTER TABLE eventstore.events DISABLE TRIGGER events_from_publisher;
 REVOKE ALL ON FUNCTION eventstore.take_replicated_event() FROM PUBLIC;
 
-COMMENT ON TABLE eventstore.log_incarnations IS 'Each cluster, database and timeline that wrote the log: its transaction id offset and first position';
+COMMENT ON TABLE eventstore.log_incarnations IS 'Each cluster, copy and timeline that wrote the log: its transaction id offset and first position';
 
 -- This cluster's row, with offset 0: the keys written so far are its own
 -- transaction ids, and an append already running when the update commits
 -- keeps writing them.  Its positions go on from where the log is.
 INSERT INTO eventstore.log_incarnations
-	(system_identifier, database_oid, timeline_id, xid_offset, first_position,
+	(system_identifier, log_oid, timeline_id, xid_offset, first_position,
 	 started_at, reason)
-SELECT s.system_identifier,
-	   (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()),
+SELECT s.system_identifier, 'eventstore.events'::regclass,
 	   c.timeline_id, 0,
 	   (SELECT coalesce(max(e.global_position), 0) + 1 FROM eventstore.events e),
 	   now(), 'upgrade'

@@ -84,22 +84,22 @@ REVOKE ALL ON FUNCTION eventstore.refuse_log_change() FROM PUBLIC;
 -- The log's own clock.  An event's transaction_id is a log key: its
 -- transaction's id plus the xid_offset of the cluster it was written on,
 -- raised to the key of its stream's previous event.  pg_dump keeps these
--- rows with the log; a database without a row of its own for its cluster
--- and timeline (a restore, a pg_upgrade, a promoted standby's new
+-- rows with the log; a copy of the log without a row of its own for its
+-- cluster and timeline (a restore, a pg_upgrade, a promoted standby's new
 -- timeline, a subscriber) takes one at its first write, with an offset
 -- that puts its keys after every key in the log and its positions at a
 -- fresh block from first_position on.
 CREATE TABLE eventstore.log_incarnations (
 	system_identifier	bigint NOT NULL,
-	database_oid		oid NOT NULL,
+	log_oid				oid NOT NULL,	-- of eventstore.events: a restore changes it
 	timeline_id			integer NOT NULL,
 	xid_offset			bigint NOT NULL CHECK (xid_offset >= 0),
 	first_position		bigint NOT NULL,
 	started_at			timestamptz NOT NULL,
 	reason				text NOT NULL CHECK (reason IN
 		('first write', 'upgrade', 'new timeline', 'new cluster',
-		 'new database', 'subscriber')),
-	PRIMARY KEY (system_identifier, database_oid, timeline_id)
+		 'restored', 'subscriber')),
+	PRIMARY KEY (system_identifier, log_oid, timeline_id)
 );
 -- (pg_dump keeps it: see the end of this file)
 
@@ -116,7 +116,7 @@ ALTER TABLE eventstore.events DISABLE TRIGGER events_from_publisher;
 REVOKE ALL ON FUNCTION eventstore.take_replicated_event() FROM PUBLIC;
 
 COMMENT ON TABLE eventstore.events IS 'The append-only event log: one row per event';
-COMMENT ON TABLE eventstore.log_incarnations IS 'Each cluster, database and timeline that wrote the log: its transaction id offset and first position';
+COMMENT ON TABLE eventstore.log_incarnations IS 'Each cluster, copy and timeline that wrote the log: its transaction id offset and first position';
 COMMENT ON TABLE eventstore.streams IS 'One row per stream, with the revision of its last event';
 
 --

@@ -26,6 +26,7 @@
 #include "role_changes.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "miscadmin.h"
 
@@ -56,11 +57,14 @@ RoleNames(List *roles)
 	return names;
 }
 
-/* Refuse DROP ROLE of a role that owns projections in this database. */
+/*
+ * Refuse DROP ROLE of roles (their names) that own projections or
+ * processors in this database: checked once PostgreSQL dropped them, in the
+ * same transaction, so that whoever may not drop them learns nothing here.
+ */
 static void
-RefuseDropOfOwners(DropRoleStmt *stmt)
+RefuseDropOfOwners(List *names)
 {
-	List	   *names = RoleNames(stmt->roles);
 	ListCell   *lc;
 
 	foreach(lc, names)
@@ -122,19 +126,33 @@ FollowOwnedRoles(List *roles, RoleSpec *to)
  * ROLE of an owner; follow REASSIGN OWNED and DROP OWNED once PostgreSQL
  * allowed them (the same privileges apply).
  */
-void
+List *
 RoleChangesBefore(Node *statement)
 {
-	if (IsA(statement, DropRoleStmt) && NamedRegistryExists())
-		RefuseDropOfOwners((DropRoleStmt *) statement);
+	/* the names of the roles to drop, while they exist */
+	if (IsA(statement, DropRoleStmt))
+		return RoleNames(((DropRoleStmt *) statement)->roles);
+	return NIL;
 }
 
 void
-RoleChangesAfter(Node *statement)
+RoleChangesAfter(Node *statement, List *dropped)
 {
-	if (IsA(statement, ReassignOwnedStmt) && NamedRegistryExists())
+	int			nestlevel;
+
+	if (!(IsA(statement, DropRoleStmt) || IsA(statement, ReassignOwnedStmt) ||
+		  IsA(statement, DropOwnedStmt)) ||
+		!NamedRegistryExists())
+		return;
+
+	/* the statement runs with the caller's search_path: not our queries */
+	nestlevel = PinApiSearchPath();
+	if (IsA(statement, DropRoleStmt))
+		RefuseDropOfOwners(dropped);
+	else if (IsA(statement, ReassignOwnedStmt))
 		FollowOwnedRoles(((ReassignOwnedStmt *) statement)->roles,
 						 ((ReassignOwnedStmt *) statement)->newrole);
-	else if (IsA(statement, DropOwnedStmt) && NamedRegistryExists())
+	else
 		FollowOwnedRoles(((DropOwnedStmt *) statement)->roles, NULL);
+	AtEOXact_GUC(true, nestlevel);
 }

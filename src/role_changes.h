@@ -6,9 +6,9 @@
 #ifndef ES_ROLE_CHANGES_H
 #define ES_ROLE_CHANGES_H
 
-#include "nodes/nodes.h"
+#include "nodes/pg_list.h"
 
-extern void RoleChangesBefore(Node *statement);
-extern void RoleChangesAfter(Node *statement);
+extern List *RoleChangesBefore(Node *statement);
+extern void RoleChangesAfter(Node *statement, List *dropped);
 
 #endif							/* ES_ROLE_CHANGES_H */

@@ -19,16 +19,17 @@ EventstoreProcessUtility(PlannedStmt *pstmt, const char *queryString,
 						 DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *statement = pstmt->utilityStmt;
+	List	   *dropped;
 
 	RefuseInOwnerCode(statement);
-	RoleChangesBefore(statement);
+	dropped = RoleChangesBefore(statement);
 	if (previous_utility_hook)
 		previous_utility_hook(pstmt, queryString, readOnlyTree, context,
 							  params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
-	RoleChangesAfter(statement);
+	RoleChangesAfter(statement, dropped);
 }
 
 /* Install the hook; called from _PG_init at preload. */

@@ -231,7 +231,11 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 						  expected == 0, caller.caller, &locked);
 	stored = LogStart;
 	if (locked)
+	{
+		RequireOwnerOfLockedRow(TableWriterLockedRow(w, 0), processor, partition,
+								caller.caller);
 		StoredPlace(TableWriterLockedRow(w, 0), &stored);
+	}
 
 	/* positions are unique, so equality needs no look-up */
 	if (stored.position == expected)
@@ -304,6 +308,8 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 	}
 	w = LockCheckpointRow("reset_checkpoint", processor, partition, true,
 						  caller.caller, &locked);
+	RequireOwnerOfLockedRow(TableWriterLockedRow(w, 0), processor, partition,
+							caller.caller);
 	WriteCheckpoint(w, place, none, caller.caller);
 	TableWriterClose(w);
 	LeaveCheckpointFunction(caller);

@@ -6,7 +6,7 @@
 #ifndef ES_CONSUMERS_H
 #define ES_CONSUMERS_H
 
-#include "postgres.h"
+#include "executor/tuptable.h"
 
 /* processors.c */
 extern void KeepClaimsThroughOwnerCode(void);
@@ -15,6 +15,8 @@ extern void KeepClaimsThroughOwnerCode(void);
 extern bool ProcessorsHaveOwners(void);
 extern int	CheckpointsNatts(void);
 extern void RequireProcessorOwner(text *processor, text *partition, Oid caller);
+extern void RequireOwnerOfLockedRow(TupleTableSlot *row, text *processor,
+									text *partition, Oid caller);
 extern char *ProcessorsOwnedBy(const char *owner);
 extern void ReassignProcessors(const char *from, const char *to);
 extern void DropProcessorsOwnedBy(const char *owner);

@@ -23,6 +23,9 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+static void RequireOwnerRole(const char *owner, text *processor,
+							 text *partition, Oid caller);
+
 static SPIPlanPtr owner_plan;
 static SPIPlanPtr owned_by_plan;
 static SPIPlanPtr reassign_plan;
@@ -64,6 +67,31 @@ RequireProcessorOwner(text *processor, text *partition, Oid caller)
 	if (SPI_processed == 0)
 		return;
 	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	RequireOwnerRole(owner, processor, partition, caller);
+}
+
+/*
+ * The same for the processor's row once it is locked: a row another role
+ * created (and committed) after the first look is that role's.
+ */
+void
+RequireOwnerOfLockedRow(TupleTableSlot *row, text *processor, text *partition,
+						Oid caller)
+{
+	bool		isnull;
+	Datum		owner;
+
+	if (row->tts_tupleDescriptor->natts < CHECKPOINTS_OWNER)
+		return;
+	owner = slot_getattr(row, CHECKPOINTS_OWNER, &isnull);
+	if (!isnull)
+		RequireOwnerRole(TextDatumGetCString(owner), processor, partition, caller);
+}
+
+/* Refuse `caller` unless it is a member of role `owner` (NULL: none yet). */
+static void
+RequireOwnerRole(const char *owner, text *processor, text *partition, Oid caller)
+{
 	if (owner == NULL || has_privs_of_role(caller, get_role_oid(owner, true)))
 		return;
 	ereport(ERROR,

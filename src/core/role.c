@@ -9,9 +9,11 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "core/catalog.h"
 #include "core/role.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 
 /* Become `role` for bookkeeping: the caller's privileges no longer count. */
@@ -58,4 +60,30 @@ RestoreRole(RoleSwitch saved)
 	if (saved.nestlevel > 0)
 		AtEOXact_GUC(false, saved.nestlevel);
 	SetUserIdAndSecContext(saved.caller, saved.context);
+}
+
+/*
+ * Set the API's search_path until AtEOXact_GUC(true, the level returned),
+ * as a SET clause would, for code that must first read its caller's or
+ * runs inside another statement (the utility hook).
+ */
+int
+PinApiSearchPath(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", API_SEARCH_PATH, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/* May `role` execute `function`? */
+bool
+RoleMayExecute(Oid role, Oid function)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(ProcedureRelationId, function, role, ACL_EXECUTE) == ACLCHECK_OK;
+#else
+	return pg_proc_aclcheck(function, role, ACL_EXECUTE) == ACLCHECK_OK;
+#endif
 }

@@ -17,5 +17,7 @@ typedef struct RoleSwitch
 extern RoleSwitch BecomeRole(Oid role);
 extern RoleSwitch EnterOwnerCode(Oid owner);
 extern void RestoreRole(RoleSwitch saved);
+extern int	PinApiSearchPath(void);
+extern bool RoleMayExecute(Oid role, Oid function);
 
 #endif							/* ES_ROLE_H */

@@ -58,7 +58,7 @@ static KnownIncarnation known;
 /* This incarnation's row: (system identifier, timeline) */
 #define OWN_ROW_SQL \
 	"SELECT xid_offset, xmin FROM eventstore.log_incarnations" \
-	" WHERE system_identifier = $1 AND database_oid = $2 AND timeline_id = $3"
+	" WHERE system_identifier = $1 AND log_oid = $2 AND timeline_id = $3"
 
 static SPIPlanPtr cluster_row_plan;
 static SPIPlanPtr own_row_plan;
@@ -67,12 +67,25 @@ static SPIPlanPtr last_position_plan;
 static SPIPlanPtr insert_plan;
 static SPIPlanPtr next_position_plan;
 static SPIPlanPtr lost_plan;
+static SPIPlanPtr any_row_at_all_plan;
 
 /* The system identifier as the table stores it (bigint). */
 static Datum
 SystemIdentifierDatum(void)
 {
 	return Int64GetDatum((int64) GetSystemIdentifier());
+}
+
+/*
+ * The oid of eventstore.events, which keys this log's incarnations with the
+ * system identifier: pg_upgrade keeps it, and any restore (into another
+ * cluster, another database, or this one after pg_restore --clean) changes
+ * it, the database's oid (which --clean keeps) would not do.
+ */
+static Datum
+LogRelidDatum(void)
+{
+	return ObjectIdGetDatum(EventstoreRelid("events"));
 }
 
 /* Forget what belongs to another table than `table`. */
@@ -120,12 +133,12 @@ static bool
 FindClusterOffset(Snapshot snapshot, int64 *offset)
 {
 	Oid			argtypes[2] = {INT8OID, OIDOID};
-	Datum		values[2] = {SystemIdentifierDatum(), ObjectIdGetDatum(MyDatabaseId)};
+	Datum		values[2] = {SystemIdentifierDatum(), LogRelidDatum()};
 
 	/* the largest: a later incarnation may have had to raise it */
 	return FindOffset(KeptPlan(&cluster_row_plan,
 							   "SELECT xid_offset, xmin FROM eventstore.log_incarnations"
-							   " WHERE system_identifier = $1 AND database_oid = $2"
+							   " WHERE system_identifier = $1 AND log_oid = $2"
 							   " ORDER BY xid_offset DESC LIMIT 1",
 							   2, argtypes),
 					  values, snapshot, 0, offset);
@@ -209,6 +222,25 @@ LogOffsetSeenBy(Snapshot snapshot, int64 *offset)
 	}
 	ConnectSpi();
 	found = FindClusterOffset(snapshot, offset);
+	if (!found)
+	{
+		/*
+		 * No row at all, not even a restored one: a new log, or one whose
+		 * update to 0.3.0 this snapshot does not see yet.  Its keys are this
+		 * cluster's own transaction ids, as at 0.2.0: offset 0.  (Only a log
+		 * restored here from elsewhere, with rows of its sources, is final
+		 * until its first write.)
+		 */
+		QueryKeptPlanThrough(KeptPlan(&any_row_at_all_plan,
+									  "SELECT FROM eventstore.log_incarnations LIMIT 1",
+									  0, NULL),
+							 NULL, NULL, snapshot, 1);
+		if (SPI_processed == 0)
+		{
+			*offset = 0;
+			found = true;
+		}
+	}
 	SPI_finish();
 	return found;
 }
@@ -237,7 +269,7 @@ NewIncarnationReason(Snapshot snapshot, TimeLineID tli, int64 *offset,
 								  1, argtypes),
 						 values, NULL, snapshot, 1);
 	if (GetFirstResult(&values[0]))
-		return DatumGetBool(values[0]) ? "new database" : "new cluster";
+		return DatumGetBool(values[0]) ? "restored" : "new cluster";
 	/* no row at all, but a timeline after the first: they were lost */
 	return tli > 1 ? "new timeline" : "first write";
 }
@@ -302,15 +334,19 @@ StartIncarnation(TimeLineID tli, bool subscriber)
 	/*
 	 * The least key a transaction running or still to come can take is its
 	 * id, at least the xmin of a snapshot taken now: the log's last key must
-	 * stay below that.  A new timeline keeps its database's offset unless
-	 * that is not enough (never, short of a log copied in by hand).
+	 * stay below that.  A new timeline keeps its copy's offset as it is: its
+	 * transaction ids go on from the old timeline's, and a transaction
+	 * prepared there (which holds xmin back) may still commit events keyed
+	 * with it.
 	 */
 	reason = NewIncarnationReason(latest, tli, &offset, &cluster_known);
-	least = U64FromFullTransactionId(XidHorizonOf(latest));
-	last = U64FromFullTransactionId(LastCommittedXid());
-	needed = last + 1 > least ? (int64) (last + 1 - least) : 0;
-	if (!cluster_known || offset < needed)
+	if (!cluster_known)
+	{
+		least = U64FromFullTransactionId(XidHorizonOf(latest));
+		last = U64FromFullTransactionId(LastCommittedXid());
+		needed = last + 1 > least ? (int64) (last + 1 - least) : 0;
 		offset = needed;
+	}
 	/* a subscriber's first write is a replicated event, its place not ours */
 	first = IncarnationStart(latest, tli,
 							 !subscriber && strcmp(reason, "first write") == 0);
@@ -336,14 +372,14 @@ StartIncarnation(TimeLineID tli, bool subscriber)
 		reason = "subscriber";
 
 	values[0] = SystemIdentifierDatum();
-	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	values[1] = LogRelidDatum();
 	values[2] = Int32GetDatum((int32) tli);
 	values[3] = Int64GetDatum(offset);
 	values[4] = Int64GetDatum(first);
 	values[5] = CStringGetTextDatum(reason);
 	ExecKeptPlan(KeptPlan(&insert_plan,
 						  "INSERT INTO eventstore.log_incarnations"
-						  " (system_identifier, database_oid, timeline_id,"
+						  " (system_identifier, log_oid, timeline_id,"
 						  "  xid_offset, first_position, started_at, reason)"
 						  " VALUES ($1, $2, $3, $4, $5, now(), $6)",
 						  6, argtypes),
@@ -375,7 +411,7 @@ LogOffsetForWrite(bool subscriber)
 		return known.offset;
 
 	values[0] = SystemIdentifierDatum();
-	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	values[1] = LogRelidDatum();
 	values[2] = Int32GetDatum((int32) tli);
 	ConnectSpi();
 	plan = KeptPlan(&own_row_plan, OWN_ROW_SQL, 3, argtypes);
@@ -405,7 +441,7 @@ ReportLostPosition(int64 position, Snapshot snapshot)
 	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTOID, INT4OID};
 	Datum		values[4];
 	char		nulls[4] = {' ', 'n', 'n', ' '};
-	Datum		own[3] = {SystemIdentifierDatum(), ObjectIdGetDatum(MyDatabaseId),
+	Datum		own[3] = {SystemIdentifierDatum(), LogRelidDatum(),
 	Int32GetDatum((int32) tli)};
 	int64		offset;
 	bool		isnull;
@@ -439,7 +475,7 @@ ReportLostPosition(int64 position, Snapshot snapshot)
 								  " FROM (SELECT first_position, reason, timeline_id, started_at"
 								  "  FROM eventstore.log_incarnations"
 								  "  WHERE first_position > $1"
-								  "  AND reason IN ('new timeline', 'new cluster', 'new database')"
+								  "  AND reason IN ('new timeline', 'new cluster', 'restored')"
 								  "  UNION ALL SELECT $2, $3, $4, NULL WHERE $2 > $1"
 								  "  ORDER BY first_position LIMIT 1) n"
 								  " WHERE NOT EXISTS (SELECT FROM eventstore.events e"

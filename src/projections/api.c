@@ -42,21 +42,6 @@ PG_FUNCTION_INFO_V1(eventstore_stop_projection);
 PG_FUNCTION_INFO_V1(eventstore_start_projection);
 
 /*
- * Set the API's search_path for the rest of the call, as a SET clause
- * would, for a function that must first read its caller's; returns the
- * GUC nest level to end with AtEOXact_GUC.
- */
-static int
-PinApiSearchPath(void)
-{
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", API_SEARCH_PATH, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
-}
-
-/*
  * Connect to SPI and become the extension's owner for the bookkeeping;
  * returns who the caller was.  An error restores the caller on abort.
  */
@@ -132,7 +117,7 @@ CheckHandler(Oid handler, Oid caller, Oid *handler_owner)
 				 errmsg("handler %s must take one eventstore.events or eventstore.events[] and return void",
 						format_procedure(handler)),
 				 errhint("Declare it as (event eventstore.events) RETURNS void, or (events eventstore.events[]) RETURNS void for batches.")));
-	if (pg_proc_aclcheck(handler, caller, ACL_EXECUTE) != ACLCHECK_OK)
+	if (!RoleMayExecute(caller, handler))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for handler %s", format_procedure(handler)),

@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "consumers/consumers.h"
 #include "projections/projections.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -56,6 +57,8 @@ TryCallHandler(Projection *p, EventRows *rows, int first, int count)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner;
+		/* a handler that dropped the session's claims and then failed */
+		KeepClaimsThroughOwnerCode();
 		/* not the event's fault: the batch fails and is tried again later */
 		if (!IsPoison(error))
 			ReThrowError(error);

@@ -75,7 +75,7 @@ MissingOwnerCode(Projection *p)
 								  proc_owner, p->handler_owner);
 	}
 	/* a revoked EXECUTE counts from the next application on */
-	else if (pg_proc_aclcheck(p->handler, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
+	else if (!RoleMayExecute(p->owner, p->handler))
 	{
 		error->sqlerrcode = ERRCODE_INSUFFICIENT_PRIVILEGE;
 		error->message = psprintf("the owner role \"%s\" of projection \"%s\" version %d may not execute its handler %s",

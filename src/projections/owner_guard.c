@@ -77,14 +77,6 @@ OwnerCodeSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 void
 EnteredOwnerCode(void)
 {
-	static bool callbacks_registered = false;
-
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(OwnerCodeXactCallback, NULL);
-		RegisterSubXactCallback(OwnerCodeSubXactCallback, NULL);
-		callbacks_registered = true;
-	}
 	owner_code_depth++;
 }
 
@@ -156,12 +148,15 @@ OwnerGuardParseHook(ParseState *pstate, Query *query, JumbleState *jstate)
 				 errhint("Use pg_advisory_xact_lock, which ends with the transaction.")));
 }
 
-/* Install the parse hook; called from _PG_init at preload. */
+/* Install the parse hook and the callbacks; from _PG_init at preload. */
 void
 InstallOwnerGuard(void)
 {
 	previous_parse_hook = post_parse_analyze_hook;
 	post_parse_analyze_hook = OwnerGuardParseHook;
+	/* from the start: a subtransaction begun before owner code counts */
+	RegisterXactCallback(OwnerCodeXactCallback, NULL);
+	RegisterSubXactCallback(OwnerCodeSubXactCallback, NULL);
 }
 
 /* The name of a utility statement owner code may not run, or NULL. */

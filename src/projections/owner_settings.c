@@ -34,6 +34,7 @@ static const char *const captured_settings[] = {
 	"DateStyle",
 	"IntervalStyle",
 	"TimeZone",
+	"timezone_abbreviations",
 	"standard_conforming_strings",
 	"extra_float_digits",
 	"bytea_output",
@@ -49,6 +50,7 @@ static const char *const captured_settings[] = {
 	"quote_all_identifiers",
 	"gin_fuzzy_search_limit",
 	"row_security",
+	"plpgsql.variable_conflict",	/* when plpgsql is loaded */
 };
 
 /*
@@ -91,14 +93,20 @@ CaptureCreatorSettings(const char *search_path)
 {
 	int			n = lengthof(captured_settings);
 	Datum	   *items = palloc(sizeof(Datum) * (n + 1));
+	int			count = 1;
 
 	items[0] = CStringGetTextDatum(psprintf("search_path=%s",
 											WithTempSchemaLast(search_path)));
+
 	for (int i = 0; i < n; i++)
-		items[i + 1] = CStringGetTextDatum(psprintf("%s=%s", captured_settings[i],
-													GetConfigOption(captured_settings[i],
-																	false, false)));
-	return PointerGetDatum(construct_array(items, n + 1, TEXTOID, -1, false,
+	{
+		const char *value = GetConfigOption(captured_settings[i], true, false);
+
+		if (value != NULL)
+			items[count++] = CStringGetTextDatum(psprintf("%s=%s", captured_settings[i],
+														  value));
+	}
+	return PointerGetDatum(construct_array(items, count, TEXTOID, -1, false,
 										   TYPALIGN_INT));
 }
 

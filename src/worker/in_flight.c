@@ -10,9 +10,11 @@
  * workers died there already; after the batch, whatever its outcome, it
  * removes the file.  A file left behind names a batch during which a worker
  * died.  A worker starting takes the files of its database: a projection
- * whose worker died once at a checkpoint is resumed there (a crash or an
- * immediate shutdown loses nothing); one that killed two workers at the
- * same checkpoint is failed.  The files are written without fsync: they
+ * whose worker died once at a checkpoint is resumed there (a crash loses
+ * nothing); one that killed two workers at the same checkpoint is failed.
+ * A worker that the postmaster ends because another process crashed, or
+ * at an immediate shutdown (SIGQUIT), removes its file: it did not die of
+ * its batch.  The files are written without fsync: they
  * must outlive a process, not the machine.
  */
 #include "postgres.h"
@@ -51,6 +53,26 @@ DeathsAt(int32 projection_id, int64 position)
 			resumed[i].position == position)
 			return resumed[i].deaths;
 	return 0;
+}
+
+/*
+ * SIGQUIT: the postmaster ends every process after another one crashed
+ * (or at an immediate shutdown).  This worker did not die of its batch:
+ * remove its file, then exit as the standard handler does.
+ */
+static void
+InFlightQuickExit(SIGNAL_ARGS)
+{
+	if (in_flight_path[0] != '\0')
+		(void) unlink(in_flight_path);
+	_exit(2);
+}
+
+/* Take SIGQUIT (before the worker unblocks signals). */
+void
+WatchInFlightBatches(void)
+{
+	pqsignal(SIGQUIT, InFlightQuickExit);
 }
 
 /* A batch of the projection starts at its checkpoint `position`. */

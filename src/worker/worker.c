@@ -267,6 +267,7 @@ eventstore_worker_main(Datum arg)
 	memcpy(&a, MyBgworkerEntry->bgw_extra, sizeof(WorkerAssignment));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	WatchInFlightBatches();
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(a.database, NULL, 0);
 	SetConfigOption("application_name", "pg_eventstore worker",

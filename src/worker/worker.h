@@ -34,6 +34,7 @@ PGDLLEXPORT void eventstore_launcher_main(Datum arg);
 PGDLLEXPORT void eventstore_worker_main(Datum arg);
 
 /* in_flight.c */
+extern void WatchInFlightBatches(void);
 extern void NoteBatchStarts(int32 projection_id, int64 position);
 extern void NoteBatchEnded(void);
 extern List *TakeCasualties(void);

@@ -24,7 +24,7 @@ CREATE TABLE es_tap_sec.seen (tag text, global_position bigint, work_mem text, w
 GRANT INSERT ON es_tap_sec.seen TO PUBLIC;
 RESET client_min_messages;
 
-SELECT plan(27);
+SELECT plan(28);
 
 -- A handler changed after a session applied it.
 CREATE FUNCTION es_tap_sec.note(e eventstore.events) RETURNS void LANGUAGE sql AS $$
@@ -194,7 +194,33 @@ RESET ROLE;
 SELECT is((SELECT owner_role FROM eventstore.processors WHERE processor_id = 'mine'), 'es_tap_sother',
 	'a processor without an owner becomes the first storer''s');
 
+-- The hook that follows roles runs its queries with the API's search_path,
+-- not the caller's: an operator of the caller's schema is not run as the
+-- extension's owner.
+CALL pg_temp.drop_roles(ARRAY['es_tap_smallory']);
+CREATE ROLE es_tap_smallory NOLOGIN;
+CREATE SCHEMA es_tap_m AUTHORIZATION es_tap_smallory;
+SET ROLE es_tap_smallory;
+CREATE FUNCTION es_tap_m.texteq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+		EXECUTE 'ALTER ROLE es_tap_smallory SUPERUSER';
+	END IF;
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR es_tap_m.= (LEFTARG = text, RIGHTARG = text, FUNCTION = es_tap_m.texteq);
+SET search_path = es_tap_m, pg_catalog, public;
+REASSIGN OWNED BY es_tap_smallory TO es_tap_smallory;
+RESET search_path;
+RESET ROLE;
+SELECT is((SELECT rolsuper FROM pg_roles WHERE rolname = 'es_tap_smallory'), false,
+	'REASSIGN OWNED with an operator of the caller''s schema on its search_path runs none of it as the owner');
+DROP SCHEMA es_tap_m CASCADE;
+DROP ROLE es_tap_smallory;
+
 -- Projections follow their owner role like its other objects.
+-- (once PostgreSQL's own dependencies, its grants, would let it go)
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM es_tap_sowner;
 SELECT throws_ok($$DROP ROLE es_tap_sowner$$, '2BP01',
 	'role "es_tap_sowner" cannot be dropped because it owns projections or processors',
 	'DROP ROLE of a projection''s owner is refused');

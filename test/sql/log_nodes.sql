@@ -8,10 +8,12 @@ RESET client_min_messages;
 \pset null '(null)'
 \set VERBOSITY default
 
--- A new log has no incarnation: nothing was written, so everything a
--- reader could see is final and the horizon is past every key.
+-- A new log has no incarnation yet: its keys will be this cluster's own
+-- transaction ids (offset 0), so the horizon is the snapshot's xmin.  (A
+-- restored log, with its sources' rows and none of its own, is final until
+-- its first write: TAP 010.)
 SELECT count(*) FROM eventstore.log_incarnations;
-SELECT eventstore.log_horizon() = '18446744073709551615'::xid8 AS horizon_past_all;
+SELECT eventstore.log_horizon() = pg_snapshot_xmin(pg_current_snapshot()) AS horizon_is_xmin;
 SELECT eventstore.node_role();
 
 -- The first append takes this cluster's row: offset 0, positions from 1,
@@ -20,7 +22,7 @@ SELECT first_position, transaction_id = pg_current_xact_id() AS own_id
 FROM eventstore.append_event('a', 'A0', '{}');
 SELECT timeline_id, xid_offset, first_position, reason,
 	   system_identifier = (SELECT s.system_identifier FROM pg_control_system() s) AS this_cluster,
-	   database_oid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) AS this_database
+	   log_oid = 'eventstore.events'::regclass AS this_log
 FROM eventstore.log_incarnations;
 SELECT eventstore.log_horizon() = pg_snapshot_xmin(pg_current_snapshot()) AS horizon_is_xmin;
 SELECT count(*) FROM eventstore.append_to_stream('a', '[{"type": "A1"}, {"type": "A2"}]');
@@ -39,7 +41,7 @@ SELECT * FROM eventstore.read_all(99);
 -- that starts after a position with nothing in between: the position was
 -- lost with the old timeline, SE007, for read_all and checkpoints alike.
 INSERT INTO eventstore.log_incarnations
-SELECT system_identifier, database_oid, 7, 0, 1099511627776, '2026-01-02 03:04:05+00', 'new timeline'
+SELECT system_identifier, log_oid, 7, 0, 1099511627776, '2026-01-02 03:04:05+00', 'new timeline'
 FROM eventstore.log_incarnations;
 SELECT * FROM eventstore.read_all(6);
 \echo :LAST_ERROR_SQLSTATE

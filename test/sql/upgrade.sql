@@ -63,7 +63,7 @@ SELECT has_table_privilege('upgrade_watcher', 'eventstore.projection_status', 'S
 SELECT xid_offset, reason,
        first_position = (SELECT max(global_position) + 1 FROM eventstore.events) AS goes_on,
        system_identifier = (SELECT s.system_identifier FROM pg_control_system() s) AS this_cluster,
-       database_oid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) AS this_database
+       log_oid = 'eventstore.events'::regclass AS this_log
 FROM eventstore.log_incarnations;
 SELECT transaction_id = pg_current_xact_id() AS own_id
 FROM eventstore.append_event('upgrade-1', 'Closed', '{"n": 3}');

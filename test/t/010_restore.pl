@@ -60,7 +60,7 @@
 #   missing owner role, and the worker failing such projections on its
 #   own.)
 # - A restore into the source's own cluster (a copy next to the source
-#   database) is an incarnation of its own ('new database'): its first
+#   database) is an incarnation of its own ('restored'): its first
 #   append takes a fresh block, never a position the source issued after
 #   the dump, and a cursor at such an event is SE007.
 # - A log that moved on on another cluster, dumped and restored back into
