@@ -457,11 +457,10 @@ OpenSide(Side *side, FunctionCallInfo fcinfo, int argno, const char *argname)
 		default:
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("relation %s is not a table, view or materialized view",
+					 errmsg("relation %s is not a table, view, materialized view, or foreign table",
 							side->name),
 					 errdetail_relkind_not_supported(rel->rd_rel->relkind),
-					 errhint("Pass %s the table, view, materialized view or foreign table of a read model.",
-							 argname)));
+					 errhint("Compare the relations that hold or show the rows of read models.")));
 	}
 	if (pg_class_aclcheck(side->relid, user, ACL_SELECT) != ACLCHECK_OK &&
 		pg_attribute_aclcheck_all(side->relid, user, ACL_SELECT,
@@ -617,8 +616,8 @@ SortCollected(Side *side, ColumnCoder *coders, const bool *collect)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("relation %s returned different rows when read again", side->name),
-				 errdetail("compare_read_models reads each relation twice, in one snapshot, when they differ: "
-						   "the first read returned " UINT64_FORMAT " rows, the second " UINT64_FORMAT ".",
+				 errdetail("compare_read_models reads each relation twice, in one snapshot, when the two differ: "
+						   "the first read returned " UINT64_FORMAT " rows, the second " UINT64_FORMAT " rows with other values.",
 						   side->total.rows, again.rows),
 				 errhint("Compare tables, or views whose rows depend on the data alone (no volatile functions).")));
 	tuplesort_performsort(sort);
