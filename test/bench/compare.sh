@@ -5,14 +5,15 @@
 #
 #   test/bench/compare.sh [--quick]
 #
-# Two read models of each size: the projection benchmark's (per stream of
-# a 1,000,000-event log over 10,000 streams: stream_id, events, amount) and
-# one row per event of that log (stream_id, revision, amount), each
-# compared with a copy in another physical order (identical), and with a
-# copy with a few differences (COMPARE_CHANGED rows changed, one deleted,
-# one duplicated).  Baseline: SELECT count(*) FROM (TABLE a EXCEPT ALL
-# TABLE b), both ways, as planned (HashSetOp) and sorted (enable_hashagg
-# off: Sort + SetOp).  Every answer is checked against the differences made.
+# Two read models of each size, generated directly in the shapes of the
+# projection benchmark's (per stream of a 1,000,000-event log over 10,000
+# streams: stream_id, events, amount) and of one row per event of such a
+# log (stream_id, revision, amount); each original is compared with a
+# copy in another physical order (identical), and with a copy with a few
+# differences (COMPARE_CHANGED rows changed, one deleted, one duplicated).
+# Baseline: SELECT count(*) FROM (TABLE a EXCEPT ALL TABLE b), both ways,
+# as planned (HashSetOp) and sorted (enable_hashagg off: Sort + SetOp).
+# Every answer is checked against the differences made.
 #
 # Environment: COMPARE_SMALL (rows of the small read model, 10000),
 # COMPARE_LARGE (of the large one, 1000000), COMPARE_CHANGED (rows changed,
