@@ -298,9 +298,13 @@ InitColumnCoder(ColumnCoder *col, Oid typid)
 		case TIMEOID:
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
-			Assert(typbyval);
-			col->form = FORM_BYVAL;
-			return;
+			/* int8, float8 and timestamps are by reference on 32-bit builds */
+			if (typbyval)
+			{
+				col->form = FORM_BYVAL;
+				return;
+			}
+			break;
 		case UUIDOID:
 			col->form = FORM_FIXED;
 			return;
