@@ -309,3 +309,18 @@ CREATE INDEX projection_skips_stream_idx
 -- rows from before stay NULL until their next append, which looks it up in
 -- the log once: nothing is rewritten here.
 ALTER TABLE eventstore.streams ADD COLUMN transaction_id xid8;
+
+
+-- The parity check of a re-implemented read model: whether two relations
+-- hold the same rows as multisets (see the README).  It runs as its
+-- caller, reading both relations as a SELECT would, so PUBLIC may call it.
+-- Not STRICT: a NULL argument is an error, not an empty answer a check
+-- would take for a pass.
+CREATE FUNCTION eventstore.compare_read_models(a regclass, b regclass)
+RETURNS TABLE (rows_a bigint, rows_b bigint, only_in_a bigint,
+			   only_in_b bigint, identical boolean)
+	LANGUAGE c STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_compare_read_models';
+
+COMMENT ON FUNCTION eventstore.compare_read_models(regclass, regclass) IS 'Compare two relations'' rows as multisets: row counts, rows each lacks of the other, and whether they are identical';
