@@ -82,7 +82,7 @@ ALTER TABLE eventstore.projections
 -- keeps it, with the other settings (src/projections/owner_settings.c
 -- lists them) of the session that runs the update.
 ALTER TABLE eventstore.projections ADD COLUMN settings text[];
-UPDATE eventstore.projections SET settings = ARRAY[
+UPDATE eventstore.projections SET settings = array_remove(ARRAY[
 	'search_path=pg_catalog, pg_temp',
 	'DateStyle=' || current_setting('DateStyle'),
 	'IntervalStyle=' || current_setting('IntervalStyle'),
@@ -103,8 +103,9 @@ UPDATE eventstore.projections SET settings = ARRAY[
 	'quote_all_identifiers=' || current_setting('quote_all_identifiers'),
 	'gin_fuzzy_search_limit=' || current_setting('gin_fuzzy_search_limit'),
 	'row_security=' || current_setting('row_security'),
-	-- NULL, and left alone, unless plpgsql is loaded
-	'plpgsql.variable_conflict=' || current_setting('plpgsql.variable_conflict', true)];
+	-- NULL, and removed, unless plpgsql is loaded
+	'plpgsql.variable_conflict=' || current_setting('plpgsql.variable_conflict', true)],
+	NULL);
 ALTER TABLE eventstore.projections ALTER COLUMN settings SET NOT NULL;
 
 -- create_projection captures its caller's search_path, then pins the API's.

@@ -126,11 +126,15 @@ ApplyOwnerSettings(ArrayType *settings)
 					  &items, &nulls, &n);
 	for (int i = 0; i < n; i++)
 	{
-		char	   *item = TextDatumGetCString(items[i]);
-		char	   *value = strchr(item, '=');
+		char	   *item;
+		char	   *value;
 		const char *current;
 
-		if (nulls[i] || value == NULL)
+		if (nulls[i])
+			continue;
+		item = TextDatumGetCString(items[i]);
+		value = strchr(item, '=');
+		if (value == NULL)
 			continue;
 		*value++ = '\0';
 		current = GetConfigOption(item, true, false);
