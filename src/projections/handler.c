@@ -107,7 +107,8 @@ EnterProjectionOwner(Projection *p)
 	RoleSwitch	saved = EnterOwnerCode(p->owner);
 
 	if (p->settings != NULL)
-		ApplyOwnerSettings(p->settings);
+		ApplyOwnerSettings(p->settings, &p->settings_cache,
+						   GetMemoryChunkContext(p));
 	EnteredOwnerCode();
 	return saved;
 }

@@ -22,6 +22,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
@@ -111,24 +112,62 @@ CaptureCreatorSettings(const char *search_path)
 }
 
 /*
- * Set the captured settings for the owner's code, in the GUC nesting level
- * the caller opened; a setting already at its captured value is left
- * alone (the usual case: the cost of a call is then one comparison each).
+ * A captured setting, parsed once per backend: its GUC record (NULL when
+ * it is not defined here, say plpgsql not loaded yet) and what its value
+ * was last seen as, so that a call whose session has it already costs a
+ * comparison, not a lookup.
  */
-void
-ApplyOwnerSettings(ArrayType *settings)
+typedef struct OwnerSetting
+{
+	char	   *name;
+	char	   *value;
+	struct config_generic *record;
+	bool		seen_valid;		/* seen is a value equal to `value` */
+	double		seen;			/* for bool, int, real and enum settings */
+} OwnerSetting;
+
+struct OwnerSettings
+{
+	int			count;
+	OwnerSetting items[FLEXIBLE_ARRAY_MEMBER];
+};
+
+/* The GUC record of setting `name`, NULL when there is none (yet). */
+static struct config_generic *
+FindSetting(const char *name)
+{
+#if PG_VERSION_NUM >= 160000
+	int			n;
+	struct config_generic **records = get_guc_variables(&n);
+#else
+	int			n = GetNumConfigOptions();
+	struct config_generic **records = get_guc_variables();
+#endif
+
+	for (int i = 0; i < n; i++)
+		if (pg_strcasecmp(records[i]->name, name) == 0)
+			return records[i];
+	return NULL;
+}
+
+/* Parse a projection's settings (text[] of name=value) in `context`. */
+static OwnerSettings *
+ParseOwnerSettings(ArrayType *settings, MemoryContext context)
 {
 	Datum	   *items;
 	bool	   *nulls;
 	int			n;
+	OwnerSettings *parsed;
 
 	deconstruct_array(settings, TEXTOID, -1, false, TYPALIGN_INT,
 					  &items, &nulls, &n);
+	parsed = MemoryContextAllocZero(context, offsetof(OwnerSettings, items) +
+									sizeof(OwnerSetting) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		char	   *item;
 		char	   *value;
-		const char *current;
+		OwnerSetting *s;
 
 		if (nulls[i])
 			continue;
@@ -137,11 +176,85 @@ ApplyOwnerSettings(ArrayType *settings)
 		if (value == NULL)
 			continue;
 		*value++ = '\0';
-		current = GetConfigOption(item, true, false);
-		if (current != NULL && strcmp(current, value) == 0)
-			continue;
-		(void) set_config_option(item, value, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		s = &parsed->items[parsed->count++];
+		s->name = MemoryContextStrdup(context, item);
+		s->value = MemoryContextStrdup(context, value);
+	}
+	return parsed;
+}
+
+/* The numeric value of a non-string setting, to tell whether it changed. */
+static double
+SettingToken(struct config_generic *record)
+{
+	switch (record->vartype)
+	{
+		case PGC_BOOL:
+			return *((struct config_bool *) record)->variable;
+		case PGC_INT:
+			return *((struct config_int *) record)->variable;
+		case PGC_REAL:
+			return *((struct config_real *) record)->variable;
+		case PGC_ENUM:
+			return *((struct config_enum *) record)->variable;
+		default:
+			return 0;
+	}
+}
+
+/* Has the session setting s at its captured value already? */
+static bool
+AlreadySet(OwnerSetting *s)
+{
+	const char *current;
+
+	/*
+	 * Not an extension's (dotted) setting: its placeholder record is
+	 * replaced when the extension loads, so it is looked up by name.
+	 */
+	if (s->record == NULL && strchr(s->name, '.') == NULL)
+		s->record = FindSetting(s->name);
+	if (s->record != NULL && s->record->vartype == PGC_STRING &&
+		((struct config_string *) s->record)->show_hook == NULL)
+	{
+		char	   *value = *((struct config_string *) s->record)->variable;
+
+		return strcmp(value ? value : "", s->value) == 0;
+	}
+	if (s->record != NULL && s->record->vartype != PGC_STRING &&
+		s->seen_valid && SettingToken(s->record) == s->seen)
+		return true;
+	current = GetConfigOption(s->name, true, false);
+	if (current == NULL || strcmp(current, s->value) != 0)
+		return false;
+	if (s->record != NULL && s->record->vartype != PGC_STRING)
+	{
+		s->seen = SettingToken(s->record);
+		s->seen_valid = true;
+	}
+	return true;
+}
+
+/*
+ * Set the captured settings for the owner's code, in the GUC nesting level
+ * the caller opened; a setting already at its captured value is left
+ * alone (the usual case: a comparison each).  *cache, parsed on first use
+ * in `context`, belongs to the projection.
+ */
+void
+ApplyOwnerSettings(ArrayType *settings, OwnerSettings **cache,
+				   MemoryContext context)
+{
+	if (*cache == NULL)
+		*cache = ParseOwnerSettings(settings, context);
+	for (int i = 0; i < (*cache)->count; i++)
+	{
+		OwnerSetting *s = &(*cache)->items[i];
+
+		if (!AlreadySet(s))
+			(void) set_config_option(s->name, s->value, PGC_USERSET,
+									 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+									 false);
 	}
 }
 

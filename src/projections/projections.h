@@ -40,6 +40,7 @@ typedef struct Projection
 	FullTransactionId replay_until; /* see eventstore.projections */
 	ArrayType  *settings;		/* the creator's, name=value; NULL: not
 								 * recorded (a 0.2.0 registry) */
+	struct OwnerSettings *settings_cache;	/* parsed on first use */
 	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
 	uint64		call_prepared_at;	/* see HandlerCall */
 } Projection;
@@ -111,7 +112,9 @@ extern void RunOnReset(Projection *p);
 
 /* owner_settings.c: what the owner's code runs with */
 extern Datum CaptureCreatorSettings(const char *search_path);
-extern void ApplyOwnerSettings(ArrayType *settings);
+typedef struct OwnerSettings OwnerSettings;
+extern void ApplyOwnerSettings(ArrayType *settings, OwnerSettings **cache,
+							   MemoryContext context);
 extern char *UnsafeHandlerSearchPath(Oid handler);
 
 /* owner_guard.c: what the owner's code may not do to the session */
