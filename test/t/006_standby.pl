@@ -39,7 +39,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
-use EventstoreTest;
+use EventstoreTest qw(:DEFAULT compare_lists);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 
@@ -80,29 +80,6 @@ sub drain
 		$cursor = $page[-1];
 	}
 	return @got;
-}
-
-# "missed=M doubled=D extra=X order=same" for a list received against the
-# list wanted; order names the first index where they differ.
-sub compare_lists
-{
-	my ($got, $want) = @_;
-	my (%wanted, %seen);
-	$wanted{$_} = 1 for @$want;
-	$seen{$_}++ for @$got;
-	my $missed = grep { !$seen{$_} } @$want;
-	my $doubled = grep { $_ > 1 } values %seen;
-	my $extra = grep { !$wanted{$_} } keys %seen;
-	my $order = 'same';
-	for my $i (0 .. ($#$got > $#$want ? $#$got : $#$want))
-	{
-		if (($got->[$i] // '') ne ($want->[$i] // ''))
-		{
-			$order = "differs at $i";
-			last;
-		}
-	}
-	return "missed=$missed doubled=$doubled extra=$extra order=$order";
 }
 
 # The SQLSTATE and message of a statement expected to fail on a node.
