@@ -101,9 +101,17 @@ sub worker_inside
 		  AND wait_event = 'PgSleep'
 		  AND query = 'pg_eventstore: $doing projection $name version 1'
 		  AND (SELECT count(*) FROM es_w.applied WHERE projection = '$name') >= $done);
-	ok($node->poll_query_until('postgres', "SELECT EXISTS ($query)"),
-		"$name: the worker is $doing, inside the handler, after $done events");
-	return sql($query);
+	# the pid from the very query that saw it inside (a second look could
+	# fall between two events)
+	my $pid = '';
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while ($pid eq '' && time < $deadline)
+	{
+		$pid = sql($query);
+		usleep(20_000) if $pid eq '';
+	}
+	isnt($pid, '', "$name: the worker is $doing, inside the handler, after $done events");
+	return $pid;
 }
 
 # Kill a worker with SIGKILL and wait for the server to be back.
