@@ -156,19 +156,15 @@ WriteCheckpoint(TableWriter *w, LogPlace place, bool none, Oid caller)
 }
 
 /*
- * Become the extension's owner for the bookkeeping, connected to SPI,
- * once the caller is known to be allowed the processor.  Returns who the
- * caller was.
+ * Become the extension's owner for the bookkeeping, connected to SPI.
+ * Returns who the caller was: whether it may have the processor is checked
+ * on its row once locked (RequireOwnerOfLockedRow).
  */
 static RoleSwitch
-EnterCheckpointFunction(text *processor, text *partition)
+EnterCheckpointFunction(void)
 {
-	RoleSwitch	caller;
-
 	ConnectSpi();
-	caller = BecomeRole(ExtensionOwner());
-	RequireProcessorOwner(processor, partition, caller.caller);
-	return caller;
+	return BecomeRole(ExtensionOwner());
 }
 
 static void
@@ -217,7 +213,7 @@ eventstore_store_checkpoint(PG_FUNCTION_ARGS)
 	RequireNonNegative(expected, "expected_position",
 					   "Pass the checkpoint read before processing, or NULL when none was stored.");
 
-	caller = EnterCheckpointFunction(processor, partition);
+	caller = EnterCheckpointFunction();
 
 	/* a position that is not in the log is refused whatever the outcome */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
@@ -296,7 +292,7 @@ eventstore_reset_checkpoint(PG_FUNCTION_ARGS)
 	LogPlace	place = LogStart;
 	TableWriter *w;
 	bool		locked;
-	RoleSwitch	caller = EnterCheckpointFunction(processor, partition);
+	RoleSwitch	caller = EnterCheckpointFunction();
 
 	if (!none)
 	{

@@ -2,20 +2,20 @@
  * log/incarnation.c
  *		The log's own clock: the offset that turns this cluster's
  *		transaction ids into log keys, and the incarnations of the log, one
- *		per cluster, database and timeline that wrote or received it.
+ *		per cluster, copy and timeline that wrote or received it.
  *
  * An event's transaction_id is a log key, not a raw transaction id: the
- * appending transaction's id plus the offset of the database and cluster it
- * runs in (raised to its stream's previous key, see log_order.c).  The
+ * appending transaction's id plus the offset of the copy of the log it
+ * writes (raised to its stream's previous key, see log_order.c).  The
  * offset is kept in eventstore.log_incarnations, which pg_dump keeps with
- * the log, keyed by the cluster's system identifier and the database's oid
- * (which pg_upgrade keeps and a restore changes).  A database that finds no
- * row of its own takes one at its first write, with an offset that puts
- * every key it will ever write after every key in the log; a restore thus
- * costs one row, and nothing per restored event.
+ * the log, keyed by the cluster's system identifier and the oid of
+ * eventstore.events (which pg_upgrade keeps and any restore changes).  A
+ * copy that finds no row of its own takes one at its first write, with an
+ * offset that puts every key it will ever write after every key in the
+ * log; a restore thus costs one row, and nothing per restored event.
  *
- * Each incarnation, a (system identifier, database, timeline) that wrote
- * the log, also starts its positions at a fresh block of POSITION_BLOCK_BITS bits,
+ * Each incarnation, a (system identifier, copy, timeline) that wrote the
+ * log, also starts its positions at a fresh block of POSITION_BLOCK_BITS bits,
  * so that a position written on a timeline that was lost (a failover that
  * lost WAL) or after the copy a restore was made from is never issued
  * again: a cursor taken from it stays an error rather than naming another
@@ -55,11 +55,6 @@ typedef struct KnownIncarnation
 
 static KnownIncarnation known;
 
-/* This incarnation's row: (system identifier, timeline) */
-#define OWN_ROW_SQL \
-	"SELECT xid_offset, xmin FROM eventstore.log_incarnations" \
-	" WHERE system_identifier = $1 AND log_oid = $2 AND timeline_id = $3"
-
 static SPIPlanPtr cluster_row_plan;
 static SPIPlanPtr own_row_plan;
 static SPIPlanPtr any_row_plan;
@@ -67,7 +62,6 @@ static SPIPlanPtr last_position_plan;
 static SPIPlanPtr insert_plan;
 static SPIPlanPtr next_position_plan;
 static SPIPlanPtr lost_plan;
-static SPIPlanPtr any_row_at_all_plan;
 
 /* The system identifier as the table stores it (bigint). */
 static Datum
@@ -86,6 +80,49 @@ static Datum
 LogRelidDatum(void)
 {
 	return ObjectIdGetDatum(EventstoreRelid("events"));
+}
+
+/*
+ * The row of this incarnation, (system identifier, copy, timeline tli):
+ * the plan, with its arguments in values[3].  The caller is connected to
+ * SPI.
+ */
+static SPIPlanPtr
+OwnRowPlan(TimeLineID tli, Datum *values)
+{
+	Oid			argtypes[3] = {INT8OID, OIDOID, INT4OID};
+
+	values[0] = SystemIdentifierDatum();
+	values[1] = LogRelidDatum();
+	values[2] = Int32GetDatum((int32) tli);
+	return KeptPlan(&own_row_plan,
+					"SELECT xid_offset, xmin FROM eventstore.log_incarnations"
+					" WHERE system_identifier = $1 AND log_oid = $2 AND timeline_id = $3",
+					3, argtypes);
+}
+
+/*
+ * Has the log any incarnation row, through `snapshot`?  And, if so, has
+ * this cluster written it (*this_cluster: a restore into it from another
+ * of its databases, or over this one)?  The caller is connected to SPI.
+ */
+static bool
+AnyIncarnation(Snapshot snapshot, bool *this_cluster)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {SystemIdentifierDatum()};
+	Datum		result;
+
+	/* bool_or over no row is NULL */
+	QueryKeptPlanThrough(KeptPlan(&any_row_plan,
+								  "SELECT bool_or(system_identifier = $1)"
+								  " FROM eventstore.log_incarnations",
+								  1, argtypes),
+						 values, NULL, snapshot, 1);
+	if (!GetFirstResult(&result))
+		return false;
+	*this_cluster = DatumGetBool(result);
+	return true;
 }
 
 /* Forget what belongs to another table than `table`. */
@@ -128,18 +165,19 @@ FindOffset(SPIPlanPtr plan, Datum *values, Snapshot snapshot, TimeLineID tli,
 	return true;
 }
 
-/* The offset of this cluster's rows through `snapshot`; false: none. */
+/*
+ * The offset of this copy of the log on this cluster, through `snapshot`
+ * (its timelines' rows share it); false: none.
+ */
 static bool
 FindClusterOffset(Snapshot snapshot, int64 *offset)
 {
 	Oid			argtypes[2] = {INT8OID, OIDOID};
 	Datum		values[2] = {SystemIdentifierDatum(), LogRelidDatum()};
 
-	/* the largest: a later incarnation may have had to raise it */
 	return FindOffset(KeptPlan(&cluster_row_plan,
 							   "SELECT xid_offset, xmin FROM eventstore.log_incarnations"
-							   " WHERE system_identifier = $1 AND log_oid = $2"
-							   " ORDER BY xid_offset DESC LIMIT 1",
+							   " WHERE system_identifier = $1 AND log_oid = $2 LIMIT 1",
 							   2, argtypes),
 					  values, snapshot, 0, offset);
 }
@@ -207,6 +245,7 @@ LogOffsetSeenBy(Snapshot snapshot, int64 *offset)
 {
 	Oid			table = OptionalEventstoreRelid("log_incarnations");
 	bool		found;
+	bool		this_cluster;
 
 	/* a database still at 0.2.0: keys are the cluster's own ids */
 	if (!OidIsValid(table))
@@ -222,54 +261,40 @@ LogOffsetSeenBy(Snapshot snapshot, int64 *offset)
 	}
 	ConnectSpi();
 	found = FindClusterOffset(snapshot, offset);
-	if (!found)
+
+	/*
+	 * No row at all, not even a restored one: a new log, or one whose update
+	 * to 0.3.0 this snapshot does not see yet.  Its keys are this cluster's
+	 * own transaction ids, as at 0.2.0: offset 0.  (Only a log restored here,
+	 * with rows of its sources, is final until its first write.)
+	 */
+	if (!found && !AnyIncarnation(snapshot, &this_cluster))
 	{
-		/*
-		 * No row at all, not even a restored one: a new log, or one whose
-		 * update to 0.3.0 this snapshot does not see yet.  Its keys are this
-		 * cluster's own transaction ids, as at 0.2.0: offset 0.  (Only a log
-		 * restored here from elsewhere, with rows of its sources, is final
-		 * until its first write.)
-		 */
-		QueryKeptPlanThrough(KeptPlan(&any_row_at_all_plan,
-									  "SELECT FROM eventstore.log_incarnations LIMIT 1",
-									  0, NULL),
-							 NULL, NULL, snapshot, 1);
-		if (SPI_processed == 0)
-		{
-			*offset = 0;
-			found = true;
-		}
+		*offset = 0;
+		found = true;
 	}
 	SPI_finish();
 	return found;
 }
 
 /*
- * Why a new incarnation of the log starts in this database on this node's
+ * Why a new incarnation of the log starts in this copy on this node's
  * timeline tli, as log_incarnations.reason says it, seen through
- * `snapshot`; sets *offset to this database's when it has one already on
- * this cluster (a new timeline counts its transaction ids on) and
+ * `snapshot`; sets *offset to this copy's when it has one already on this
+ * cluster (a new timeline counts its transaction ids on) and
  * *cluster_known then.
  */
 static const char *
 NewIncarnationReason(Snapshot snapshot, TimeLineID tli, int64 *offset,
 					 bool *cluster_known)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {SystemIdentifierDatum()};
+	bool		this_cluster;
 
 	*cluster_known = FindClusterOffset(snapshot, offset);
 	if (*cluster_known)
 		return "new timeline";
-	/* a restore into another database of a cluster that wrote the log */
-	QueryKeptPlanThrough(KeptPlan(&any_row_plan,
-								  "SELECT bool_or(system_identifier = $1)"
-								  " FROM eventstore.log_incarnations",
-								  1, argtypes),
-						 values, NULL, snapshot, 1);
-	if (GetFirstResult(&values[0]))
-		return DatumGetBool(values[0]) ? "restored" : "new cluster";
+	if (AnyIncarnation(snapshot, &this_cluster))
+		return this_cluster ? "restored" : "new cluster";
 	/* no row at all, but a timeline after the first: they were lost */
 	return tli > 1 ? "new timeline" : "first write";
 }
@@ -309,6 +334,45 @@ IncarnationStart(Snapshot snapshot, TimeLineID tli, bool first_write)
 }
 
 /*
+ * Move the position sequence forward to `first`, never back; returns the
+ * first position it will issue.  The caller is connected to SPI.
+ */
+static int64
+MovePositionsTo(int64 first)
+{
+	Datum		next;
+
+	/* the sequence's next value, looked at without taking it */
+	QueryKeptPlanThrough(KeptPlan(&next_position_plan,
+								  "SELECT CASE WHEN is_called THEN last_value + 1"
+								  " ELSE last_value END"
+								  " FROM eventstore.global_position_seq",
+								  0, NULL),
+						 NULL, NULL, GetLatestSnapshot(), 1);
+	if (!GetFirstResult(&next))
+		elog(ERROR, "the position sequence has no value");
+	if (DatumGetInt64(next) >= first)
+		return DatumGetInt64(next);
+	DirectFunctionCall3(setval3_oid,
+						ObjectIdGetDatum(EventstoreRelid("global_position_seq")),
+						Int64GetDatum(first), BoolGetDatum(false));
+	return first;
+}
+
+/*
+ * Move positions to a new block, past every position the log has and its
+ * timeline's own block, as a new incarnation's: for a subscriber that
+ * appends on its own from now on, past any position its publisher issued.
+ * The caller is connected to SPI.
+ */
+void
+MovePositionsToNewBlock(void)
+{
+	(void) MovePositionsTo(IncarnationStart(GetLatestSnapshot(),
+											GetWALInsertionTimeLine(), false));
+}
+
+/*
  * Take this incarnation's row, and return its offset: the cluster's if it
  * has one already, else the least that puts the keys of every transaction
  * that can still write after every key in the log.  Positions move on to
@@ -323,13 +387,8 @@ StartIncarnation(TimeLineID tli, bool subscriber)
 	int64		offset;
 	int64		first;
 	bool		cluster_known;
-	Oid			seq = EventstoreRelid("global_position_seq");
 	Oid			argtypes[6] = {INT8OID, OIDOID, INT4OID, INT8OID, INT8OID, TEXTOID};
 	Datum		values[6];
-
-	uint64		least;
-	uint64		last;
-	int64		needed;
 
 	/*
 	 * The least key a transaction running or still to come can take is its
@@ -342,32 +401,15 @@ StartIncarnation(TimeLineID tli, bool subscriber)
 	reason = NewIncarnationReason(latest, tli, &offset, &cluster_known);
 	if (!cluster_known)
 	{
-		least = U64FromFullTransactionId(XidHorizonOf(latest));
-		last = U64FromFullTransactionId(LastCommittedXid());
-		needed = last + 1 > least ? (int64) (last + 1 - least) : 0;
-		offset = needed;
+		uint64		least = U64FromFullTransactionId(XidHorizonOf(latest));
+		uint64		last = U64FromFullTransactionId(LastCommittedXid());
+
+		offset = last + 1 > least ? (int64) (last + 1 - least) : 0;
 	}
 	/* a subscriber's first write is a replicated event, its place not ours */
-	first = IncarnationStart(latest, tli,
-							 !subscriber && strcmp(reason, "first write") == 0);
-	/* the sequence's next value, looked at without taking it */
-	QueryKeptPlanThrough(KeptPlan(&next_position_plan,
-								  "SELECT CASE WHEN is_called THEN last_value + 1"
-								  " ELSE last_value END"
-								  " FROM eventstore.global_position_seq",
-								  0, NULL),
-						 NULL, NULL, latest, 1);
-	{
-		Datum		next;
-
-		if (!GetFirstResult(&next))
-			elog(ERROR, "the position sequence has no value");
-		if (DatumGetInt64(next) < first)
-			DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(seq),
-								Int64GetDatum(first), BoolGetDatum(false));
-		else
-			first = DatumGetInt64(next);
-	}
+	first = MovePositionsTo(IncarnationStart(latest, tli,
+											 !subscriber &&
+											 strcmp(reason, "first write") == 0));
 	if (subscriber)
 		reason = "subscriber";
 
@@ -398,7 +440,6 @@ LogOffsetForWrite(bool subscriber)
 {
 	Oid			table = OptionalEventstoreRelid("log_incarnations");
 	TimeLineID	tli;
-	Oid			argtypes[3] = {INT8OID, OIDOID, INT4OID};
 	Datum		values[3];
 	SPIPlanPtr	plan;
 	int64		offset;
@@ -410,11 +451,8 @@ LogOffsetForWrite(bool subscriber)
 	if (known.written_on == tli)
 		return known.offset;
 
-	values[0] = SystemIdentifierDatum();
-	values[1] = LogRelidDatum();
-	values[2] = Int32GetDatum((int32) tli);
 	ConnectSpi();
-	plan = KeptPlan(&own_row_plan, OWN_ROW_SQL, 3, argtypes);
+	plan = OwnRowPlan(tli, values);
 	if (!FindOffset(plan, values, GetLatestSnapshot(), tli, &offset))
 	{
 		/* one starter at a time; the others find its row once it commits */
@@ -441,8 +479,7 @@ ReportLostPosition(int64 position, Snapshot snapshot)
 	Oid			argtypes[4] = {INT8OID, INT8OID, TEXTOID, INT4OID};
 	Datum		values[4];
 	char		nulls[4] = {' ', 'n', 'n', ' '};
-	Datum		own[3] = {SystemIdentifierDatum(), LogRelidDatum(),
-	Int32GetDatum((int32) tli)};
+	Datum		own[3];
 	int64		offset;
 	bool		isnull;
 
@@ -451,9 +488,7 @@ ReportLostPosition(int64 position, Snapshot snapshot)
 	values[1] = values[2] = (Datum) 0;
 	values[3] = Int32GetDatum((int32) tli);
 	if (tli != 0)
-		QueryKeptPlanThrough(KeptPlan(&own_row_plan, OWN_ROW_SQL, 3,
-									  (Oid[]) {INT8OID, OIDOID, INT4OID}),
-							 own, NULL, snapshot, 1);
+		QueryKeptPlanThrough(OwnRowPlan(tli, own), own, NULL, snapshot, 1);
 	if (tli != 0 && SPI_processed == 0)
 	{
 		bool		cluster_known;

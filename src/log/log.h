@@ -72,6 +72,7 @@ extern FullTransactionId StreamOrderedKey(Relation events,
 extern FullTransactionId LogHorizonOf(Snapshot snapshot);
 extern bool LogOffsetSeenBy(Snapshot snapshot, int64 *offset);
 extern int64 LogOffsetForWrite(bool subscriber);
+extern void MovePositionsToNewBlock(void);
 extern FullTransactionId OwnLogKey(int64 offset);
 extern void ReportPositionNotInLog(int64 position, Relation events,
 								   Snapshot snapshot, const char *hint)

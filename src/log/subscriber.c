@@ -140,12 +140,21 @@ eventstore_take_replicated_event(PG_FUNCTION_ARGS)
 													 &key_datum, &key_null));
 }
 
+/* Run a utility statement; the caller is connected to SPI. */
+static void
+RunUtility(const char *sql)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+}
+
 /* SQL: create_log_publication(publication_name) */
 Datum
 eventstore_create_log_publication(PG_FUNCTION_ARGS)
 {
 	const char *name = NameStr(*PG_GETARG_NAME(0));
-	int			rc;
 
 	/*
 	 * Only the events, and only their inserts: a subscriber keeps its own
@@ -153,12 +162,9 @@ eventstore_create_log_publication(PG_FUNCTION_ARGS)
 	 * registry and clock.
 	 */
 	ConnectSpi();
-	rc = SPI_execute(psprintf("CREATE PUBLICATION %s FOR TABLE " EVENTSTORE_SCHEMA
-							  ".events WITH (publish = 'insert')",
-							  quote_identifier(name)),
-					 false, 0);
-	if (rc != SPI_OK_UTILITY)
-		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	RunUtility(psprintf("CREATE PUBLICATION %s FOR TABLE " EVENTSTORE_SCHEMA
+						".events WITH (publish = 'insert')",
+						quote_identifier(name)));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -197,31 +203,6 @@ RefuseWhileSubscribed(void)
 					 quote_identifier(subscription))));
 }
 
-/*
- * A subscriber that leaves subscriber mode appends on its own from now on:
- * its positions start at the block after the log's last position, past
- * every position its publisher issued (also any not replicated here), as
- * a new incarnation's do (see incarnation.c, whose blocks these are).  The
- * sequence stood wherever this node's first replicated event left it,
- * which is no such place.  The caller is connected to SPI.
- */
-static void
-MovePositionsPastPublisher(void)
-{
-	int			rc;
-
-	rc = SPI_execute(psprintf("SELECT pg_catalog.setval('" EVENTSTORE_SCHEMA ".global_position_seq',"
-							  " GREATEST((SELECT ((coalesce(max(global_position), 0) >> %d) + 1) << %d"
-							  "           FROM " EVENTSTORE_SCHEMA ".events),"
-							  "          (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
-							  "           FROM " EVENTSTORE_SCHEMA ".global_position_seq)),"
-							  " false)",
-							  POSITION_BLOCK_BITS, POSITION_BLOCK_BITS),
-					 false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
-}
-
 /* SQL: set_subscriber_mode(enabled) */
 Datum
 eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
@@ -229,7 +210,6 @@ eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
 	bool		enabled = PG_GETARG_BOOL(0);
 	bool		was_on;
 	Relation	events;
-	int			rc;
 
 	PreventCommandDuringRecovery("set_subscriber_mode");
 	events = table_open(EventstoreRelid("events"), AccessShareLock);
@@ -239,14 +219,12 @@ eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
 	if (!enabled && was_on)
 	{
 		RefuseWhileSubscribed();
-		MovePositionsPastPublisher();
+		/* it appends on its own now: past every position its publisher issued */
+		MovePositionsToNewBlock();
 	}
-	rc = SPI_execute(psprintf("ALTER TABLE " EVENTSTORE_SCHEMA ".events %s TRIGGER "
-							  SUBSCRIBER_TRIGGER,
-							  enabled ? "ENABLE REPLICA" : "DISABLE"),
-					 false, 0);
-	if (rc != SPI_OK_UTILITY)
-		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	RunUtility(psprintf("ALTER TABLE " EVENTSTORE_SCHEMA ".events %s TRIGGER "
+						SUBSCRIBER_TRIGGER,
+						enabled ? "ENABLE REPLICA" : "DISABLE"));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

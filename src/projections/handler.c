@@ -39,12 +39,13 @@ MissingOwnerCode(Projection *p)
 	HeapTuple	proc = OidIsValid(p->handler)
 		? SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler)) : NULL;
 	char	   *proc_owner = NULL;
-	char	   *unsafe_path;
+	char	   *unsafe_path = NULL;
 
 	if (HeapTupleIsValid(proc))
 	{
 		proc_owner = GetUserNameFromId(((Form_pg_proc) GETSTRUCT(proc))->proowner,
 									   false);
+		unsafe_path = UnsafeSearchPathOf(proc);
 		ReleaseSysCache(proc);
 	}
 	if (proc_owner == NULL)
@@ -82,7 +83,7 @@ MissingOwnerCode(Projection *p)
 								  p->owner_name, p->name, p->version,
 								  p->handler_name);
 	}
-	else if ((unsafe_path = UnsafeHandlerSearchPath(p->handler)) != NULL)
+	else if (unsafe_path != NULL)
 	{
 		error->sqlerrcode = ERRCODE_INVALID_FUNCTION_DEFINITION;
 		error->message = psprintf("the handler %s of projection \"%s\" version %d sets search_path to \"%s\", which does not end with pg_temp",

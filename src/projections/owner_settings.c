@@ -268,13 +268,24 @@ char *
 UnsafeHandlerSearchPath(Oid handler)
 {
 	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	char	   *unsafe;
+
+	if (!HeapTupleIsValid(tuple))
+		return NULL;
+	unsafe = UnsafeSearchPathOf(tuple);
+	ReleaseSysCache(tuple);
+	return unsafe;
+}
+
+/* The same, of the handler's pg_proc row the caller looked up already. */
+char *
+UnsafeSearchPathOf(HeapTuple proc)
+{
 	Datum		config;
 	bool		isnull;
 	char	   *unsafe = NULL;
 
-	if (!HeapTupleIsValid(tuple))
-		return NULL;
-	config = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_proconfig, &isnull);
+	config = SysCacheGetAttr(PROCOID, proc, Anum_pg_proc_proconfig, &isnull);
 	if (!isnull)
 	{
 		Datum	   *items;
@@ -285,16 +296,18 @@ UnsafeHandlerSearchPath(Oid handler)
 						  TYPALIGN_INT, &items, &nulls, &n);
 		for (int i = 0; i < n; i++)
 		{
-			char	   *item = TextDatumGetCString(items[i]);
+			char	   *item;
 			List	   *names;
 
-			if (nulls[i] || strncmp(item, "search_path=", 12) != 0)
+			if (nulls[i])
+				continue;
+			item = TextDatumGetCString(items[i]);
+			if (strncmp(item, "search_path=", 12) != 0)
 				continue;
 			if (!SplitIdentifierString(pstrdup(item + 12), ',', &names) ||
 				names == NIL || strcmp(llast(names), "pg_temp") != 0)
 				unsafe = pstrdup(item + 12);
 		}
 	}
-	ReleaseSysCache(tuple);
 	return unsafe;
 }

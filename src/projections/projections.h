@@ -116,6 +116,7 @@ typedef struct OwnerSettings OwnerSettings;
 extern void ApplyOwnerSettings(ArrayType *settings, OwnerSettings **cache,
 							   MemoryContext context);
 extern char *UnsafeHandlerSearchPath(Oid handler);
+extern char *UnsafeSearchPathOf(HeapTuple proc);
 
 /* owner_guard.c: what the owner's code may not do to the session */
 extern void InstallOwnerGuard(void);
