@@ -35,8 +35,7 @@
 static bool
 NamedRegistryExists(void)
 {
-	return RegistryExists() &&
-		get_atttype(EventstoreRelid("projections"), PROJECTIONS_OWNER) == TEXTOID;
+	return RegistryExists() && !RegistryKeepsOids();
 }
 
 /* The names a list of RoleSpec gives, skipping roles that do not exist. */
@@ -61,6 +60,7 @@ RoleNames(List *roles)
  * Refuse DROP ROLE of roles (their names) that own projections or
  * processors in this database: checked once PostgreSQL dropped them, in the
  * same transaction, so that whoever may not drop them learns nothing here.
+ * The caller is connected to SPI and is the extension's owner.
  */
 static void
 RefuseDropOfOwners(List *names)
@@ -70,15 +70,10 @@ RefuseDropOfOwners(List *names)
 	foreach(lc, names)
 	{
 		const char *name = lfirst(lc);
-		RoleSwitch	caller;
-		char	   *owned;
+		char	   *owned = ProjectionsOwnedBy(name);
 
-		ConnectSpi();
-		caller = BecomeRole(ExtensionOwner());
-		owned = ProjectionsOwnedBy(name);
 		if (owned == NULL)
 			owned = ProcessorsOwnedBy(name);
-		RestoreRole(caller);
 		if (owned != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -86,13 +81,13 @@ RefuseDropOfOwners(List *names)
 					 errdetail("owner of %s", owned),
 					 errhint("REASSIGN OWNED BY %s TO another role, or DROP OWNED BY %s, gives them away or drops them, as for its other objects.",
 							 quote_identifier(name), quote_identifier(name))));
-		SPI_finish();
 	}
 }
 
 /*
  * After REASSIGN OWNED and DROP OWNED, which PostgreSQL allowed: the same
- * for the roles' projections (role `to`, or NULL to drop them).
+ * for the roles' projections and processors (role `to`, or NULL to drop
+ * them).  The caller is connected to SPI and is the extension's owner.
  */
 static void
 FollowOwnedRoles(List *roles, RoleSpec *to)
@@ -102,10 +97,6 @@ FollowOwnedRoles(List *roles, RoleSpec *to)
 
 	foreach(lc, names)
 	{
-		RoleSwitch	caller;
-
-		ConnectSpi();
-		caller = BecomeRole(ExtensionOwner());
 		if (to != NULL)
 		{
 			ReassignProjections(lfirst(lc), get_rolespec_name(to));
@@ -116,8 +107,6 @@ FollowOwnedRoles(List *roles, RoleSpec *to)
 			DropProjectionsOwnedBy(lfirst(lc));
 			DropProcessorsOwnedBy(lfirst(lc));
 		}
-		RestoreRole(caller);
-		SPI_finish();
 	}
 }
 
@@ -139,14 +128,20 @@ void
 RoleChangesAfter(Node *statement, List *dropped)
 {
 	int			nestlevel;
+	RoleSwitch	caller;
 
 	if (!(IsA(statement, DropRoleStmt) || IsA(statement, ReassignOwnedStmt) ||
 		  IsA(statement, DropOwnedStmt)) ||
 		!NamedRegistryExists())
 		return;
 
-	/* the statement runs with the caller's search_path: not our queries */
+	/*
+	 * The statement runs with the caller's search_path: not our queries,
+	 * which run as the extension's owner.
+	 */
 	nestlevel = PinApiSearchPath();
+	ConnectSpi();
+	caller = BecomeRole(ExtensionOwner());
 	if (IsA(statement, DropRoleStmt))
 		RefuseDropOfOwners(dropped);
 	else if (IsA(statement, ReassignOwnedStmt))
@@ -154,5 +149,7 @@ RoleChangesAfter(Node *statement, List *dropped)
 						 ((ReassignOwnedStmt *) statement)->newrole);
 	else
 		FollowOwnedRoles(((DropOwnedStmt *) statement)->roles, NULL);
+	RestoreRole(caller);
+	SPI_finish();
 	AtEOXact_GUC(true, nestlevel);
 }

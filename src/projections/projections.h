@@ -85,6 +85,7 @@ extern Projection *FindProjection(text *name, int32 version);
 extern Projection *ReloadProjection(int32 id);
 extern List *LoadAllProjections(MemoryContext context);
 extern List *ReadDueProjections(int member, int members, MemoryContext context);
+extern bool RegistryKeepsOids(void);
 extern const char *OwnerOfProjectionName(text *name);
 extern void InsertProjection(NewProjection *np);
 extern void DeleteProjection(int32 id);

@@ -83,7 +83,7 @@ ParseProjectionStatus(const char *name)
  * So does a 0.2.0 one, which this library serves until ALTER EXTENSION
  * UPDATE turns them into names.
  */
-static bool
+bool
 RegistryKeepsOids(void)
 {
 	return get_atttype(EventstoreRelid("projections"),
