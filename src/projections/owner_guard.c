@@ -29,7 +29,13 @@
 /* How deep in owner code this backend is: handlers may append. */
 static int	owner_code_depth = 0;
 
-/* The depth at each open subtransaction's start, to go back to on abort. */
+/*
+ * The subtransactions begun inside owner code and the depth at their start,
+ * innermost first, to go back to on abort; one begun outside, which is not
+ * recorded (the usual case: no work for sessions that never run owner
+ * code), goes back to depth 0.
+ */
+static List *subxact_ids = NIL;
 static List *depth_at_subxact = NIL;
 
 static post_parse_analyze_hook_type previous_parse_hook = NULL;
@@ -43,7 +49,9 @@ OwnerCodeXactCallback(XactEvent event, void *arg)
 		event == XACT_EVENT_PREPARE)
 	{
 		owner_code_depth = 0;
-		depth_at_subxact = NIL;		/* in TopTransactionContext: gone */
+		/* in TopTransactionContext: gone */
+		subxact_ids = NIL;
+		depth_at_subxact = NIL;
 	}
 }
 
@@ -53,20 +61,28 @@ OwnerCodeSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 {
 	MemoryContext old;
 
+	bool		recorded = subxact_ids != NIL &&
+		(SubTransactionId) linitial_int(subxact_ids) == mySubid;
+
 	switch (event)
 	{
 		case SUBXACT_EVENT_START_SUB:
+			if (owner_code_depth == 0)
+				break;
 			old = MemoryContextSwitchTo(TopTransactionContext);
+			subxact_ids = lcons_int((int) mySubid, subxact_ids);
 			depth_at_subxact = lcons_int(owner_code_depth, depth_at_subxact);
 			MemoryContextSwitchTo(old);
 			break;
 		case SUBXACT_EVENT_ABORT_SUB:
-			if (depth_at_subxact != NIL)
-				owner_code_depth = linitial_int(depth_at_subxact);
+			owner_code_depth = recorded ? linitial_int(depth_at_subxact) : 0;
 			/* FALLTHROUGH */
 		case SUBXACT_EVENT_COMMIT_SUB:
-			if (depth_at_subxact != NIL)
+			if (recorded)
+			{
+				subxact_ids = list_delete_first(subxact_ids);
 				depth_at_subxact = list_delete_first(depth_at_subxact);
+			}
 			break;
 		default:
 			break;
