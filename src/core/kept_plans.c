@@ -11,6 +11,9 @@
 #include "executor/tstoreReceiver.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/plancache.h"
+#include "utils/resowner.h"
 
 /* Connect to SPI, or fail: every caller needs it to go on. */
 void
@@ -21,10 +24,51 @@ ConnectSpi(void)
 }
 
 /*
+ * Make the kept plan's generic plan now, as for tables of any size: with
+ * sequential scans priced out.  The planner judges by the tables' sizes at
+ * planning time, and a session that first ran a statement when the log
+ * held a few hundred events would otherwise scan the log whole for the
+ * rest of its life (three pages are cheaper to scan than to look up).
+ * Every kept statement reads or writes a few rows through an index, or
+ * scans a table that is small at any size (the registry, the clock), so a
+ * plan made as for a large log is the right one at every size.  Where a
+ * table has no index for the query a sequential scan stays (priced, not
+ * forbidden).
+ */
+static void
+PlanForAnySize(SPIPlanPtr plan)
+{
+	int			nestlevel = NewGUCNestLevel();
+	CachedPlan *generic;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	generic = SPI_plan_get_cached_plan(plan);
+	if (generic == NULL)
+		elog(ERROR, "SPI_plan_get_cached_plan failed");
+	ReleaseCachedPlan(generic, CurrentResourceOwner);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * A kept plan, planned again as PlanForAnySize does when something
+ * invalidated it (an ANALYZE, DDL on a table it reads): the plan cache
+ * would otherwise re-plan it in the session's settings at its next run.
+ */
+static SPIPlanPtr
+ValidPlan(SPIPlanPtr plan)
+{
+	if (!SPI_plan_is_valid(plan))
+		PlanForAnySize(plan);
+	return plan;
+}
+
+/*
  * Return the plan cached in *cache, preparing and keeping it on first use.
- * The caller must be connected to SPI.  The plan is generic from the start:
- * our statements' optional filters ("$3 IS NULL OR ...") would otherwise
- * make the plan cache re-plan them for every call.
+ * The caller must be connected to SPI.  The plan is generic from the start
+ * (our statements' optional filters, "$3 IS NULL OR ...", would otherwise
+ * make the plan cache re-plan them for every call), and planned as for
+ * tables of any size (PlanForAnySize).
  */
 SPIPlanPtr
 KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
@@ -40,6 +84,7 @@ KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)
 			 sql, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
+	PlanForAnySize(plan);
 	*cache = plan;
 	return plan;
 }
@@ -49,7 +94,8 @@ int
 ExecKeptPlan(SPIPlanPtr plan, Datum *values, const char *nulls,
 			 bool read_only, long count)
 {
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+	int			rc = SPI_execute_plan(ValidPlan(plan), values, nulls, read_only,
+										  count);
 
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
@@ -65,7 +111,7 @@ void
 QueryKeptPlanThrough(SPIPlanPtr plan, Datum *values, const char *nulls,
 					 Snapshot snapshot, long count)
 {
-	int			rc = SPI_execute_snapshot(plan, values, nulls, snapshot,
+	int			rc = SPI_execute_snapshot(ValidPlan(plan), values, nulls, snapshot,
 										  InvalidSnapshot, true, false, count);
 
 	if (rc != SPI_OK_SELECT)
@@ -107,7 +153,7 @@ ExecKeptPlanInto(SPIPlanPtr plan, Datum *values, const char *nulls,
 	options.read_only = true;
 	options.tcount = count;
 	options.dest = dest;
-	rc = SPI_execute_plan_extended(plan, &options);
+	rc = SPI_execute_plan_extended(ValidPlan(plan), &options);
 	/* SPI says SPI_OK_UTILITY for a SELECT into a receiver of its own */
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s",
