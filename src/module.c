@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "core/kept_plans.h"
 #include "utility_hook.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -110,6 +111,7 @@ _PG_init(void)
 	DefineSettings();
 	InstallUtilityHook();
 	InstallOwnerGuard();
+	InstallKeptPlanHooks();
 	if (IsBinaryUpgrade)
 		return;
 	InstallWorkerShmemHooks();

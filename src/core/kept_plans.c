@@ -11,6 +11,7 @@
 #include "executor/tstoreReceiver.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "optimizer/plancat.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
 #include "utils/resowner.h"
@@ -24,16 +25,54 @@ ConnectSpi(void)
 }
 
 /*
- * Make the kept plan's generic plan now, as for tables of any size: with
- * sequential scans priced out.  The planner judges by the tables' sizes at
+ * What the planner assumes of every table a kept plan reads, at least: the
+ * size of a large log.  The planner judges by the tables' sizes at
  * planning time, and a session that first ran a statement when the log
- * held a few hundred events would otherwise scan the log whole for the
- * rest of its life (three pages are cheaper to scan than to look up).
- * Every kept statement reads or writes a few rows through an index, or
- * scans a table that is small at any size (the registry, the clock), so a
- * plan made as for a large log is the right one at every size.  Where a
- * table has no index for the query a sequential scan stays (priced, not
- * forbidden).
+ * held a few pages would otherwise keep plans that scan and sort it whole
+ * (three pages are cheaper to scan than to look up) for the rest of its
+ * life.  Every kept statement reads or writes a few rows through an index,
+ * or scans a table that is small at any size (the registry, the clock), so
+ * a plan made for a large log is the right one at every size.
+ */
+#define KEPT_PLAN_MIN_PAGES		((BlockNumber) 1000000)
+#define KEPT_PLAN_MIN_TUPLES	1.0e8
+
+static get_relation_info_hook_type previous_get_relation_info_hook = NULL;
+static bool planning_kept_plan = false;
+
+static void
+AsLargeAsALog(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel)
+{
+	ListCell   *lc;
+
+	if (previous_get_relation_info_hook)
+		previous_get_relation_info_hook(root, relid, inhparent, rel);
+	if (!planning_kept_plan)
+		return;
+	rel->pages = Max(rel->pages, KEPT_PLAN_MIN_PAGES);
+	rel->tuples = Max(rel->tuples, KEPT_PLAN_MIN_TUPLES);
+	foreach(lc, rel->indexlist)
+	{
+		IndexOptInfo *index = (IndexOptInfo *) lfirst(lc);
+
+		/* a partial index (the pending skips) stays as small as it is */
+		if (index->indpred == NIL)
+			index->tuples = Max(index->tuples, KEPT_PLAN_MIN_TUPLES);
+	}
+}
+
+/* Called from _PG_init. */
+void
+InstallKeptPlanHooks(void)
+{
+	previous_get_relation_info_hook = get_relation_info_hook;
+	get_relation_info_hook = AsLargeAsALog;
+}
+
+/*
+ * Make the kept plan's generic plan now, as for a large log, and without
+ * JIT compilation: the costs of a large log would have every run of it
+ * compile its expressions (some 90 ms), to read a few rows.
  */
 static void
 PlanForAnySize(SPIPlanPtr plan)
@@ -41,19 +80,28 @@ PlanForAnySize(SPIPlanPtr plan)
 	int			nestlevel = NewGUCNestLevel();
 	CachedPlan *generic;
 
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	generic = SPI_plan_get_cached_plan(plan);
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	planning_kept_plan = true;
+	PG_TRY();
+	{
+		generic = SPI_plan_get_cached_plan(plan);
+	}
+	PG_FINALLY();
+	{
+		planning_kept_plan = false;
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
 	if (generic == NULL)
 		elog(ERROR, "SPI_plan_get_cached_plan failed");
 	ReleaseCachedPlan(generic, CurrentResourceOwner);
-	AtEOXact_GUC(true, nestlevel);
 }
 
 /*
  * A kept plan, planned again as PlanForAnySize does when something
  * invalidated it (an ANALYZE, DDL on a table it reads): the plan cache
- * would otherwise re-plan it in the session's settings at its next run.
+ * would otherwise re-plan it by the tables' sizes at its next run.
  */
 static SPIPlanPtr
 ValidPlan(SPIPlanPtr plan)
@@ -67,8 +115,8 @@ ValidPlan(SPIPlanPtr plan)
  * Return the plan cached in *cache, preparing and keeping it on first use.
  * The caller must be connected to SPI.  The plan is generic from the start
  * (our statements' optional filters, "$3 IS NULL OR ...", would otherwise
- * make the plan cache re-plan them for every call), and planned as for
- * tables of any size (PlanForAnySize).
+ * make the plan cache re-plan them for every call), and made at once, as
+ * for a large log (AsLargeAsALog).
  */
 SPIPlanPtr
 KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, const Oid *argtypes)

@@ -11,6 +11,7 @@
 #include "tcop/dest.h"
 #include "utils/snapshot.h"
 
+extern void InstallKeptPlanHooks(void);
 extern void ConnectSpi(void);
 extern SPIPlanPtr KeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
 						   const Oid *argtypes);

@@ -38,7 +38,18 @@ SELECT (eventstore.append_event('first', 'Small', '{}', NULL, -1,
 SELECT count(*) FROM eventstore.read_stream('small-1');
 SELECT count(*) FROM eventstore.read_all(NULL, 100);
 
--- The log grows a hundredfold; nothing analyzes it (autovacuum is off).
+-- An ANALYZE of the small log (autovacuum's first, say) invalidates the
+-- kept plans: the next run plans them again, by statistics that say the
+-- log is small.
+ANALYZE eventstore.events;
+ANALYZE eventstore.streams;
+SELECT (eventstore.append_event('first', 'Small', '{}', NULL, 0,
+		'00000000-0000-7000-8000-000000000002')).next_expected_revision;
+SELECT count(*) FROM eventstore.read_stream('small-2');
+SELECT count(*) FROM eventstore.read_all(NULL, 100);
+
+-- The log grows a hundredfold; nothing analyzes it again (autovacuum is
+-- off here; elsewhere its next ANALYZE may be far off).
 SELECT count(*) FROM generate_series(1, 300) s,
 	LATERAL eventstore.append_to_stream('big-' || s,
 		(SELECT jsonb_agg(jsonb_build_object('type', 'Big', 'data', '{}'))
@@ -49,7 +60,7 @@ SELECT count(*) FROM generate_series(1, 300) s,
 BEGIN;
 SELECT mark_scans();
 SELECT (eventstore.append_event('second', 'Small', '{}', NULL, -1,
-		'00000000-0000-7000-8000-000000000002')).next_expected_revision;
+		'00000000-0000-7000-8000-000000000003')).next_expected_revision;
 SELECT * FROM scans();
 COMMIT;
 BEGIN;
@@ -58,20 +69,6 @@ SELECT count(*) FROM eventstore.read_stream('big-7');
 SELECT count(*) FROM eventstore.read_all(NULL, 100);
 SELECT * FROM scans();
 COMMIT;
-
--- An ANALYZE (or DDL) invalidates the kept plans: they are planned again
--- the same way, not in the session's settings (which here price index
--- scans out of the session's own queries).
-ANALYZE eventstore.events;
-SET random_page_cost = 1000000;
-BEGIN;
-SELECT mark_scans();
-SELECT (eventstore.append_event('third', 'Small', '{}', NULL, -1,
-		'00000000-0000-7000-8000-000000000003')).next_expected_revision;
-SELECT count(*) FROM eventstore.read_all(NULL, 100);
-SELECT * FROM scans();
-COMMIT;
-RESET random_page_cost;
 
 \c contrib_regression
 DROP DATABASE eventstore_plans;
