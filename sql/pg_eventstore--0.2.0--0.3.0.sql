@@ -334,9 +334,14 @@ ALTER TABLE eventstore.projections ADD CONSTRAINT projections_on_error_check
 ALTER TABLE eventstore.projection_skips DROP CONSTRAINT projection_skips_outcome_check;
 ALTER TABLE eventstore.projection_skips ADD CONSTRAINT projection_skips_outcome_check
 	CHECK (outcome IN ('applied', 'already applied', 'discarded', 'rebuilt'));
+-- (parked is filled by an UPDATE rather than a default on ADD COLUMN, which
+-- would leave a "missing value" that a new install does not have)
 ALTER TABLE eventstore.projection_skips
-	ADD COLUMN parked boolean NOT NULL DEFAULT false,
+	ADD COLUMN parked boolean,
 	ADD COLUMN dead_letter_id bigint;
+ALTER TABLE eventstore.projection_skips ALTER COLUMN parked SET DEFAULT false;
+UPDATE eventstore.projection_skips SET parked = false;
+ALTER TABLE eventstore.projection_skips ALTER COLUMN parked SET NOT NULL;
 CREATE INDEX projection_skips_parked_idx
 	ON eventstore.projection_skips (projection_id, stream_id)
 	WHERE drained_at IS NULL AND dead_letter_id IS NOT NULL;
