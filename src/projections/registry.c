@@ -695,6 +695,21 @@ StreamHasPendingSkips(Projection *p, Datum stream_id)
 }
 
 /*
+ * A dead letter's error columns (error_sqlstate, error_message,
+ * error_detail, error_context) as query arguments, into values[0 .. 4).
+ */
+static void
+ErrorColumns(ErrorData *error, Datum *values, char *nulls)
+{
+	values[0] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
+	values[1] = CStringGetTextDatum(error->message ? error->message : "unknown error");
+	values[2] = error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0;
+	nulls[2] = error->detail ? ' ' : 'n';
+	values[3] = error->context ? CStringGetTextDatum(error->context) : (Datum) 0;
+	nulls[3] = error->context ? ' ' : 'n';
+}
+
+/*
  * Record row i as a dead letter of the projection, with its error; returns
  * its dead_letter_id.
  */
@@ -713,12 +728,7 @@ RecordDeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error)
 	values[2] = EventRowsColumn(rows, i, EVENTS_EVENT_ID);
 	values[3] = EventRowsColumn(rows, i, EVENTS_STREAM_ID);
 	values[4] = EventRowsColumn(rows, i, EVENTS_EVENT_TYPE);
-	values[5] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
-	values[6] = CStringGetTextDatum(error->message ? error->message : "unknown error");
-	values[7] = error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0;
-	nulls[7] = error->detail ? ' ' : 'n';
-	values[8] = error->context ? CStringGetTextDatum(error->context) : (Datum) 0;
-	nulls[8] = error->context ? ' ' : 'n';
+	ErrorColumns(error, values + 5, nulls + 5);
 	values[9] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	ExecKeptPlan(KeptPlan(&dead_letter_plan,
@@ -846,12 +856,7 @@ RecordRetryFailure(int64 dead_letter_id, ErrorData *error)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	values[0] = Int64GetDatum(dead_letter_id);
-	values[1] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
-	values[2] = CStringGetTextDatum(error->message ? error->message : "unknown error");
-	values[3] = error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0;
-	nulls[3] = error->detail ? ' ' : 'n';
-	values[4] = error->context ? CStringGetTextDatum(error->context) : (Datum) 0;
-	nulls[4] = error->context ? ' ' : 'n';
+	ErrorColumns(error, values + 1, nulls + 1);
 	ExecKeptPlan(KeptPlan(&retry_failure_plan,
 						  "UPDATE eventstore.projection_dead_letters"
 						  " SET error_sqlstate = $2, error_message = $3,"
