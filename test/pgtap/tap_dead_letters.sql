@@ -97,7 +97,7 @@ CREATE FUNCTION pg_temp.append(s text, n integer DEFAULT 1) RETURNS void LANGUAG
 		(SELECT jsonb_agg(jsonb_build_object('type', 'Added', 'data', '{}'::jsonb)) FROM generate_series(1, n)))
 $$;
 
-SELECT plan(83);
+SELECT plan(89);
 
 ------------------------------------------------------------------------
 -- create_projection takes on_error => 'park'
@@ -181,6 +181,25 @@ SELECT is(eventstore.discard_dead_letters('in_park'), 0::bigint, 'nothing is lef
 SELECT results_eq($$SELECT unresolved_dead_letters, parked_streams, parked_events, skips_pending
                     FROM eventstore.projection_status WHERE name = 'in_park'$$,
                   $$VALUES (0::bigint, 0::bigint, 0::bigint, 0::bigint)$$, 'nothing is parked or pending');
+
+------------------------------------------------------------------------
+-- A drain meets a poison event
+------------------------------------------------------------------------
+INSERT INTO es_tap_dl.poison VALUES ('in_park', 'e', 1);
+SELECT eventstore.stop_projection('in_park');
+SELECT pg_temp.append('e', 3);         -- e:0, e:1 poison, e:2: skipped while stopped
+SELECT pg_temp.append('f');            -- f:0
+SELECT eventstore.start_projection('in_park');
+SELECT is(eventstore.run_projection('in_park'), 2::bigint, 'the drain applies what it can (e:0, f:0), dead-lettering e:1');
+SELECT is(pg_temp.order_of('in_park', 'e') || '/' || pg_temp.order_of('in_park', 'f'), '0/0',
+          'the event of the poison one''s stream after it stays parked; the other stream is applied');
+SELECT pg_temp.append('e');            -- e:3
+SELECT results_eq($$SELECT * FROM pg_temp.pending('in_park')$$,
+                  $$VALUES ('e:1', true, true), ('e:2', true, false), ('e:3', false, false)$$,
+                  'the drain parked e:2 behind e:1; the next append to e skips');
+SELECT is(eventstore.run_projection('in_park'), 0::bigint, 'another drain leaves them');
+SELECT is(eventstore.discard_dead_letters('in_park', 1, 'e'), 1::bigint, 'discard e:1');
+SELECT is(pg_temp.order_of('in_park', 'e'), '0,2,3', 'e:2 and e:3 are released, in order');
 SELECT is((SELECT count(*) FROM es_tap_dl.applied WHERE tag = 'in_park' AND replaying), 0::bigint,
           'inline applications, retries and releases are not replays');
 
@@ -244,18 +263,18 @@ SELECT is((SELECT count(*) FROM pg_temp.pending('in_park')), 0::bigint, '... and
 SELECT pg_temp.append('d');            -- d:1, skipped while rebuilding
 SELECT lives_ok($$SELECT eventstore.run_projection('in_park')$$, 'the replay');
 SELECT results_eq($$SELECT * FROM pg_temp.dead_letters('in_park') WHERE resolution IS NULL$$,
-                  $$VALUES ('c:1', NULL::text), ('d:0', NULL::text)$$,
-                  'it meets the poison events again: new dead letters (c:1 was discarded, not cured)');
+                  $$VALUES ('c:1', NULL::text), ('e:1', NULL::text), ('d:0', NULL::text)$$,
+                  'it meets the poison events again: new dead letters (c:1 and e:1 were discarded, not cured)');
 SELECT is(pg_temp.order_of('in_park', 'd') || '/' || pg_temp.order_of('in_park', 'c'), '/0',
           'their streams are parked: the event skipped during the rebuild too');
 SELECT is(pg_temp.order_of('in_park', 'a'), '0,1,2,3,4,5', 'the other streams are replayed');
 SELECT pg_temp.append('d');            -- d:2, inline, behind d:0
 SELECT is(pg_temp.order_of('in_park', 'd'), '', 'an append to the parked stream after the rebuild is parked too');
 DELETE FROM es_tap_dl.poison WHERE tag = 'in_park';
-SELECT is(eventstore.retry_dead_letters('in_park'), 2::bigint, 'retry both');
+SELECT is(eventstore.retry_dead_letters('in_park'), 3::bigint, 'retry all three');
 SELECT is(pg_temp.replaying_of('in_park', 'd'), '0=true,1=false,2=false',
           'the stream in order: the event the replay met is replayed, the later ones are not');
-SELECT is(pg_temp.order_of('in_park', 'c'), '0,1,2', 'c in order');
+SELECT is(pg_temp.order_of('in_park', 'c') || '/' || pg_temp.order_of('in_park', 'e'), '0,1,2/0,1,2,3', 'c and e in order');
 SELECT is(pg_temp.replaying_of('in_park', 'b'), '0=true,1=true,2=true', 'a rebuild is a replay');
 
 ------------------------------------------------------------------------
