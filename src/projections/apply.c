@@ -193,8 +193,14 @@ ApplyUnparked(Projection *p, EventRows *rows, int first, int count,
 	int			done;
 	Parking		sub;
 
-	if (parking->streams == NIL)
+	for (n = 0; n < count && parking->streams != NIL; n++)
+		if (StreamIsIn(parking->streams,
+					   EventRowsColumn(rows, first + n, EVENTS_STREAM_ID)))
+			break;
+	/* none of a parked stream (the common case): all applied together */
+	if (n == count || parking->streams == NIL)
 		return ApplyRun(p, rows, first, count, isolate, parking, error);
+	n = 0;
 	rest = EventRowsCreate(count);
 	index = palloc(sizeof(int) * Max(count, 1));
 	for (int i = first; i < first + count; i++)
