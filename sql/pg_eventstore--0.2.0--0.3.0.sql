@@ -325,3 +325,134 @@ RETURNS TABLE (rows_a bigint, rows_b bigint, only_in_a bigint,
 	AS 'MODULE_PATHNAME', 'eventstore_compare_read_models';
 
 COMMENT ON FUNCTION eventstore.compare_read_models(regclass, regclass) IS 'Compare two relations'' rows as multisets: row counts, rows each lacks of the other, and whether they are identical';
+
+-- on_error = 'park', and dead letters that are resolved (see the current
+-- schema): existing dead letters are unresolved, existing skips not parked.
+ALTER TABLE eventstore.projections DROP CONSTRAINT projections_on_error_check;
+ALTER TABLE eventstore.projections ADD CONSTRAINT projections_on_error_check
+	CHECK (on_error IN ('stop', 'skip', 'park'));
+ALTER TABLE eventstore.projection_skips DROP CONSTRAINT projection_skips_outcome_check;
+ALTER TABLE eventstore.projection_skips ADD CONSTRAINT projection_skips_outcome_check
+	CHECK (outcome IN ('applied', 'already applied', 'discarded', 'rebuilt'));
+-- (parked is filled by an UPDATE rather than a default on ADD COLUMN, which
+-- would leave a "missing value" that a new install does not have)
+ALTER TABLE eventstore.projection_skips
+	ADD COLUMN parked boolean,
+	ADD COLUMN dead_letter_id bigint;
+ALTER TABLE eventstore.projection_skips ALTER COLUMN parked SET DEFAULT false;
+UPDATE eventstore.projection_skips SET parked = false;
+ALTER TABLE eventstore.projection_skips ALTER COLUMN parked SET NOT NULL;
+CREATE INDEX projection_skips_parked_idx
+	ON eventstore.projection_skips (projection_id, stream_id)
+	WHERE drained_at IS NULL AND dead_letter_id IS NOT NULL;
+ALTER TABLE eventstore.projection_dead_letters
+	ADD COLUMN resolution text CHECK (resolution IN ('retried', 'discarded', 'rebuilt')),
+	ADD COLUMN resolved_by text,
+	ADD COLUMN resolved_at timestamptz;
+
+CREATE FUNCTION eventstore.retry_dead_letters(
+	name text,
+	version integer DEFAULT NULL,
+	stream_id text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_retry_dead_letters';
+
+CREATE FUNCTION eventstore.discard_dead_letters(
+	name text,
+	version integer DEFAULT NULL,
+	stream_id text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_discard_dead_letters';
+
+-- For handlers: is the event being applied applied again (see README)?
+-- PUBLIC may call it: it tells nothing but that.
+CREATE FUNCTION eventstore.replaying()
+RETURNS boolean
+	LANGUAGE c VOLATILE PARALLEL RESTRICTED
+	AS 'MODULE_PATHNAME', 'eventstore_replaying';
+
+REVOKE ALL ON FUNCTION
+	eventstore.retry_dead_letters(text, integer, text),
+	eventstore.discard_dead_letters(text, integer, text)
+FROM PUBLIC;
+
+CREATE OR REPLACE VIEW eventstore.projection_status AS
+SELECT p.name,
+	   p.version,
+	   p.mode,
+	   p.status,
+	   p."position" AS checkpoint,
+	   head.global_position AS head,
+	   COALESCE(lag.events, 0) AS lag_events,
+	   COALESCE(EXTRACT(epoch FROM now() - lag.oldest), 0)::double precision
+		   AS lag_seconds,
+	   (SELECT count(*) FROM eventstore.projection_skips s
+		WHERE s.projection_id = p.projection_id AND s.drained_at IS NULL)
+		   AS skips_pending,
+	   (SELECT count(*) FROM eventstore.projection_dead_letters d
+		WHERE d.projection_id = p.projection_id) AS dead_letters,
+	   -- errors, handler and event details: for members of its owner only
+	   CASE WHEN who.is_member THEN p.last_error END AS last_error,
+	   CASE WHEN who.is_member THEN p.error_position END AS error_position,
+	   p.events_applied,
+	   -- looked up by name; NULL when missing (the projection then fails)
+	   to_regrole(p.owner) AS owner,
+	   CASE WHEN who.is_member THEN to_regprocedure(p.handler)::regproc END AS handler,
+	   CASE WHEN who.is_member THEN p.event_types END AS event_types,
+	   CASE WHEN who.is_member THEN p.on_error END AS on_error,
+	   w.worker_pid,
+	   COALESCE(w.events_per_second, 0) AS events_per_second,
+	   holder.pid AS log_held_by_pid,
+	   holder.xact_age AS log_held_for,
+	   p.rebuild_started_at,
+	   p.caught_up_at,
+	   p.updated_at,
+	   (SELECT count(*) FROM eventstore.projection_dead_letters d
+		WHERE d.projection_id = p.projection_id AND d.resolution IS NULL)
+		   AS unresolved_dead_letters,
+	   -- on_error = 'park': the streams parked behind a dead letter, and the
+	   -- events waiting behind them (among skips_pending)
+	   (SELECT count(*) FROM eventstore.projection_skips m
+		WHERE m.projection_id = p.projection_id AND m.drained_at IS NULL
+		  AND m.dead_letter_id IS NOT NULL) AS parked_streams,
+	   (SELECT count(*) FROM eventstore.projection_skips m
+		  JOIN eventstore.projection_skips s
+			ON s.projection_id = m.projection_id AND s.stream_id = m.stream_id
+		   AND s.drained_at IS NULL
+		   AND (s.transaction_id, s.global_position) >
+			   (m.transaction_id, m.global_position)
+		WHERE m.projection_id = p.projection_id AND m.drained_at IS NULL
+		  AND m.dead_letter_id IS NOT NULL) AS parked_events
+FROM eventstore.projections p
+	-- (an owner role that is missing leaves them to superusers)
+	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
+										current_setting('is_superuser')::boolean)
+						AS is_member) who
+	CROSS JOIN LATERAL (SELECT max(e.global_position) AS global_position
+						FROM eventstore.events e) head
+	LEFT JOIN LATERAL (SELECT count(*) AS events, min(e.created_at) AS oldest
+					   FROM eventstore.events e
+					   WHERE (e.transaction_id, e.global_position) >
+							 (p.transaction_id, p."position")
+						 AND (p.event_types IS NULL
+							  OR e.event_type = ANY (p.event_types))
+						 -- a caught-up inline projection's are its pending skips
+						 AND NOT (p.mode = 'inline' AND p.caught_up)) lag ON true
+	-- it holds the log back when events committed after it are waiting
+	LEFT JOIN LATERAL (SELECT h.* FROM eventstore.log_holder() h
+					   WHERE EXISTS (SELECT FROM eventstore.events e
+									 WHERE e.transaction_id >=
+										   eventstore.log_horizon())) holder
+		ON true
+	LEFT JOIN eventstore.worker_activity() w
+		ON w.projection_id = p.projection_id;
+
+COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
+COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
+COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply a projection''s unresolved dead letters again, in log order, with the events parked behind them; returns how many were applied';
+COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
+COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';

@@ -406,7 +406,7 @@ CREATE TABLE eventstore.projections (
 	event_types		text[],
 	mode			text NOT NULL CHECK (mode IN ('inline', 'async')),
 	on_reset		text,
-	on_error		text NOT NULL CHECK (on_error IN ('stop', 'skip')),
+	on_error		text NOT NULL CHECK (on_error IN ('stop', 'skip', 'park')),
 	owner			text NOT NULL,	-- a role name
 	status			text NOT NULL
 		CHECK (status IN ('active', 'rebuilding', 'failed', 'stopped')),
@@ -440,21 +440,33 @@ SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections_projection_id_seq', '');
 
 -- Events an inline projection did not apply (its lock was taken or it was
--- not active), to be drained once it is active.  A drained row stays, with
--- its outcome, as the record of what happened.  No foreign key: an append
--- recording a skip must not wait for, or fail on, a concurrent
--- drop_projection, which deletes the projection's rows itself.
+-- not active), to be drained once it is active, and, under on_error =
+-- 'park', the events parked behind a dead letter of their stream until it
+-- is retried or discarded.  A drained row stays, with its outcome, as the
+-- record of what happened.  No foreign key: an append recording a skip must
+-- not wait for, or fail on, a concurrent drop_projection, which deletes the
+-- projection's rows itself.
 CREATE TABLE eventstore.projection_skips (
 	projection_id	integer NOT NULL,
 	global_position	bigint NOT NULL,
 	transaction_id	xid8 NOT NULL,
 	skipped_at		timestamptz NOT NULL,
 	drained_at		timestamptz,
-	outcome			text CHECK (outcome IN ('applied', 'already applied')),
+	-- discarded: the dead letter it stands for was discarded; rebuilt: a
+	-- rebuild gave the event back to its replay
+	outcome			text CHECK (outcome IN ('applied', 'already applied',
+											'discarded', 'rebuilt')),
 	-- the event's stream: while one of its skips is pending, a later event
 	-- of that stream is skipped too, so the drain applies it in order
 	-- (NULL: a row drained before 0.3.0)
 	stream_id		text,
+	-- passed by a replay, a batch or a drain without being applied, its
+	-- stream being parked: applied when released, whatever the checkpoint
+	parked			boolean NOT NULL DEFAULT false,
+	-- the event is this dead letter (on_error = 'park'): while the row is
+	-- pending, its stream is parked behind it (every later pending row of
+	-- the stream waits, and appends to the stream skip)
+	dead_letter_id	bigint,
 	PRIMARY KEY (projection_id, global_position)
 );
 CREATE INDEX projection_skips_pending_idx
@@ -463,10 +475,17 @@ CREATE INDEX projection_skips_pending_idx
 CREATE INDEX projection_skips_stream_idx
 	ON eventstore.projection_skips (projection_id, stream_id)
 	WHERE drained_at IS NULL;
+-- the parked streams: a row per unresolved dead letter of on_error = 'park'
+CREATE INDEX projection_skips_parked_idx
+	ON eventstore.projection_skips (projection_id, stream_id)
+	WHERE drained_at IS NULL AND dead_letter_id IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_skips', '');
 
--- Events a projection with on_error = 'skip' could not apply (no foreign
--- key, for the same reason).
+-- Events a projection with on_error = 'skip' or 'park' could not apply (no
+-- foreign key, for the same reason).  A resolved one stays as the record:
+-- retried (applied by retry_dead_letters), discarded (given up by
+-- discard_dead_letters), or rebuilt (a rebuild replayed the log from the
+-- start, meeting the event again), with who did it and when.
 CREATE TABLE eventstore.projection_dead_letters (
 	dead_letter_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	projection_id	integer NOT NULL,
@@ -478,7 +497,10 @@ CREATE TABLE eventstore.projection_dead_letters (
 	error_message	text NOT NULL,
 	error_detail	text,
 	error_context	text,
-	failed_at		timestamptz NOT NULL
+	failed_at		timestamptz NOT NULL,	-- of the last try
+	resolution		text CHECK (resolution IN ('retried', 'discarded', 'rebuilt')),
+	resolved_by		text,	-- a role name
+	resolved_at		timestamptz
 );
 CREATE INDEX projection_dead_letters_projection_idx
 	ON eventstore.projection_dead_letters (projection_id, global_position);
@@ -533,6 +555,31 @@ RETURNS void
 	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_start_projection';
+
+CREATE FUNCTION eventstore.retry_dead_letters(
+	name text,
+	version integer DEFAULT NULL,
+	stream_id text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_retry_dead_letters';
+
+CREATE FUNCTION eventstore.discard_dead_letters(
+	name text,
+	version integer DEFAULT NULL,
+	stream_id text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_discard_dead_letters';
+
+-- For handlers: is the event being applied applied again (see README)?
+-- PUBLIC may call it: it tells nothing but that.
+CREATE FUNCTION eventstore.replaying()
+RETURNS boolean
+	LANGUAGE c VOLATILE PARALLEL RESTRICTED
+	AS 'MODULE_PATHNAME', 'eventstore_replaying';
 
 CREATE FUNCTION eventstore.current_version(name text)
 RETURNS integer
@@ -600,7 +647,23 @@ SELECT p.name,
 	   holder.xact_age AS log_held_for,
 	   p.rebuild_started_at,
 	   p.caught_up_at,
-	   p.updated_at
+	   p.updated_at,
+	   (SELECT count(*) FROM eventstore.projection_dead_letters d
+		WHERE d.projection_id = p.projection_id AND d.resolution IS NULL)
+		   AS unresolved_dead_letters,
+	   -- on_error = 'park': the streams parked behind a dead letter, and the
+	   -- events waiting behind them (among skips_pending)
+	   (SELECT count(*) FROM eventstore.projection_skips m
+		WHERE m.projection_id = p.projection_id AND m.drained_at IS NULL
+		  AND m.dead_letter_id IS NOT NULL) AS parked_streams,
+	   (SELECT count(*) FROM eventstore.projection_skips m
+		  JOIN eventstore.projection_skips s
+			ON s.projection_id = m.projection_id AND s.stream_id = m.stream_id
+		   AND s.drained_at IS NULL
+		   AND (s.transaction_id, s.global_position) >
+			   (m.transaction_id, m.global_position)
+		WHERE m.projection_id = p.projection_id AND m.drained_at IS NULL
+		  AND m.dead_letter_id IS NOT NULL) AS parked_events
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
@@ -632,7 +695,9 @@ REVOKE ALL ON FUNCTION
 	eventstore.rebuild_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),
 	eventstore.stop_projection(text, integer),
-	eventstore.start_projection(text, integer)
+	eventstore.start_projection(text, integer),
+	eventstore.retry_dead_letters(text, integer, text),
+	eventstore.discard_dead_letters(text, integer, text)
 FROM PUBLIC;
 REVOKE ALL ON FUNCTION eventstore.current_version(text) FROM PUBLIC;
 -- worker_activity and log_holder keep PUBLIC's EXECUTE: whoever is granted
@@ -641,8 +706,8 @@ REVOKE ALL ON FUNCTION eventstore.current_version(text) FROM PUBLIC;
 -- transaction only to those pg_stat_activity shows it to.
 
 COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per (name, version), with status and checkpoint';
-COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, and how each was drained';
-COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip could not apply, with the error';
+COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
+COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
 COMMENT ON VIEW eventstore.projection_status IS 'Each projection''s status, checkpoint, lag, pending skips, dead letters and last error';
 COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text) IS 'Register a projection; its handler runs as the calling role';
 COMMENT ON FUNCTION eventstore.drop_projection(text, integer) IS 'Remove a projection (one version, or all of them)';
@@ -650,6 +715,9 @@ COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer) IS 'Run on_rese
 COMMENT ON FUNCTION eventstore.run_projection(text, integer, bigint) IS 'Apply the events a projection has not applied yet, in batches; returns how many';
 COMMENT ON FUNCTION eventstore.stop_projection(text, integer) IS 'Pause a projection until start_projection';
 COMMENT ON FUNCTION eventstore.start_projection(text, integer) IS 'Resume a stopped or failed projection from its checkpoint';
+COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply a projection''s unresolved dead letters again, in log order, with the events parked behind them; returns how many were applied';
+COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
+COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';
 COMMENT ON FUNCTION eventstore.current_version(text) IS 'The highest active version of a projection, NULL when none is active';
 COMMENT ON FUNCTION eventstore.worker_activity() IS 'Per projection a worker drove in the last minute: its pid and events per second';
 COMMENT ON FUNCTION eventstore.log_holder() IS 'The oldest running transaction with an xid: the read horizon of the log';

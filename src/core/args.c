@@ -5,6 +5,7 @@
 #include "postgres.h"
 
 #include "core/args.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
 /* Stream ids and processor names are btree keys, whose size is bounded. */
@@ -65,10 +66,23 @@ RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
 						  "Pass a name, for example 'order-summary'.");
 }
 
-/* The argument at argno, which must be one of two words. */
+/* The words as a message lists them: 'a', 'b' or 'c'. */
+static char *
+ChoiceList(const char *const *choices, int n)
+{
+	StringInfoData list;
+
+	initStringInfo(&list);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&list, "%s'%s'",
+						 i == 0 ? "" : i == n - 1 ? " or " : ", ", choices[i]);
+	return list.data;
+}
+
+/* The argument at argno, which must be one of the n words of choices. */
 const char *
-RequireChoice(FunctionCallInfo fcinfo, int argno, const char *argname,
-			  const char *a, const char *b)
+RequireOneOf(FunctionCallInfo fcinfo, int argno, const char *argname,
+			 const char *const *choices, int n)
 {
 	char	   *value;
 
@@ -76,15 +90,27 @@ RequireChoice(FunctionCallInfo fcinfo, int argno, const char *argname,
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", argname),
-				 errhint("Pass '%s' or '%s'.", a, b)));
+				 errhint("Pass %s.", ChoiceList(choices, n))));
 	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	if (strcmp(value, a) != 0 && strcmp(value, b) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be '%s' or '%s'", argname, a, b),
-				 errdetail("Got '%s'.", value),
-				 errhint("Pass '%s' or '%s'.", a, b)));
-	return value;
+	for (int i = 0; i < n; i++)
+		if (strcmp(value, choices[i]) == 0)
+			return value;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must be %s", argname, ChoiceList(choices, n)),
+			 errdetail("Got '%s'.", value),
+			 errhint("Pass %s.", ChoiceList(choices, n))));
+	return NULL;				/* keep the compiler quiet */
+}
+
+/* The argument at argno, which must be one of two words. */
+const char *
+RequireChoice(FunctionCallInfo fcinfo, int argno, const char *argname,
+			  const char *a, const char *b)
+{
+	const char *const choices[2] = {a, b};
+
+	return RequireOneOf(fcinfo, argno, argname, choices, 2);
 }
 
 /* Refuse a negative position-like argument. */

@@ -15,6 +15,9 @@ extern text *RequireName(FunctionCallInfo fcinfo, int argno, const char *argname
 extern const char *RequireChoice(FunctionCallInfo fcinfo, int argno,
 								 const char *argname, const char *a,
 								 const char *b);
+extern const char *RequireOneOf(FunctionCallInfo fcinfo, int argno,
+								const char *argname,
+								const char *const *choices, int n);
 extern void RequireNonNegative(int64 value, const char *argname,
 							   const char *hint);
 extern void RequireAtLeastOne(int64 value, const char *argname,

@@ -122,7 +122,9 @@ enum
 	SKIPS_DRAINED_AT,
 	SKIPS_OUTCOME,
 	SKIPS_STREAM_ID,			/* since 0.3.0 */
-	SKIPS_NATTS = SKIPS_STREAM_ID
+	SKIPS_PARKED,				/* since 0.3.0 */
+	SKIPS_DEAD_LETTER_ID,		/* since 0.3.0 */
+	SKIPS_NATTS = SKIPS_DEAD_LETTER_ID
 };
 
 /* eventstore.projection_dead_letters */
@@ -139,7 +141,10 @@ enum
 	DEAD_LETTERS_ERROR_DETAIL,
 	DEAD_LETTERS_ERROR_CONTEXT,
 	DEAD_LETTERS_FAILED_AT,
-	DEAD_LETTERS_NATTS = DEAD_LETTERS_FAILED_AT
+	DEAD_LETTERS_RESOLUTION,	/* since 0.3.0 */
+	DEAD_LETTERS_RESOLVED_BY,	/* since 0.3.0 */
+	DEAD_LETTERS_RESOLVED_AT,	/* since 0.3.0 */
+	DEAD_LETTERS_NATTS = DEAD_LETTERS_RESOLVED_AT
 };
 
 /*
@@ -155,8 +160,14 @@ enum
 #define MODE_INLINE				"inline"
 #define ON_ERROR_STOP			"stop"
 #define ON_ERROR_SKIP			"skip"
+#define ON_ERROR_PARK			"park"
 #define SKIP_OUTCOME_APPLIED	"applied"
 #define SKIP_OUTCOME_ALREADY	"already applied"
+#define SKIP_OUTCOME_DISCARDED	"discarded"
+#define SKIP_OUTCOME_REBUILT	"rebuilt"
+#define RESOLUTION_RETRIED		"retried"
+#define RESOLUTION_DISCARDED	"discarded"
+#define RESOLUTION_REBUILT		"rebuilt"
 
 /* The status of a projection, as eventstore.projections.status spells it. */
 typedef enum ProjectionStatus

@@ -1,14 +1,14 @@
 /*
  * projections/api.c
  *		The projections' SQL API: create_projection, drop_projection,
- *		rebuild_projection, run_projection, stop_projection and
- *		start_projection.
+ *		rebuild_projection, run_projection, stop_projection,
+ *		start_projection, retry_dead_letters and discard_dead_letters.
  *
  * These functions are not SECURITY DEFINER: the role calling
  * create_projection becomes the projection's owner, whose privileges its
  * handler and on_reset run with.  Each function does its bookkeeping as the
  * extension's owner, and only the projection's owner (or a member of that
- * role) may drop, rebuild, stop or start it.
+ * role) may drop, rebuild, stop or start it, or deal with its dead letters.
  */
 #include "postgres.h"
 
@@ -40,6 +40,11 @@ PG_FUNCTION_INFO_V1(eventstore_rebuild_projection);
 PG_FUNCTION_INFO_V1(eventstore_run_projection);
 PG_FUNCTION_INFO_V1(eventstore_stop_projection);
 PG_FUNCTION_INFO_V1(eventstore_start_projection);
+PG_FUNCTION_INFO_V1(eventstore_retry_dead_letters);
+PG_FUNCTION_INFO_V1(eventstore_discard_dead_letters);
+
+static const char *const on_error_choices[] = {ON_ERROR_STOP, ON_ERROR_SKIP,
+ON_ERROR_PARK};
 
 /*
  * Connect to SPI and become the extension's owner for the bookkeeping;
@@ -264,7 +269,8 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	np.on_reset = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 	if (np.on_reset != NULL)
 		CheckOnReset(text_to_cstring(np.on_reset));
-	np.on_error = RequireChoice(fcinfo, 6, "on_error", ON_ERROR_STOP, ON_ERROR_SKIP);
+	np.on_error = RequireOneOf(fcinfo, 6, "on_error", on_error_choices,
+							   lengthof(on_error_choices));
 	RequireArgNotNull(fcinfo, 1, "handler",
 					  "Pass a function such as 'my_schema.apply_event'::regproc.");
 	np.handler = PG_GETARG_OID(1);
@@ -376,6 +382,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" was dropped while waiting to rebuild it",
 						target->name)));
 	ResetProjectionForRebuild(p, LastCommittedXid());
+	ReturnDeadLettersToReplay(p, GetUserNameFromId(caller.caller, false));
 	RunOnReset(p);
 	LeaveOwner(caller);
 	PG_RETURN_VOID();
@@ -454,4 +461,50 @@ eventstore_start_projection(PG_FUNCTION_ARGS)
 	ChangeStatus(fcinfo, caller, false);
 	LeaveOwner(caller);
 	PG_RETURN_VOID();
+}
+
+/*
+ * retry_dead_letters and discard_dead_letters: resolve the unresolved dead
+ * letters of every target projection the caller owns (of one stream when
+ * stream_id is given); returns how many were resolved.
+ */
+static int64
+ResolveTargetsDeadLetters(FunctionCallInfo fcinfo, bool retry)
+{
+	RoleSwitch	caller = EnterAsOwner();
+	List	   *targets = TargetProjections(fcinfo, false);
+	text	   *stream = PG_ARGISNULL(2) ? NULL : RequireStreamId(fcinfo, 2);
+	const char *by = GetUserNameFromId(caller.caller, false);
+	int64		resolved = 0;
+	ListCell   *lc;
+
+	/* every target is checked before any is touched */
+	foreach(lc, targets)
+		RequireOwnership(caller, (Projection *) lfirst(lc),
+						 retry ? "retry the dead letters of" : "discard the dead letters of");
+	foreach(lc, targets)
+		resolved += ResolveDeadLetters((Projection *) lfirst(lc), stream, retry, by);
+	LeaveOwner(caller);
+	return resolved;
+}
+
+/*
+ * SQL: retry_dead_letters(name, version, stream_id): apply the unresolved
+ * dead letters (every version when NULL, every stream when NULL) again, in
+ * log order, and under on_error = 'park' the events parked behind them.
+ */
+Datum
+eventstore_retry_dead_letters(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(ResolveTargetsDeadLetters(fcinfo, true));
+}
+
+/*
+ * SQL: discard_dead_letters(name, version, stream_id): give the unresolved
+ * dead letters up, and apply the events they parked.
+ */
+Datum
+eventstore_discard_dead_letters(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(ResolveTargetsDeadLetters(fcinfo, false));
 }

@@ -2,12 +2,14 @@
  * projections/apply.c
  *		Applying events to a projection so that a failing event is isolated:
  *		the good ones around it stay applied, and the failing one is dealt
- *		with as the projection's on_error says.
+ *		with as the projection's on_error says; what eventstore.replaying()
+ *		answers meanwhile.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "consumers/consumers.h"
+#include "core/catalog.h"
 #include "projections/projections.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -69,18 +71,66 @@ TryCallHandler(Projection *p, EventRows *rows, int first, int count)
 	return error;
 }
 
+/* Does the list (of text datums) hold this stream id? */
+bool
+StreamIsIn(List *streams, Datum stream_id)
+{
+	text	   *stream = DatumGetTextPP(stream_id);
+	ListCell   *lc;
+
+	foreach(lc, streams)
+	{
+		text	   *other = (text *) lfirst(lc);
+
+		if (VARSIZE_ANY_EXHDR(other) == VARSIZE_ANY_EXHDR(stream) &&
+			memcmp(VARDATA_ANY(other), VARDATA_ANY(stream),
+				   VARSIZE_ANY_EXHDR(stream)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Record row i as parked (behind dead letter dead_letter_id, 0: its stream's). */
+static void
+Park(Projection *p, EventRows *rows, int i, int64 dead_letter_id,
+	 Parking *parking)
+{
+	RecordParked(p, rows, i, dead_letter_id);
+	if (parking->parked != NULL)
+		parking->parked[i] = true;
+}
+
 /*
- * Apply rows[first .. first + count) to the projection.  Without isolate,
- * a handler error is raised to the caller.  With it, the events are tried
- * together in one subtransaction, and if that fails one by one: under
- * on_error = 'skip' a failing event becomes a dead letter and the others
- * are applied; under 'stop' the events before the failing one stay applied
- * and *error is set.  Returns how many events were dealt with (applied or
- * dead-lettered), counted from first.
+ * Row i is a poison event: a dead letter, and under on_error = 'park' the
+ * event its stream is parked behind.
  */
-int
-ApplyEvents(Projection *p, EventRows *rows, int first, int count,
-			bool isolate, ErrorData **error)
+static void
+DeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error,
+		   Parking *parking)
+{
+	int64		id = RecordDeadLetter(p, rows, i, error);
+
+	if (!p->park_errors)
+		return;
+	Park(p, rows, i, id, parking);
+	parking->streams = lappend(parking->streams,
+							   DatumGetTextPCopy(EventRowsColumn(rows, i,
+																 EVENTS_STREAM_ID)));
+}
+
+/*
+ * Apply rows[first .. first + count), none of a stream parked on entry.
+ * Without isolate, a handler error is raised to the caller.  With it, the
+ * events are tried together in one subtransaction, and if that fails one
+ * by one: under on_error = 'skip' a failing event becomes a dead letter and
+ * the others are applied; under 'park' too, and the later events of its
+ * stream are parked; under 'stop' the events before the failing one stay
+ * applied and *error is set.  Returns how many events were dealt with
+ * (applied, dead-lettered or parked), counted from first.
+ */
+static int
+ApplyRun(Projection *p, EventRows *rows, int first, int count, bool isolate,
+		 Parking *parking, ErrorData **error)
 {
 	*error = NULL;
 	if (count == 0)
@@ -96,7 +146,7 @@ ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 	{
 		if (!p->skip_errors)
 			return 0;
-		RecordDeadLetter(p, rows, first, *error);
+		DeadLetter(p, rows, first, *error, parking);
 		FreeErrorData(*error);
 		*error = NULL;
 		return 1;
@@ -107,8 +157,15 @@ ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 	*error = NULL;
 	for (int i = first; i < first + count; i++)
 	{
-		ErrorData  *failure = TryCallHandler(p, rows, i, 1);
+		ErrorData  *failure;
 
+		if (parking->streams != NIL &&
+			StreamIsIn(parking->streams, EventRowsColumn(rows, i, EVENTS_STREAM_ID)))
+		{
+			Park(p, rows, i, 0, parking);
+			continue;
+		}
+		failure = TryCallHandler(p, rows, i, 1);
 		if (failure == NULL)
 			continue;
 		if (!p->skip_errors)
@@ -116,8 +173,130 @@ ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 			*error = failure;
 			return i - first;
 		}
-		RecordDeadLetter(p, rows, i, failure);
+		DeadLetter(p, rows, i, failure, parking);
 		FreeErrorData(failure);
 	}
 	return count;
+}
+
+/*
+ * ApplyRun, with the rows of streams parked on entry parked again rather
+ * than applied, and the others applied together.
+ */
+static int
+ApplyUnparked(Projection *p, EventRows *rows, int first, int count,
+			  bool isolate, Parking *parking, ErrorData **error)
+{
+	EventRows  *rest;
+	int		   *index;
+	int			n = 0;
+	int			done;
+	Parking		sub;
+
+	for (n = 0; n < count && parking->streams != NIL; n++)
+		if (StreamIsIn(parking->streams,
+					   EventRowsColumn(rows, first + n, EVENTS_STREAM_ID)))
+			break;
+	/* none of a parked stream (the common case): all applied together */
+	if (n == count || parking->streams == NIL)
+		return ApplyRun(p, rows, first, count, isolate, parking, error);
+	n = 0;
+	rest = EventRowsCreate(count);
+	index = palloc(sizeof(int) * Max(count, 1));
+	for (int i = first; i < first + count; i++)
+	{
+		if (StreamIsIn(parking->streams, EventRowsColumn(rows, i, EVENTS_STREAM_ID)))
+			Park(p, rows, i, 0, parking);
+		else
+		{
+			EventRowsCopy(rest, rows, i);
+			index[n++] = i;
+		}
+	}
+	sub.streams = parking->streams;
+	sub.parked = parking->parked != NULL ? palloc0(sizeof(bool) * Max(n, 1)) : NULL;
+	done = ApplyRun(p, rest, 0, n, isolate, &sub, error);
+	parking->streams = sub.streams;
+	if (parking->parked != NULL)
+		for (int k = 0; k < n; k++)
+			if (sub.parked[k])
+				parking->parked[index[k]] = true;
+	return done == n ? count : index[done] - first;
+}
+
+/*
+ * Is the event being applied applied again (a replay from the start), as
+ * eventstore.replaying() tells the handler?  Set around each application,
+ * and put back when it returns or fails: a handler's append applies inline
+ * projections inside, which have their own answer.
+ */
+static bool replaying_now = false;
+
+/*
+ * Apply rows[first .. first + count) to the projection (see ApplyRun),
+ * parking the rows of the streams in parking->streams; replaying is what
+ * eventstore.replaying() answers meanwhile.  parking may be NULL.
+ */
+int
+ApplyEventsParking(Projection *p, EventRows *rows, int first, int count,
+				   bool isolate, bool replaying, Parking *parking,
+				   ErrorData **error)
+{
+	Parking		local = {NIL, NULL};
+	Parking    *volatile use = parking != NULL ? parking : &local;
+	bool		saved = replaying_now;
+	volatile int done = 0;
+
+	replaying_now = replaying;
+	PG_TRY();
+	{
+		done = ApplyUnparked(p, rows, first, count, isolate, use, error);
+	}
+	PG_FINALLY();
+	{
+		replaying_now = saved;
+	}
+	PG_END_TRY();
+	return done;
+}
+
+/* Apply events for the first time (inline): see ApplyRun. */
+int
+ApplyEvents(Projection *p, EventRows *rows, int first, int count,
+			bool isolate, ErrorData **error)
+{
+	return ApplyEventsParking(p, rows, first, count, isolate, false, NULL,
+							  error);
+}
+
+/*
+ * Try row i, a dead letter, again in a subtransaction of its own: NULL when
+ * it was applied, else the error.
+ */
+ErrorData *
+RetryEvent(Projection *p, EventRows *rows, int i, bool replaying)
+{
+	bool		saved = replaying_now;
+	ErrorData  *volatile error = NULL;
+
+	replaying_now = replaying;
+	PG_TRY();
+	{
+		error = TryCallHandler(p, rows, i, 1);
+	}
+	PG_FINALLY();
+	{
+		replaying_now = saved;
+	}
+	PG_END_TRY();
+	return error;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_replaying);
+
+/* SQL: replaying(): see replaying_now. */
+Datum
+eventstore_replaying(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(replaying_now);
 }

@@ -30,7 +30,9 @@ typedef struct Projection
 	int			ntypes;			/* 0: every event type */
 	char	  **types;
 	bool		inline_mode;
-	bool		skip_errors;	/* on_error = 'skip' */
+	bool		skip_errors;	/* on_error = 'skip' or 'park': a poison
+								 * event becomes a dead letter */
+	bool		park_errors;	/* on_error = 'park': and parks its stream */
 	char	   *on_reset;		/* NULL: none */
 	char	   *owner_name;		/* as the registry keeps it */
 	Oid			owner;			/* InvalidOid: no such role now */
@@ -51,6 +53,18 @@ typedef struct DueProjection
 	int32		id;
 	bool		rebuilding;
 } DueProjection;
+
+/*
+ * What an application parked under on_error = 'park': the streams parked
+ * (on entry those parked before it, as text datums; it adds those it parks)
+ * and, per row index, whether the row was parked rather than applied (NULL:
+ * the caller does not ask).
+ */
+typedef struct Parking
+{
+	List	   *streams;
+	bool	   *parked;
+} Parking;
 
 /* A new registry row, as create_projection checked its arguments. */
 typedef struct NewProjection
@@ -78,6 +92,19 @@ typedef struct NewProjection
 #define PROJECTION_APPLY_LOCK	0x5041
 #define PROJECTION_RUNNER_LOCK	0x5052
 
+/*
+ * SQL: the pending skip row `s` (an alias of eventstore.projection_skips)
+ * neither stands for nor waits behind a dead letter its stream is parked
+ * behind (on_error = 'park'), so a drain may deal with it now.
+ */
+#define SKIP_NOT_PARKED(s) \
+	"NOT EXISTS (SELECT FROM eventstore.projection_skips m" \
+	" WHERE m.projection_id = " s ".projection_id" \
+	" AND m.stream_id = " s ".stream_id" \
+	" AND m.drained_at IS NULL AND m.dead_letter_id IS NOT NULL" \
+	" AND (m.transaction_id, m.global_position) <=" \
+	"  (" s ".transaction_id, " s ".global_position))"
+
 /* registry.c: every read and write of the projection tables */
 extern List *LoadProjections(text *name, bool all_versions, int32 version,
 							 bool latest_only);
@@ -99,8 +126,16 @@ extern void RecordProjectionFailure(Projection *p, ErrorData *error,
 									int64 position, pg_uuid_t *event_id);
 extern void RecordSkip(Projection *p, EventRows *rows, int i);
 extern bool StreamHasPendingSkips(Projection *p, Datum stream_id);
-extern void RecordDeadLetter(Projection *p, EventRows *rows, int i,
-							 ErrorData *error);
+extern int64 RecordDeadLetter(Projection *p, EventRows *rows, int i,
+							  ErrorData *error);
+extern void RecordParked(Projection *p, EventRows *rows, int i,
+						 int64 dead_letter_id);
+extern bool RegistryParks(void);
+extern List *ParkedStreams(Projection *p);
+extern void ResolveDeadLetter(Projection *p, int64 dead_letter_id,
+							  const char *resolution, const char *by);
+extern void RecordRetryFailure(int64 dead_letter_id, ErrorData *error);
+extern void ReturnDeadLettersToReplay(Projection *p, const char *by);
 extern void MarkSkipsDrained(Projection *p, int64 *positions, int n,
 							 bool applied);
 extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
@@ -128,6 +163,12 @@ extern void LeftOwnerCode(void);
 /* apply.c */
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 						bool isolate, ErrorData **error);
+extern int	ApplyEventsParking(Projection *p, EventRows *rows, int first,
+							   int count, bool isolate, bool replaying,
+							   Parking *parking, ErrorData **error);
+extern ErrorData *RetryEvent(Projection *p, EventRows *rows, int i,
+							 bool replaying);
+extern bool StreamIsIn(List *streams, Datum stream_id);
 
 /* inline.c */
 extern bool PrepareProjectionsForAppend(EventBatch *batch);
@@ -136,5 +177,7 @@ extern void ApplyInlineProjections(EventRows *rows);
 /* runner.c */
 extern int64 RunProjection(Projection *p, int64 max_events, bool wait,
 						   bool *busy, bool *exhausted);
+extern int64 ResolveDeadLetters(Projection *p, text *stream_id, bool retry,
+								const char *by);
 
 #endif							/* ES_PROJECTIONS_H */

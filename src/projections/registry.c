@@ -52,6 +52,11 @@ static SPIPlanPtr skip_plan;
 static SPIPlanPtr skip_0_2_plan;	/* into a 0.2.0 table */
 static SPIPlanPtr dead_letter_plan;
 static SPIPlanPtr drained_plan;
+static SPIPlanPtr parked_plan;
+static SPIPlanPtr parked_streams_plan;
+static SPIPlanPtr resolve_plan;
+static SPIPlanPtr retry_failure_plan;
+static SPIPlanPtr rebuilt_plan;
 
 static const char *const status_names[] = {
 	[PROJECTION_ACTIVE] = STATUS_ACTIVE,
@@ -169,7 +174,12 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	}
 	p->inline_mode = strcmp(SPI_getvalue(row, desc, PROJECTIONS_MODE), MODE_INLINE) == 0;
 	p->on_reset = SPI_getvalue(row, desc, PROJECTIONS_ON_RESET);
-	p->skip_errors = strcmp(SPI_getvalue(row, desc, PROJECTIONS_ON_ERROR), ON_ERROR_SKIP) == 0;
+	{
+		char	   *on_error = SPI_getvalue(row, desc, PROJECTIONS_ON_ERROR);
+
+		p->park_errors = strcmp(on_error, ON_ERROR_PARK) == 0;
+		p->skip_errors = p->park_errors || strcmp(on_error, ON_ERROR_SKIP) == 0;
+	}
 	p->status = ParseProjectionStatus(SPI_getvalue(row, desc, PROJECTIONS_STATUS));
 	p->caught_up = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_CAUGHT_UP, &isnull));
 	p->checkpoint.position = DatumGetInt64(SPI_getbinval(row, desc, PROJECTIONS_POSITION, &isnull));
@@ -301,20 +311,22 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	 * missing, with no append needed first.  (A 0.2.0 registry keeps oids,
 	 * whose functions and roles were checked when they were stored.)
 	 */
-#define DUE(columns, also) \
+#define DUE(columns, drainable, also) \
 	"SELECT " columns " FROM eventstore.projections p" \
 	" WHERE projection_id % $2 = $1" \
 	" AND (status = '" STATUS_REBUILDING "'" \
 	"  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'" \
 	"   OR EXISTS (SELECT FROM eventstore.projection_skips s" \
 	"    WHERE s.projection_id = p.projection_id" \
-	"      AND s.drained_at IS NULL)" also ")))" \
+	"      AND s.drained_at IS NULL" drainable ")" also ")))" \
 	" ORDER BY projection_id"
 	ExecKeptPlan(RegistryKeepsOids()
-				 ? KeptPlan(&due_plans[1], DUE(PROJECTIONS_COLUMN_LIST_0_2, ""),
+				 ? KeptPlan(&due_plans[1], DUE(PROJECTIONS_COLUMN_LIST_0_2, "", ""),
 							2, argtypes)
 				 : KeptPlan(&due_plans[0],
 							DUE(PROJECTIONS_COLUMN_LIST,
+	/* skips parked behind a dead letter wait for its retry or discard */
+								" AND " SKIP_NOT_PARKED("s"),
 								"   OR to_regrole(quote_ident(owner)) IS NULL"
 								"   OR (SELECT pg_get_userbyid(f.proowner) FROM pg_proc f"
 								"       WHERE f.oid = to_regprocedure(handler))"
@@ -682,10 +694,30 @@ StreamHasPendingSkips(Projection *p, Datum stream_id)
 	return pending;
 }
 
-/* Record row i as a dead letter of the projection, with its error. */
-void
+/*
+ * A dead letter's error columns (error_sqlstate, error_message,
+ * error_detail, error_context) as query arguments, into values[0 .. 4).
+ */
+static void
+ErrorColumns(ErrorData *error, Datum *values, char *nulls)
+{
+	values[0] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
+	values[1] = CStringGetTextDatum(error->message ? error->message : "unknown error");
+	values[2] = error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0;
+	nulls[2] = error->detail ? ' ' : 'n';
+	values[3] = error->context ? CStringGetTextDatum(error->context) : (Datum) 0;
+	nulls[3] = error->context ? ' ' : 'n';
+}
+
+/*
+ * Record row i as a dead letter of the projection, with its error; returns
+ * its dead_letter_id.
+ */
+int64
 RecordDeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error)
 {
+	Datum		id;
+
 	Oid			argtypes[10] = {INT4OID, INT8OID, UUIDOID, TEXTOID, TEXTOID,
 	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[10];
@@ -696,12 +728,7 @@ RecordDeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error)
 	values[2] = EventRowsColumn(rows, i, EVENTS_EVENT_ID);
 	values[3] = EventRowsColumn(rows, i, EVENTS_STREAM_ID);
 	values[4] = EventRowsColumn(rows, i, EVENTS_EVENT_TYPE);
-	values[5] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
-	values[6] = CStringGetTextDatum(error->message ? error->message : "unknown error");
-	values[7] = error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0;
-	nulls[7] = error->detail ? ' ' : 'n';
-	values[8] = error->context ? CStringGetTextDatum(error->context) : (Datum) 0;
-	nulls[8] = error->context ? ' ' : 'n';
+	ErrorColumns(error, values + 5, nulls + 5);
 	values[9] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	ExecKeptPlan(KeptPlan(&dead_letter_plan,
@@ -709,9 +736,162 @@ RecordDeadLetter(Projection *p, EventRows *rows, int i, ErrorData *error)
 						  " (projection_id, global_position, event_id, stream_id,"
 						  "  event_type, error_sqlstate, error_message,"
 						  "  error_detail, error_context, failed_at)"
-						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+						  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+						  " RETURNING dead_letter_id",
 						  10, argtypes),
 				 values, nulls, false, 0);
+	if (!GetFirstResult(&id))
+		elog(ERROR, "a dead letter was inserted without its id");
+	return DatumGetInt64(id);
+}
+
+/*
+ * Does this database's registry know parked events (0.3.0's
+ * projection_skips.parked and dead_letter_id, and dead letters' resolution)?
+ */
+bool
+RegistryParks(void)
+{
+	return OidIsValid(OptionalEventstoreRelid("projection_skips_parked_idx"));
+}
+
+/*
+ * Record row i as parked, in this transaction: a pending skip row marked
+ * parked, standing for dead letter dead_letter_id (0: parked behind its
+ * stream's).  A row the event already has (an inline skip, a drained skip
+ * of an earlier rebuild) is made pending and parked.
+ */
+void
+RecordParked(Projection *p, EventRows *rows, int i, int64 dead_letter_id)
+{
+	Oid			argtypes[6] = {INT4OID, INT8OID, XID8OID, TIMESTAMPTZOID, TEXTOID,
+	INT8OID};
+	LogPlace	place = EventRowsPlace(rows, i);
+	Datum		values[6] = {Int32GetDatum(p->id), Int64GetDatum(place.position),
+		FullTransactionIdGetDatum(place.xid),
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+		EventRowsColumn(rows, i, EVENTS_STREAM_ID),
+	Int64GetDatum(dead_letter_id)};
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', dead_letter_id == 0 ? 'n' : ' '};
+
+	ExecKeptPlan(KeptPlan(&parked_plan,
+						  "INSERT INTO eventstore.projection_skips AS s"
+						  " (projection_id, global_position, transaction_id, skipped_at,"
+						  "  stream_id, parked, dead_letter_id)"
+						  " VALUES ($1, $2, $3, $4, $5, true, $6)"
+						  " ON CONFLICT (projection_id, global_position) DO UPDATE"
+						  " SET parked = true, dead_letter_id = excluded.dead_letter_id,"
+						  "  skipped_at = CASE WHEN s.drained_at IS NULL THEN s.skipped_at"
+						  "   ELSE excluded.skipped_at END,"
+						  "  drained_at = NULL, outcome = NULL",
+						  6, argtypes),
+				 values, nulls, false, 0);
+}
+
+/*
+ * The streams the projection has parked behind a dead letter, as text
+ * datums in the current memory context, seen with this transaction's own
+ * writes.  The caller is connected to SPI.
+ */
+List *
+ParkedStreams(Projection *p)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(p->id)};
+	List	   *streams = NIL;
+	MemoryContext context = CurrentMemoryContext;
+
+	QueryLatest(KeptPlan(&parked_streams_plan,
+						 "SELECT DISTINCT stream_id FROM eventstore.projection_skips"
+						 " WHERE projection_id = $1 AND drained_at IS NULL"
+						 " AND dead_letter_id IS NOT NULL",
+						 1, argtypes),
+				values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		stream = SPI_getbinval(SPI_tuptable->vals[i],
+										   SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(context);
+
+		streams = lappend(streams, DatumGetTextPCopy(stream));
+		MemoryContextSwitchTo(old);
+	}
+	return streams;
+}
+
+/*
+ * Resolve a dead letter as `resolution` (retried, discarded) by role `by`;
+ * its stream's row, if it parked one, is drained (applied, discarded).
+ */
+void
+ResolveDeadLetter(Projection *p, int64 dead_letter_id, const char *resolution,
+				  const char *by)
+{
+	Oid			argtypes[5] = {INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	bool		retried = strcmp(resolution, RESOLUTION_RETRIED) == 0;
+	Datum		values[5] = {Int32GetDatum(p->id), Int64GetDatum(dead_letter_id),
+		CStringGetTextDatum(resolution), CStringGetTextDatum(by),
+	CStringGetTextDatum(retried ? SKIP_OUTCOME_APPLIED : SKIP_OUTCOME_DISCARDED)};
+
+	ExecKeptPlan(KeptPlan(&resolve_plan,
+						  "WITH s AS (UPDATE eventstore.projection_skips"
+						  "  SET drained_at = pg_catalog.clock_timestamp(), outcome = $5"
+						  "  WHERE projection_id = $1 AND dead_letter_id = $2"
+						  "  AND drained_at IS NULL)"
+						  " UPDATE eventstore.projection_dead_letters"
+						  " SET resolution = $3, resolved_by = $4,"
+						  "  resolved_at = pg_catalog.clock_timestamp()"
+						  " WHERE dead_letter_id = $2",
+						  5, argtypes),
+				 values, NULL, false, 0);
+}
+
+/* A retried dead letter failed again: it keeps the new error. */
+void
+RecordRetryFailure(int64 dead_letter_id, ErrorData *error)
+{
+	Oid			argtypes[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(dead_letter_id);
+	ErrorColumns(error, values + 1, nulls + 1);
+	ExecKeptPlan(KeptPlan(&retry_failure_plan,
+						  "UPDATE eventstore.projection_dead_letters"
+						  " SET error_sqlstate = $2, error_message = $3,"
+						  "  error_detail = $4, error_context = $5,"
+						  "  failed_at = pg_catalog.clock_timestamp()"
+						  " WHERE dead_letter_id = $1",
+						  5, argtypes),
+				 values, nulls, false, 0);
+}
+
+/*
+ * A rebuild replays the log from the start and meets every event again:
+ * the projection's unresolved dead letters are resolved as rebuilt by role
+ * `by`, and the rows it parked are given back to the replay (a poison event
+ * is dead-lettered again, and parks its stream again under 'park').
+ */
+void
+ReturnDeadLettersToReplay(Projection *p, const char *by)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(p->id), CStringGetTextDatum(by)};
+
+	if (!RegistryParks())
+		return;
+	ExecKeptPlan(KeptPlan(&rebuilt_plan,
+						  "WITH s AS (UPDATE eventstore.projection_skips"
+						  "  SET drained_at = pg_catalog.clock_timestamp(),"
+						  "  outcome = '" SKIP_OUTCOME_REBUILT "'"
+						  "  WHERE projection_id = $1 AND drained_at IS NULL AND parked)"
+						  " UPDATE eventstore.projection_dead_letters"
+						  " SET resolution = '" RESOLUTION_REBUILT "', resolved_by = $2,"
+						  "  resolved_at = pg_catalog.clock_timestamp()"
+						  " WHERE projection_id = $1 AND resolution IS NULL",
+						  2, argtypes),
+				 values, NULL, false, 0);
 }
 
 /* Mark the skips of the events at positions[0 .. n) drained. */

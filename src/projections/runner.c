@@ -1,8 +1,9 @@
 /*
  * projections/runner.c
  *		Applying the log to a projection in batches from its checkpoint:
- *		the replay of a rebuild, async projections, and the drain of the
- *		events inline applications skipped.
+ *		the replay of a rebuild, async projections, the drain of the events
+ *		inline applications skipped, and the retry or discard of dead
+ *		letters with the release of the events they parked.
  *
  * Every batch is read below the read horizon of one snapshot (events of
  * transactions older than any still running, as read_all serves them), in
@@ -26,7 +27,10 @@
 
 static SPIPlanPtr batch_plan;
 static SPIPlanPtr head_plan;
-static SPIPlanPtr pending_skips_plan;
+static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
+static SPIPlanPtr skipped_events_plan;
+static SPIPlanPtr dead_letters_plan;
+static SPIPlanPtr dead_letter_events_plan;
 
 /* The projection's event types as a text[] datum; NULL for every type. */
 static Datum
@@ -107,12 +111,42 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 }
 
 /*
+ * Apply rows[0 .. n), in log order, isolating poison events and parking
+ * as parking says.  With judge_by_xid, those that were in the log when the
+ * projection's build from the start began (transaction_id at or below
+ * replay_until) are applied as replayed (eventstore.replaying() is true);
+ * otherwise, and the others, as applied for the first time.
+ */
+static int
+ApplyInLogOrder(Projection *p, EventRows *rows, int n, bool judge_by_xid,
+				Parking *parking, ErrorData **error)
+{
+	int			split = 0;
+	int			done;
+
+	/* log order is transaction_id order first: the replayed come first */
+	if (judge_by_xid)
+		while (split < n &&
+			   FullTransactionIdPrecedesOrEquals(EventRowsPlace(rows, split).xid,
+												 p->replay_until))
+			split++;
+	done = ApplyEventsParking(p, rows, 0, split, true, true, parking, error);
+	if (done < split)
+		return done;
+	return done + ApplyEventsParking(p, rows, split, n - split, true, false,
+									 parking, error);
+}
+
+/*
  * Apply up to max_events (<= 0: no limit) events after the checkpoint, a
  * batch at a time, until the log below the read horizon is exhausted.  Sets
  * *at_head when that horizon has passed the projection's replay_until, so
  * no event committed before its replay started can still be missing.  A
  * failure under on_error = 'stop' marks the projection failed and ends the
- * run.  Returns the events dealt with.
+ * run.  Under 'park', the events of a stream parked behind a dead letter
+ * are recorded as parked and passed.  Until the projection has caught up,
+ * this is its build from the start (see ApplyInLogOrder).  Returns the
+ * events dealt with.
  */
 static int64
 Replay(Projection *p, int64 max_events, bool *at_head)
@@ -136,6 +170,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		ErrorData  *error;
 		int			fetched;
 		int			done;
+		Parking		parking = {NIL, NULL};
 
 		LogPlace	before = p->checkpoint;
 
@@ -150,7 +185,10 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		EventRowsReset(rows);
 		fetched = FetchBatch(p, rows, limit, snapshot, horizon, types,
 							 types_null);
-		done = ApplyEvents(p, rows, 0, fetched, true, &error);
+		if (p->park_errors && fetched > 0)
+			parking.streams = ParkedStreams(p);
+		done = ApplyInLogOrder(p, rows, fetched, !p->caught_up, &parking,
+							   &error);
 		if (done > 0)
 			p->checkpoint = EventRowsPlace(rows, done - 1);
 		if (error != NULL)
@@ -185,61 +223,123 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 }
 
 /*
- * Drain up to `limit` skips of an active, caught-up inline projection that
- * are visible now, oldest first: an event at or before the checkpoint was
- * applied by the replay and is only archived; any other is applied, then
- * archived.  Returns the skips dealt with, *applied those applied;
- * *failed when the projection failed on one.
+ * Drain up to `limit` skips that are visible now, oldest first, of every
+ * stream or of `stream` (not NULL: releasing the events a dead letter
+ * parked): an event at or before the checkpoint was applied by the replay
+ * and is only archived; any other, and a parked one, is applied, then
+ * archived.  Rows parked behind a dead letter wait.  The drain of an
+ * active, caught-up inline projection applies its events for the first
+ * time; a release judges them as ApplyInLogOrder does, and leaves a
+ * rebuilding projection's skips that are not parked to its replay.
+ * Returns the skips dealt with, *applied those applied; *failed when the
+ * projection failed on one.
  */
 static int64
-DrainSkips(Projection *p, int limit, int64 *applied_count, bool *failed)
+DrainSkips(Projection *p, int limit, text *stream, int64 *applied_count,
+		   bool *failed)
 {
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-	Datum		values[2] = {Int32GetDatum(p->id), Int64GetDatum(limit)};
+	bool		parks = !RegistryKeepsOids();
+	Oid			argtypes[6] = {INT4OID, INT8OID, XID8OID, INT8OID, TEXTOID, BOOLOID};
+	Datum		values[6] = {Int32GetDatum(p->id), Int64GetDatum(limit),
+		FullTransactionIdGetDatum(p->checkpoint.xid),
+		Int64GetDatum(p->checkpoint.position),
+		PointerGetDatum(stream),
+	BoolGetDatum(p->inline_mode && p->caught_up)};
+	char		nulls[6] = {' ', ' ', ' ', ' ', stream == NULL ? 'n' : ' ', ' '};
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	EventRows  *rows = EventRowsCreate(limit);
+	Parking		parking = {NIL, NULL};
 	int64	   *archived;
+	Datum	   *to_apply;
 	int64	   *applied;
 	int			narchived = 0;
+	int			napply = 0;
+	int			napplied = 0;
 	ErrorData  *error;
 	int			done;
 	uint64		nskips;
 
 	*failed = false;
 	*applied_count = 0;
-	QueryKeptPlanThrough(KeptPlan(&pending_skips_plan,
-								  "SELECT e.* FROM eventstore.projection_skips s"
-								  " JOIN eventstore.events e USING (global_position)"
-								  " WHERE s.projection_id = $1 AND s.drained_at IS NULL"
-								  " ORDER BY s.transaction_id, s.global_position LIMIT $2",
-								  2, argtypes),
-						 values, NULL, snapshot, 0);
-	UnregisterSnapshot(snapshot);
+
+	/*
+	 * The page: each skip, whether it is parked, and whether the replay
+	 * covered it.  (A 0.2.0 registry has no parked rows, nor streams.)
+	 */
+#define PENDING_SKIPS(parked, where) \
+	"SELECT s.global_position, " parked "," \
+	" (s.transaction_id, s.global_position) <= ($3, $4)" \
+	" FROM eventstore.projection_skips s" \
+	" WHERE s.projection_id = $1 AND s.drained_at IS NULL AND " where \
+	" ORDER BY s.transaction_id, s.global_position LIMIT $2"
+	QueryKeptPlanThrough(parks
+						 ? KeptPlan(&pending_skips_plans[0],
+									PENDING_SKIPS("s.parked",
+												  "($5::text IS NULL OR s.stream_id = $5)"
+												  " AND (s.parked OR $6"
+												  "  OR (s.transaction_id, s.global_position) <= ($3, $4))"
+												  " AND " SKIP_NOT_PARKED("s")),
+									6, argtypes)
+						 : KeptPlan(&pending_skips_plans[1],
+									PENDING_SKIPS("false", "$5::text IS NULL AND $6"),
+									6, argtypes),
+						 values, nulls, snapshot, 0);
 	nskips = SPI_processed;
 	if (nskips == 0)
+	{
+		UnregisterSnapshot(snapshot);
 		return 0;
+	}
 	archived = palloc(sizeof(int64) * nskips);
+	to_apply = palloc(sizeof(Datum) * nskips);
 	for (uint64 i = 0; i < nskips; i++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		LogPlace	place = LogPlaceOfRow(row, desc);
+		bool		isnull;
+		int64		position = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		bool		parked = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+		bool		covered = DatumGetBool(SPI_getbinval(row, desc, 3, &isnull));
 
-		if (CompareLogPlaces(place, p->checkpoint) <= 0)
-			archived[narchived++] = place.position;
+		if (covered && !parked)
+			archived[narchived++] = position;
 		else
-			EventRowsAdd(rows, row, desc);
+			to_apply[napply++] = Int64GetDatum(position);
 	}
 	SPI_freetuptable(SPI_tuptable);
-
 	MarkSkipsDrained(p, archived, narchived, false);
-	done = ApplyEvents(p, rows, 0, EventRowsCount(rows), true, &error);
+	if (napply > 0)
+	{
+		Oid			event_argtypes[1] = {INT8ARRAYOID};
+		Datum		event_values[1] = {
+			PointerGetDatum(construct_array(to_apply, napply, INT8OID, sizeof(int64),
+											FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))
+		};
+		DestReceiver *dest = EventRowsDest(rows);
+
+		PushActiveSnapshot(snapshot);
+		ExecKeptPlanInto(KeptPlan(&skipped_events_plan,
+								  "SELECT * FROM eventstore.events"
+								  " WHERE global_position = ANY ($1)"
+								  " ORDER BY transaction_id, global_position",
+								  1, event_argtypes),
+						 event_values, NULL, dest, 0);
+		PopActiveSnapshot();
+		dest->rDestroy(dest);
+	}
+	UnregisterSnapshot(snapshot);
+
+	parking.parked = palloc0(sizeof(bool) * Max(EventRowsCount(rows), 1));
+	done = ApplyInLogOrder(p, rows, EventRowsCount(rows), stream != NULL,
+						   &parking, &error);
+	/* a row parked meanwhile stays pending, behind its stream's dead letter */
 	applied = palloc(sizeof(int64) * Max(done, 1));
 	for (int i = 0; i < done; i++)
-		applied[i] = EventRowsPosition(rows, i);
-	MarkSkipsDrained(p, applied, done, true);
-	SaveProjectionProgress(p, done);
-	*applied_count = done;
+		if (!parking.parked[i])
+			applied[napplied++] = EventRowsPosition(rows, i);
+	MarkSkipsDrained(p, applied, napplied, true);
+	SaveProjectionProgress(p, napplied);
+	*applied_count = napplied;
 	if (error != NULL)
 	{
 		RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
@@ -319,7 +419,7 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 			page = (int) (max_events - budget_used);
 		if (page <= 0)
 			break;
-		dealt = DrainSkips(p, page, &drained, &failed);
+		dealt = DrainSkips(p, page, NULL, &drained, &failed);
 		applied += drained;
 		budget_used += dealt;
 		if (failed || dealt < page)
@@ -328,4 +428,113 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	/* stopped by max_events rather than by running out: more may wait */
 	*exhausted = max_events > 0 && budget_used >= max_events;
 	return applied;
+}
+
+/*
+ * Release the events a dead letter of stream `stream` parked: apply them
+ * in log order, a page at a time, until none is left that is not parked
+ * behind another.
+ */
+static void
+ReleaseStream(Projection *p, text *stream)
+{
+	for (;;)
+	{
+		int64		drained;
+		bool		failed;
+		int64		dealt = DrainSkips(p, ProjectionBatchSize, stream, &drained,
+									   &failed);
+
+		if (failed || dealt < ProjectionBatchSize)
+			return;
+	}
+}
+
+/*
+ * retry_dead_letters (retry) and discard_dead_letters for one projection:
+ * its unresolved dead letters (of `stream`, or all when NULL), in log
+ * order, are applied again (one that fails again keeps its new error) or
+ * given up, recorded as resolved by role `by`; under on_error = 'park' the
+ * events parked behind each resolved one are then applied, in order.  Runs
+ * under the projection's runner lock, so never together with a batch, a
+ * drain or a replay of it.  The caller is connected to SPI and runs as the
+ * extension's owner.  Returns the dead letters resolved.
+ */
+int64
+ResolveDeadLetters(Projection *p, text *stream, bool retry, const char *by)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(p->id), PointerGetDatum(stream)};
+	char		nulls[2] = {' ', stream == NULL ? 'n' : ' '};
+	Snapshot	snapshot;
+	EventRows  *rows;
+	int64	   *ids;
+	int			n;
+	int64		resolved = 0;
+	DestReceiver *dest;
+
+	LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, true);
+	/* what a runner did before we got the lock counts */
+	p = ReloadProjection(p->id);
+	if (p == NULL)
+		return 0;
+
+#define UNRESOLVED(columns) \
+	"SELECT " columns " FROM eventstore.projection_dead_letters d" \
+	" JOIN eventstore.events e USING (global_position)" \
+	" WHERE d.projection_id = $1 AND d.resolution IS NULL" \
+	" AND ($2::text IS NULL OR d.stream_id = $2)" \
+	" ORDER BY e.transaction_id, e.global_position, d.dead_letter_id"
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	QueryKeptPlanThrough(KeptPlan(&dead_letters_plan, UNRESOLVED("d.dead_letter_id"),
+								  2, argtypes),
+						 values, nulls, snapshot, 0);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	rows = EventRowsCreate(n);
+	dest = EventRowsDest(rows);
+	PushActiveSnapshot(snapshot);
+	ExecKeptPlanInto(KeptPlan(&dead_letter_events_plan, UNRESOLVED("e.*"),
+							  2, argtypes),
+					 values, nulls, dest, 0);
+	PopActiveSnapshot();
+	dest->rDestroy(dest);
+	UnregisterSnapshot(snapshot);
+	Assert(EventRowsCount(rows) == n);
+
+	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (retry)
+		{
+			/* replayed if the build from the start dead-lettered it */
+			bool		replayed = FullTransactionIdPrecedesOrEquals(EventRowsPlace(rows, i).xid,
+																	 p->replay_until);
+			ErrorData  *error = RetryEvent(p, rows, i, replayed);
+
+			if (error != NULL)
+			{
+				RecordRetryFailure(ids[i], error);
+				FreeErrorData(error);
+				continue;
+			}
+		}
+		ResolveDeadLetter(p, ids[i], retry ? RESOLUTION_RETRIED : RESOLUTION_DISCARDED,
+						  by);
+		resolved++;
+		if (p->park_errors)
+			ReleaseStream(p, DatumGetTextPP(EventRowsColumn(rows, i, EVENTS_STREAM_ID)));
+	}
+	/* the retried dead letters count as applied (DrainSkips counts its own) */
+	if (retry && resolved > 0)
+		SaveProjectionProgress(p, resolved);
+	return resolved;
 }

@@ -47,8 +47,8 @@ SELECT is(ARRAY(SELECT proname::text FROM pg_proc
                 WHERE pronamespace = 'eventstore'::regnamespace
                   AND has_function_privilege('es_tap_nobody', oid, 'EXECUTE')
                 ORDER BY 1),
-          ARRAY['compare_read_models', 'log_holder', 'log_horizon', 'node_role', 'processor_claim_key', 'stream_partition', 'uuid_v7', 'worker_activity'],
-          'a role without grants may execute only the data-free helpers, and compare_read_models, which reads as its caller');
+          ARRAY['compare_read_models', 'log_holder', 'log_horizon', 'node_role', 'processor_claim_key', 'replaying', 'stream_partition', 'uuid_v7', 'worker_activity'],
+          'a role without grants may execute only the data-free helpers, and compare_read_models, which reads as its caller, and replaying(), which tells a handler nothing but whether it replays');
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events',
                                   'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
           'a role without grants has no privilege on eventstore.events');

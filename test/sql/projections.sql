@@ -375,6 +375,10 @@ SELECT eventstore.stop_projection('nope');
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.start_projection('nope');
 \echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.retry_dead_letters('nope');
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.discard_dead_letters('totals', 2);
+\echo :LAST_ERROR_SQLSTATE
 -- the other arguments
 SELECT eventstore.drop_projection(NULL);
 \echo :LAST_ERROR_SQLSTATE
@@ -387,12 +391,23 @@ SELECT eventstore.run_projection('totals', NULL, 0);
 SELECT eventstore.run_projection('totals', NULL, -1);
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.current_version(NULL);
+SELECT eventstore.retry_dead_letters(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.discard_dead_letters('totals', 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.retry_dead_letters('totals', NULL, '');
+\echo :LAST_ERROR_SQLSTATE
+-- nothing to retry or discard: none resolved
+SELECT eventstore.retry_dead_letters('totals'), eventstore.discard_dead_letters('totals', 1, 'nowhere');
+-- outside any application
+SELECT eventstore.replaying();
 -- nothing to see from PUBLIC: the API is revoked
 SELECT proname, proacl IS NOT NULL AND NOT EXISTS (
          SELECT FROM aclexplode(proacl) a WHERE a.grantee = 0) AS revoked_from_public
 FROM pg_proc WHERE pronamespace = 'eventstore'::regnamespace
   AND proname IN ('create_projection', 'drop_projection', 'rebuild_projection',
-                  'run_projection', 'stop_projection', 'start_projection', 'current_version')
+                  'run_projection', 'stop_projection', 'start_projection', 'current_version',
+                  'retry_dead_letters', 'discard_dead_letters')
 ORDER BY proname;
 
 SELECT eventstore.drop_projection('totals');
