@@ -7,7 +7,9 @@
 --   background worker in batches with a set-based handler.
 -- Version 2 of sku-sales, which also counts removals, is created later
 -- while the workload runs (see demo.sh): it builds from the start of the
--- log while version 1 keeps serving.
+-- log while version 1 keeps serving through the view demo.sales.
+-- checkout-mails (inline): queues a mail per checkout, once, however often
+-- it is rebuilt.
 --
 -- Handlers run as the role that created the projection, with the
 -- search_path and settings of the session that created it (pg_temp last),
@@ -61,26 +63,65 @@ $$;
 SELECT eventstore.create_projection('sku-sales', 'demo.apply_sku_sales',
 	event_types => ARRAY['ItemAdded'], on_reset => 'TRUNCATE demo.sku_sales');
 
--- Version 2's read model and handler: removals counted too.
+-- Consumers never query demo.sku_sales itself: they query the stable view
+-- demo.sales, which each promotion re-points at the promoted version's
+-- table (checked first: see demo/promotion.sql).
+SELECT eventstore.set_read_model('sku-sales', 1, 'demo.sku_sales', 'demo.sales');
+SELECT eventstore.promote_projection('sku-sales', 1);
+
+-- Version 2's read model: removals counted too, in a column added at the
+-- end, so the view can stand on it.  Its first handler has a bug: it takes
+-- removals off the units sold.  A check catches it before promotion.
 CREATE TABLE demo.sku_sales_v2 (
 	sku				text PRIMARY KEY,
 	units			bigint NOT NULL,
-	removals		bigint NOT NULL,
-	revenue_cents	bigint NOT NULL
+	revenue_cents	bigint NOT NULL,
+	removals		bigint NOT NULL
 );
 
 CREATE FUNCTION demo.apply_sku_sales_v2(events eventstore.events[])
 RETURNS void LANGUAGE sql AS $$
-	INSERT INTO demo.sku_sales_v2 AS s (sku, units, removals, revenue_cents)
+	INSERT INTO demo.sku_sales_v2 AS s (sku, units, revenue_cents, removals)
 	SELECT e.data->>'sku',
-		   coalesce(sum((e.data->>'qty')::int) FILTER (WHERE e.event_type = 'ItemAdded'), 0),
-		   count(*) FILTER (WHERE e.event_type = 'ItemRemoved'),
+		   coalesce(sum((e.data->>'qty')::int) FILTER (WHERE e.event_type = 'ItemAdded'), 0)
+			 - count(*) FILTER (WHERE e.event_type = 'ItemRemoved'),	-- the bug
 		   coalesce(sum((e.data->>'qty')::int * (e.data->>'price_cents')::bigint)
-					FILTER (WHERE e.event_type = 'ItemAdded'), 0)
+					FILTER (WHERE e.event_type = 'ItemAdded'), 0),
+		   count(*) FILTER (WHERE e.event_type = 'ItemRemoved')
 	FROM pg_catalog.unnest(events) e
 	GROUP BY 1
 	ON CONFLICT (sku) DO UPDATE SET
 		units = s.units + excluded.units,
-		removals = s.removals + excluded.removals,
-		revenue_cents = s.revenue_cents + excluded.revenue_cents;
+		revenue_cents = s.revenue_cents + excluded.revenue_cents,
+		removals = s.removals + excluded.removals;
 $$;
+
+-- checkout-mails (inline): a handler with a side effect.  Each checkout
+-- queues a mail in demo.outbox, in the appending transaction (a
+-- transactional outbox), and counts checkouts per customer.  When the
+-- projection is rebuilt, eventstore.replaying() is true for the events it
+-- applies again: the counts are rebuilt, no mail is queued twice.
+CREATE TABLE demo.checkouts_per_cart (
+	cart		text PRIMARY KEY,
+	checkouts	integer NOT NULL
+);
+CREATE TABLE demo.outbox (
+	mail_id		bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	event_id	uuid NOT NULL,
+	cart		text NOT NULL,
+	queued_at	timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE FUNCTION demo.on_checkout(e eventstore.events)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO demo.checkouts_per_cart AS c VALUES (e.stream_id, 1)
+	ON CONFLICT (cart) DO UPDATE SET checkouts = c.checkouts + 1;
+	IF NOT eventstore.replaying() THEN
+		INSERT INTO demo.outbox (event_id, cart) VALUES (e.event_id, e.stream_id);
+	END IF;
+END $$;
+
+SELECT eventstore.create_projection('checkout-mails', 'demo.on_checkout',
+	ARRAY['CheckedOut'], mode => 'inline',
+	on_reset => 'TRUNCATE demo.checkouts_per_cart');

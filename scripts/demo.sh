@@ -4,7 +4,9 @@
 # preloaded and its background worker on, a shopping-cart workload appended
 # by several concurrent clients, projections kept inline and by the worker
 # (with a blue/green version and a rebuild under load, their status printed
-# while they run), and the streams and the global log shown.
+# while they run), a new version checked, promoted behind a stable view
+# and rolled back, a handler's side effect done once through rebuilds, and
+# the streams and the global log shown.
 #
 #   scripts/demo.sh          set up, (re)start the cluster, run the demo
 #   scripts/demo.sh stop     stop the demo cluster
@@ -104,8 +106,9 @@ psql_demo -c "SELECT eventstore.create_projection('sku-sales', 'demo.apply_sku_s
 	ARRAY['ItemAdded', 'ItemRemoved'], version => 2,
 	on_reset => 'TRUNCATE demo.sku_sales_v2')"
 psql_demo -P footer=off -c "SELECT eventstore.current_version('sku-sales') AS serving_version"
-echo "== rebuilding the inline cart-summary under load: appends record skips meanwhile"
+echo "== rebuilding the inline cart-summary and checkout-mails under load: appends record skips meanwhile"
 psql_demo -c "SELECT eventstore.rebuild_projection('cart-summary')"
+psql_demo -c "SELECT eventstore.rebuild_projection('checkout-mails')"
 for _ in 1 2 3; do
 	sleep 1
 	status
@@ -113,15 +116,55 @@ done
 wait "$workload"
 grep -E "^(number of transactions actually processed|tps)" "$DEMO_DIR/pgbench.out"
 
+# Wait (up to 60 s) until the query $1 returns t.
+wait_until() {
+	for _ in $(seq 1 120); do
+		[ "$(psql_demo -At -c "$1")" = t ] && return 0
+		sleep 0.5
+	done
+	echo "== gave up waiting for: $1" >&2
+	return 1
+}
+all_at_head="SELECT count(*) = 0 FROM eventstore.projection_status
+	WHERE status <> 'active' OR lag_events > 0 OR skips_pending > 0"
+
 echo "== the workload stopped; waiting for the projections to reach the head"
-for _ in $(seq 1 60); do
-	pending=$(psql_demo -At -c "SELECT count(*) FROM eventstore.projection_status
-		WHERE status <> 'active' OR lag_events > 0 OR skips_pending > 0")
-	[ "$pending" = 0 ] && break
-	sleep 0.5
-done
+wait_until "$all_at_head"
 status
 psql_demo -P footer=off -c "SELECT eventstore.current_version('sku-sales') AS serving_version"
+
+# A consumer reading the stable view in a loop through every promotion
+# below, a connection a read: every read must succeed.
+rm -f "$DEMO_DIR/reader.stop"
+(
+	reads=0 failed=0
+	while [ ! -e "$DEMO_DIR/reader.stop" ]; do
+		if psql_demo -At -c "SELECT count(*), sum(units) FROM demo.sales" >/dev/null 2>>"$DEMO_DIR/reader.err"; then
+			reads=$((reads + 1))
+		else
+			failed=$((failed + 1))
+		fi
+	done
+	echo "$reads $failed" >"$DEMO_DIR/reader.out"
+) &
+reader=$!
+
+psql_demo <demo/promotion.sql
+echo "== waiting for version 2's rebuild to reach the head"
+wait_until "$all_at_head"
+psql_demo <demo/promotion_2.sql
+echo "== waiting for version 3 to build and promote itself"
+wait_until "SELECT eventstore.current_version('sku-sales') = 3"
+psql_demo <demo/promotion_3.sql
+
+touch "$DEMO_DIR/reader.stop"
+wait "$reader"
+read -r reads failed <"$DEMO_DIR/reader.out"
+echo "== a consumer read demo.sales $reads times during the promotions; $failed of them failed"
+if [ "$failed" != 0 ]; then
+	head -3 "$DEMO_DIR/reader.err"
+	exit 1
+fi
 
 psql_demo <demo/show.sql
 

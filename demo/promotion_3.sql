@@ -1,0 +1,16 @@
+-- After version 3 promoted itself (demo.sh waits for it).
+\pset footer off
+SELECT * FROM eventstore.compare_read_models('demo.sku_sales_v2', 'demo.sku_sales_v3');
+SELECT eventstore.current_version('sku-sales') AS serving_version,
+	   pg_get_viewdef('demo.sales') AS demo_sales;
+
+\echo '== a rollback: promoting version 2 again points demo.sales back at it'
+SELECT eventstore.promote_projection('sku-sales', 2);
+SELECT eventstore.current_version('sku-sales') AS serving_version,
+	   pg_get_viewdef('demo.sales') AS demo_sales;
+
+\echo '== every promotion is recorded (eventstore.projection_promotions)'
+SELECT to_version, from_version, forced, automatic, promoted_by,
+	   jsonb_path_query_array(check_results, '$[*].passed') AS checks_passed
+FROM eventstore.projection_promotions
+WHERE name = 'sku-sales' ORDER BY promoted_at;
