@@ -157,6 +157,8 @@ enum
 #define ON_ERROR_SKIP			"skip"
 #define SKIP_OUTCOME_APPLIED	"applied"
 #define SKIP_OUTCOME_ALREADY	"already applied"
+#define PROMOTE_MANUAL			"manual"
+#define PROMOTE_AUTO			"auto"
 
 /* The status of a projection, as eventstore.projections.status spells it. */
 typedef enum ProjectionStatus

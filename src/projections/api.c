@@ -24,6 +24,7 @@
 #include "core/role.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "read_models/read_models.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "parser/parser.h"
@@ -45,7 +46,7 @@ PG_FUNCTION_INFO_V1(eventstore_start_projection);
  * Connect to SPI and become the extension's owner for the bookkeeping;
  * returns who the caller was.  An error restores the caller on abort.
  */
-static RoleSwitch
+RoleSwitch
 EnterAsOwner(void)
 {
 	ConnectSpi();
@@ -53,7 +54,7 @@ EnterAsOwner(void)
 }
 
 /* Back to the caller, disconnected from SPI. */
-static void
+void
 LeaveOwner(RoleSwitch caller)
 {
 	RestoreRole(caller);
@@ -69,7 +70,7 @@ OwnerName(Projection *p)
 }
 
 /* Refuse a caller who is not the projection's owner or a member of it. */
-static void
+void
 RequireOwnership(RoleSwitch caller, Projection *p, const char *action)
 {
 	if (!has_privs_of_role(caller.caller, p->owner))
@@ -215,7 +216,7 @@ CheckEventTypes(FunctionCallInfo fcinfo, int argno, char *null_flag)
 }
 
 /* The version argument: NULL when allowed, else at least 1. */
-static int32
+int32
 GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 {
 	int32		version;
@@ -233,7 +234,7 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 
 /*
  * SQL: create_projection(name, handler, event_types, mode, version,
- *						  on_reset, on_error)
+ *						  on_reset, on_error, promote)
  * Over an empty log the projection starts active; otherwise it starts
  * rebuilding, to be backfilled from the start.
  */
@@ -245,6 +246,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	RoleSwitch	caller;
 	char	   *unsafe_path;
 	const char *name_owner;
+	const char *promote;
 	int			nestlevel;
 
 	/*
@@ -265,6 +267,10 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	if (np.on_reset != NULL)
 		CheckOnReset(text_to_cstring(np.on_reset));
 	np.on_error = RequireChoice(fcinfo, 6, "on_error", ON_ERROR_STOP, ON_ERROR_SKIP);
+	/* promote: a 0.2.0 schema's create_projection has no such argument */
+	promote = PG_NARGS() > 7
+		? RequireChoice(fcinfo, 7, "promote", PROMOTE_MANUAL, PROMOTE_AUTO)
+		: PROMOTE_MANUAL;
 	RequireArgNotNull(fcinfo, 1, "handler",
 					  "Pass a function such as 'my_schema.apply_event'::regproc.");
 	np.handler = PG_GETARG_OID(1);
@@ -303,6 +309,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 				 errhint("Create a new version for a changed projection, or drop this one first.")));
 	np.replay_until = LastCommittedXid();
 	InsertProjection(&np);
+	SaveReadModelPromote(np.name, np.version, promote);
 	LeaveOwner(caller);
 	/* the pinned search_path ends with the call, as a SET clause's would */
 	AtEOXact_GUC(true, nestlevel);
