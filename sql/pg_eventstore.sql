@@ -527,7 +527,7 @@ CREATE TABLE eventstore.projection_checks (
 
 -- Every promotion, forced and automatic ones included, as history (kept
 -- when a version is dropped).  A name's promoted version is that of its
--- last promotion, while that projection (by projection_id, never reused)
+-- last promotion to a projection (by projection_id, never reused) that
 -- still exists.
 CREATE TABLE eventstore.projection_promotions (
 	promotion_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -652,14 +652,13 @@ CREATE FUNCTION eventstore.current_version(name text)
 RETURNS integer
 	LANGUAGE sql STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	-- the version of the name's last promotion while that projection
-	-- exists; else (never promoted, or dropped since) the highest active
+	-- the version of the name's last promotion to a version that still
+	-- exists; else (never promoted, or all those dropped) the highest active
 	RETURN COALESCE(
-		(SELECT p.version FROM eventstore.projections p
-		 WHERE p.projection_id =
-			   (SELECT pr.projection_id FROM eventstore.projection_promotions pr
-				WHERE pr.name = current_version.name
-				ORDER BY pr.promotion_id DESC LIMIT 1)),
+		(SELECT p.version FROM eventstore.projection_promotions pr
+			JOIN eventstore.projections p ON p.projection_id = pr.projection_id
+		 WHERE pr.name = current_version.name
+		 ORDER BY pr.promotion_id DESC LIMIT 1),
 		(SELECT max(p.version) FROM eventstore.projections p
 		 WHERE p.name = current_version.name AND p.status = 'active'));
 
@@ -764,6 +763,8 @@ FROM eventstore.projections p
 		ON rm.name = p.name AND rm.version = p.version
 	LEFT JOIN LATERAL (SELECT pr.projection_id
 					   FROM eventstore.projection_promotions pr
+						   JOIN eventstore.projections q
+						   ON q.projection_id = pr.projection_id
 					   WHERE pr.name = p.name
 					   ORDER BY pr.promotion_id DESC LIMIT 1) promo ON true
 	LEFT JOIN LATERAL (SELECT pr.promoted_at, pr.promoted_by, pr.from_version,

@@ -96,7 +96,10 @@ ReadModelOf(const char *name, int32 version)
 	return rm;
 }
 
-/* The promoted version of `name` (that of its last promotion, while it exists). */
+/*
+ * The promoted version of `name`: that of its last promotion to a version
+ * that still exists (as current_version says).
+ */
 static bool
 PromotedVersion(const char *name, int32 *version)
 {
@@ -105,10 +108,9 @@ PromotedVersion(const char *name, int32 *version)
 	Datum		value;
 
 	ExecKeptPlan(KeptPlan(&current_plan,
-						  "SELECT p.version FROM eventstore.projections p"
-						  " WHERE p.projection_id ="
-						  "  (SELECT pr.projection_id FROM eventstore.projection_promotions pr"
-						  "   WHERE pr.name = $1 ORDER BY pr.promotion_id DESC LIMIT 1)",
+						  "SELECT p.version FROM eventstore.projection_promotions pr"
+						  " JOIN eventstore.projections p ON p.projection_id = pr.projection_id"
+						  " WHERE pr.name = $1 ORDER BY pr.promotion_id DESC LIMIT 1",
 						  1, argtypes),
 				 values, NULL, true, 0);
 	if (!GetFirstResult(&value))
