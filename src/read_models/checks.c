@@ -336,20 +336,31 @@ CheckFailureDetail(CheckResult *r, List *results)
 	return what;
 }
 
+/* A check's query being validated, and where it starts in the text parsed. */
+typedef struct CheckQueryContext
+{
+	const char *query;
+	int			offset;
+} CheckQueryContext;
+
 /*
- * The error context of a check being validated: a syntax error points into
- * the check's query, not into the caller's statement.
+ * The error context of a check being validated: an error's position points
+ * into the check's query, not into the caller's statement or the wrapper.
  */
 static void
 CheckQueryErrorContext(void *arg)
 {
+	CheckQueryContext *check = (CheckQueryContext *) arg;
 	int			position = geterrposition();
 
+	/* SPI has made a position in the wrapped query an internal one */
+	if (position <= 0)
+		position = getinternalerrposition();
 	if (position > 0)
 	{
 		errposition(0);
-		internalerrposition(position);
-		internalerrquery((const char *) arg);
+		internalerrposition(position > check->offset ? position - check->offset : 0);
+		internalerrquery(position > check->offset ? check->query : NULL);
 	}
 	errcontext("query of the projection check");
 }
@@ -371,8 +382,9 @@ PrepareCheck(Projection *p, void *arg)
 static char *
 ValidateCheck(Projection *p, const char *query)
 {
+	CheckQueryContext check = {query, 0};
 	ErrorContextCallback context = {error_context_stack, CheckQueryErrorContext,
-	(void *) query};
+	(void *) &check};
 	List	   *statements;
 	RawStmt    *raw;
 	char	   *statement;
@@ -398,8 +410,9 @@ ValidateCheck(Projection *p, const char *query)
 	 * Resolved as it will run: an unknown table or column is refused now,
 	 * and so is a data-modifying WITH (not at the top level once wrapped).
 	 */
+	check.query = statement;
+	check.offset = (int) (strlen(WrappedCheck("")) - strlen("\n) q"));
 	error_context_stack = &context;
-	context.arg = WrappedCheck(statement);
 	saved = EnterProjectionOwner(p);
 	PrepareCheck(p, statement);
 	LeaveProjectionOwner(saved);

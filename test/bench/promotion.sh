@@ -125,13 +125,15 @@ N_EVENTS=$(psql_value -c 'SELECT count(*) FROM eventstore.events')
 [ "$N_EVENTS" -eq "$EVENTS" ] || { echo "the log has $N_EVENTS events" >&2; exit 2; }
 echo "   loaded in $LOAD_SECONDS s"
 
-# Bring version $1 to the head, a transaction per call of 200,000 events.
+# Bring version $1 to the head, a transaction per call of 200,000 events,
+# until it is active and a call finds nothing more to apply.
 build() {
-	local v=$1 status=
-	while [ "$status" != active ]; do
-		psql_run -o /dev/null -c "SELECT eventstore.run_projection('accounts', $v, 200000)"
+	local v=$1 applied status
+	while :; do
+		applied=$(psql_value -c "SELECT eventstore.run_projection('accounts', $v, 200000)")
 		status=$(psql_value -c "SELECT status FROM eventstore.projection_status
 			WHERE name = 'accounts' AND version = $v")
+		[ "$applied" != 0 ] || [ "$status" != active ] || break
 	done
 }
 build 1
