@@ -222,7 +222,7 @@ median() {
 		END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 			  printf "%.1f\n", m }'
 }
-rounds() { local IFS=', '; echo "$*"; }
+rounds() { local IFS=,; echo "$*" | sed 's/,/, /g'; }
 fmt() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 
 echo
