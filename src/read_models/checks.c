@@ -49,11 +49,15 @@ static SPIPlanPtr load_checks_plan;
 /*
  * Do `work` in a subtransaction, as the projection's owner with its captured
  * settings when as_owner; returns NULL when it succeeded, else its error,
- * with whatever it did rolled back.  A cancel or a shutdown is raised on:
- * it is no check's or promotion's failure.  The caller is connected to SPI.
+ * with whatever it did rolled back.  A cancel (a statement timeout too) or
+ * a shutdown is raised on, unless cancels_fail: the runner's automatic
+ * promotion takes a check cancelled by a statement timeout for a failed
+ * one rather than roll back the batch and meet the timeout again at the
+ * next turn.  The caller is connected to SPI.
  */
 ErrorData *
-TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner)
+TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner,
+		bool cancels_fail)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -84,7 +88,8 @@ TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner)
 		CurrentResourceOwner = owner;
 		/* owner code that dropped the session's claims and then failed */
 		KeepClaimsThroughOwnerCode();
-		if (ERRCODE_TO_CATEGORY(error->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+		if (ERRCODE_TO_CATEGORY(error->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION &&
+			!(cancels_fail && error->sqlerrcode == ERRCODE_QUERY_CANCELED))
 			ReThrowError(error);
 	}
 	PG_END_TRY();
@@ -190,12 +195,13 @@ CountFailingRows(Projection *p, void *arg)
 /*
  * Run every check of the projection, in check_name order, through one
  * snapshot that sees the version as the last batch left it (and this
- * transaction's own changes); a list of CheckResults.  The caller holds
+ * transaction's own changes); a list of CheckResults (cancels_fail: see
+ * TryWork).  The caller holds
  * the runner lock (ProjectionAtHead, or the runner's own), is connected to
  * SPI and runs as the extension's owner.
  */
 List *
-RunProjectionChecks(Projection *p)
+RunProjectionChecks(Projection *p, bool cancels_fail)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(p->name), Int32GetDatum(p->version)};
@@ -227,13 +233,14 @@ RunProjectionChecks(Projection *p)
 		ErrorData  *error;
 
 		r->check_name = names[i];
-		if ((error = TryWork(p, CountFailingRows, &run, true)) != NULL)
+		if ((error = TryWork(p, CountFailingRows, &run, true, cancels_fail)) != NULL)
 		{
 			r->passed = false;
 			r->failing_rows = -1;
 			r->sample = NULL;
 			r->error = error->message ? error->message : "unknown error";
-			r->sqlstate = unpack_sql_state(error->sqlerrcode);
+			/* unpack_sql_state's buffer is static */
+			r->sqlstate = pstrdup(unpack_sql_state(error->sqlerrcode));
 		}
 		results = lappend(results, r);
 	}
@@ -511,7 +518,7 @@ eventstore_check_projection(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	caller = EnterAsOwner();
 	p = ProjectionAtHead(CheckedProjection(fcinfo, caller, "check"));
-	results = RunProjectionChecks(p);
+	results = RunProjectionChecks(p, false);
 	foreach(lc, results)
 	{
 		CheckResult *r = (CheckResult *) lfirst(lc);

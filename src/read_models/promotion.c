@@ -180,7 +180,7 @@ static void
 RepointViewOrRaise(Projection *p, const char *view_name, const char *relation)
 {
 	ViewTarget	target = {view_name, relation};
-	ErrorData  *error = TryWork(p, RepointView, &target, true);
+	ErrorData  *error = TryWork(p, RepointView, &target, true, false);
 
 	if (error == NULL)
 		return;
@@ -325,7 +325,7 @@ AutoPromote(Projection *p)
 	if (!OidIsValid(OptionalEventstoreRelid("read_models")) ||
 		!ReadModelOf(p->name, p->version).automatic)
 		return;
-	results = RunProjectionChecks(p);
+	results = RunProjectionChecks(p, true);
 	if ((failed = FirstFailedCheck(results)) != NULL)
 		ereport(WARNING,
 				(errcode(ERRCODE_ES_CHECK_FAILED),
@@ -336,7 +336,7 @@ AutoPromote(Projection *p)
 	else if (!IsPromoted(p))
 	{
 		Promotion	promotion = {false, true, p->owner_name, results};
-		ErrorData  *error = TryWork(p, Promote, &promotion, false);
+		ErrorData  *error = TryWork(p, Promote, &promotion, false, true);
 
 		if (error != NULL)
 		{
@@ -381,7 +381,7 @@ eventstore_promote_projection(PG_FUNCTION_ARGS)
 	p = ProjectionAtHead(p);
 	if (!promotion.forced)
 	{
-		promotion.results = RunProjectionChecks(p);
+		promotion.results = RunProjectionChecks(p, false);
 		if ((failed = FirstFailedCheck(promotion.results)) != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_ES_CHECK_FAILED),

@@ -27,9 +27,9 @@ typedef void (*OwnerWork) (Projection *p, void *arg);
 
 /* checks.c */
 extern ErrorData *TryWork(Projection *p, OwnerWork work, void *arg,
-						  bool as_owner);
+						  bool as_owner, bool cancels_fail);
 extern Projection *ProjectionAtHead(Projection *p);
-extern List *RunProjectionChecks(Projection *p);
+extern List *RunProjectionChecks(Projection *p, bool cancels_fail);
 extern CheckResult *FirstFailedCheck(List *results);
 extern char *CheckResultsJson(List *results);
 extern char *CheckFailureDetail(CheckResult *r, List *results);

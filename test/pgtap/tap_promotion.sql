@@ -13,7 +13,7 @@ DROP SCHEMA IF EXISTS es_tap_pr CASCADE;
 CREATE SCHEMA es_tap_pr;
 RESET client_min_messages;
 
-SELECT plan(38);
+SELECT plan(40);
 
 CREATE ROLE es_tap_pr_alice;
 CREATE ROLE es_tap_pr_bob IN ROLE es_tap_pr_alice;	-- a member of alice
@@ -204,6 +204,27 @@ SELECT results_eq($$SELECT automatic, from_version, forced FROM eventstore.proje
 	ORDER BY promotion_id DESC LIMIT 1$$, $$VALUES (true, 1, false)$$, 'recorded as automatic');
 SET ROLE es_tap_pr_alice;
 SELECT ok(pg_get_viewdef('es_tap_pr.sales'::regclass) LIKE '%sales_v4%', 'the view shows v4');
+
+-- A check cancelled by statement_timeout in an automatic promotion has
+-- failed, and the run goes on (by hand, the call is cancelled as usual).
+SELECT eventstore.create_projection('slow', 'es_tap_pr.apply_v4', version => 1, promote => 'auto') \g /dev/null
+RESET ROLE;
+SELECT eventstore.stop_projection('slow') \g /dev/null
+SET ROLE es_tap_pr_alice;
+SELECT eventstore.add_projection_check('slow', 1, 'sleeps', 'SELECT 1 FROM pg_sleep(30)') \g /dev/null
+SET statement_timeout = '500ms';
+RESET ROLE;
+SELECT eventstore.start_projection('slow') \g /dev/null
+SET ROLE es_tap_pr_alice;
+SELECT lives_ok($$SELECT eventstore.run_projection('slow')$$,
+	'auto: a run whose check meets statement_timeout goes on');
+RESET statement_timeout;
+SELECT results_eq($$SELECT promoted, checks_passed, check_results -> 0 ->> 'sqlstate'
+	FROM eventstore.projection_status WHERE name = 'slow'$$,
+	$$VALUES (false, false, '57014')$$, 'the check failed with the cancel, the version unpromoted');
+RESET ROLE;
+SELECT eventstore.drop_projection('slow') \g /dev/null
+SET ROLE es_tap_pr_alice;
 
 -- Who may: not another role; the owner must be able to read the relation.
 RESET ROLE;
