@@ -16,6 +16,8 @@
 #   its relation; a version whose check fails stays unpromoted, with the
 #   failing check, count and sample in projection_status and a WARNING in
 #   the server log, and the worker goes on.
+# - pg_dump and pg_restore into another database keep the promoted version,
+#   the checks, the read models and the view (the tables keep names).
 #
 # Every wait is bounded by PostgreSQL::Test::Utils's timeout_default.
 use strict;
@@ -176,6 +178,25 @@ is(sql(q{SELECT eventstore.current_version('counts')}), '2', 'v2 stays current')
 sql(q{SELECT eventstore.append_event('s-1', 'Counted', '{}')});
 ok(poll_sql(q{SELECT bool_and(lag_events = 0) FROM eventstore.projection_status WHERE name = 'counts'}),
 	'the worker goes on applying every version');
+
+# A dump restored into another database keeps the promotions, checks and
+# read models (names, not oids) and the view.
+my $dump = $node->basedir . '/promotion.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+	'pg_dump of the database');
+sql('CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ],
+	'pg_restore into another database');
+is(sql_in('restored', q{
+	SELECT eventstore.current_version('counts') || ' ' ||
+		   (SELECT count(*) FROM eventstore.projection_checks WHERE name = 'counts') || ' ' ||
+		   (SELECT string_agg(read_model, ',' ORDER BY version) FROM eventstore.projection_status
+			WHERE name = 'counts') || ' ' ||
+		   (SELECT identical FROM eventstore.compare_read_models('public.counts_v2', 'public.counts'))}),
+	'2 2 public.counts_v1,public.counts_v2,public.counts_v3 true',
+	'restored: v2 promoted, the checks, the read models and the view');
+is(sql_in('restored', q{SELECT check_name, passed FROM eventstore.check_projection('counts', 2)}),
+	'parity with v1|t', 'restored: the checks run');
 
 $node->stop;
 done_testing();
