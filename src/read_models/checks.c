@@ -334,9 +334,11 @@ CheckFailureDetail(CheckResult *r, List *results)
 		failed++;
 	what = r->error != NULL
 		? psprintf("The check raised an error (SQLSTATE %s): %s.", r->sqlstate, r->error)
-		: psprintf("It returned " INT64_FORMAT " failing row%s; the first %s: %s.",
-				   r->failing_rows, r->failing_rows == 1 ? "" : "s",
-				   r->failing_rows == 1 ? "one" : "ones", r->sample);
+		: r->failing_rows <= CHECK_SAMPLE_ROWS
+		? psprintf("It returned " INT64_FORMAT " failing row%s: %s.",
+				   r->failing_rows, r->failing_rows == 1 ? "" : "s", r->sample)
+		: psprintf("It returned " INT64_FORMAT " failing rows; the first %d: %s.",
+				   r->failing_rows, CHECK_SAMPLE_ROWS, r->sample);
 	if (failed > 1)
 		return psprintf("%s %d of the %d checks failed.", what, failed,
 						list_length(results));

@@ -121,7 +121,7 @@ SELECT throws_ok($$SELECT eventstore.promote_projection('sales', 2)$$, 'SE012', 
 SELECT eventstore.set_read_model('sales', 1, 'es_tap_pr.sales_v1', 'es_tap_pr.sales') \g /dev/null
 SELECT is(pg_temp.error_of($$SELECT eventstore.promote_projection('sales', 1)$$),
 	ARRAY['SE011', 'projection "sales" version 1 failed check "no negative units"',
-	      'It returned 7 failing rows; the first ones: [{"sku": "k1", "units": -1}, {"sku": "k2", "units": -1}, {"sku": "k3", "units": -1}, {"sku": "k4", "units": -1}, {"sku": "k5", "units": -1}].',
+	      'It returned 7 failing rows; the first 5: [{"sku": "k1", "units": -1}, {"sku": "k2", "units": -1}, {"sku": "k3", "units": -1}, {"sku": "k4", "units": -1}, {"sku": "k5", "units": -1}].',
 	      'Fix the read model or the check and promote again, or pass force => true to promote without the checks.'],
 	'promotion refused with SE011, the failing check, count and sample');
 SELECT is(to_regclass('es_tap_pr.sales'), NULL, 'no view was created');
@@ -216,8 +216,10 @@ SET statement_timeout = '500ms';
 RESET ROLE;
 SELECT eventstore.start_projection('slow') \g /dev/null
 SET ROLE es_tap_pr_alice;
+SET client_min_messages = error;	-- its WARNING
 SELECT lives_ok($$SELECT eventstore.run_projection('slow')$$,
 	'auto: a run whose check meets statement_timeout goes on');
+RESET client_min_messages;
 RESET statement_timeout;
 SELECT results_eq($$SELECT promoted, checks_passed, check_results -> 0 ->> 'sqlstate'
 	FROM eventstore.projection_status WHERE name = 'slow'$$,
