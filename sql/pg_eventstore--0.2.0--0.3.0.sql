@@ -204,60 +204,120 @@ COMMENT ON FUNCTION eventstore.log_horizon() IS 'The read horizon of the log as 
 COMMENT ON FUNCTION eventstore.node_role() IS 'What this database is to the log: primary, standby or subscriber';
 COMMENT ON FUNCTION eventstore.create_log_publication(name) IS 'Create the publication a subscriber of the log needs: eventstore.events, inserts only';
 COMMENT ON FUNCTION eventstore.set_subscriber_mode(boolean) IS 'Make this database a subscriber of the log (replicated events take its own order, appends are refused), or not';
-CREATE OR REPLACE VIEW eventstore.projection_status AS
-SELECT p.name,
-	   p.version,
-	   p.mode,
-	   p.status,
-	   p."position" AS checkpoint,
-	   head.global_position AS head,
-	   COALESCE(lag.events, 0) AS lag_events,
-	   COALESCE(EXTRACT(epoch FROM now() - lag.oldest), 0)::double precision
-		   AS lag_seconds,
-	   (SELECT count(*) FROM eventstore.projection_skips s
-		WHERE s.projection_id = p.projection_id AND s.drained_at IS NULL)
-		   AS skips_pending,
-	   (SELECT count(*) FROM eventstore.projection_dead_letters d
-		WHERE d.projection_id = p.projection_id) AS dead_letters,
-	   -- errors, handler and event details: for members of its owner only
-	   CASE WHEN who.is_member THEN p.last_error END AS last_error,
-	   CASE WHEN who.is_member THEN p.error_position END AS error_position,
-	   p.events_applied,
-	   -- looked up by name; NULL when missing (the projection then fails)
-	   to_regrole(p.owner) AS owner,
-	   CASE WHEN who.is_member THEN to_regprocedure(p.handler)::regproc END AS handler,
-	   CASE WHEN who.is_member THEN p.event_types END AS event_types,
-	   CASE WHEN who.is_member THEN p.on_error END AS on_error,
-	   w.worker_pid,
-	   COALESCE(w.events_per_second, 0) AS events_per_second,
-	   holder.pid AS log_held_by_pid,
-	   holder.xact_age AS log_held_for,
-	   p.rebuild_started_at,
-	   p.caught_up_at,
-	   p.updated_at
-FROM eventstore.projections p
-	-- (an owner role that is missing leaves them to superusers)
-	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
-										current_setting('is_superuser')::boolean)
-						AS is_member) who
-	CROSS JOIN LATERAL (SELECT max(e.global_position) AS global_position
-						FROM eventstore.events e) head
-	LEFT JOIN LATERAL (SELECT count(*) AS events, min(e.created_at) AS oldest
-					   FROM eventstore.events e
-					   WHERE (e.transaction_id, e.global_position) >
-							 (p.transaction_id, p."position")
-						 AND (p.event_types IS NULL
-							  OR e.event_type = ANY (p.event_types))
-						 -- a caught-up inline projection's are its pending skips
-						 AND NOT (p.mode = 'inline' AND p.caught_up)) lag ON true
-	-- it holds the log back when events committed after it are waiting
-	LEFT JOIN LATERAL (SELECT h.* FROM eventstore.log_holder() h
-					   WHERE EXISTS (SELECT FROM eventstore.events e
-									 WHERE e.transaction_id >=
-										   eventstore.log_horizon())) holder
-		ON true
-	LEFT JOIN eventstore.worker_activity() w
-		ON w.projection_id = p.projection_id;
+
+--
+-- Checked promotion and stable read-model names (README: Checked promotion
+-- and stable names)
+--
+
+-- Per version: how it is promoted, the relation it writes and the stable
+-- view consumers query, and the checks' results at its last automatic
+-- promotion or promotion.  Names, not oids, as in the registry: a restore
+-- into another cluster keeps them.  The rows go with their projection.
+CREATE TABLE eventstore.read_models (
+	name			text NOT NULL,
+	version			integer NOT NULL,
+	promote			text NOT NULL DEFAULT 'manual'
+		CHECK (promote IN ('manual', 'auto')),
+	relation		text,	-- schema-qualified and quoted, e.g. app.sales_v2
+	view_name		text,	-- likewise, e.g. app.sales
+	checked_at		timestamptz,
+	checks_passed	boolean,
+	check_results	jsonb,	-- [{check_name, passed, failing_rows, sample[, error, sqlstate]}]
+	-- why the last automatic promotion did not happen although the checks
+	-- passed (the view could not be re-pointed); NULL when it did
+	promotion_error	text,
+	PRIMARY KEY (name, version),
+	FOREIGN KEY (name, version) REFERENCES eventstore.projections (name, version)
+		ON DELETE CASCADE
+);
+
+-- The checks of a version: queries returning the rows that fail.
+CREATE TABLE eventstore.projection_checks (
+	name			text NOT NULL,
+	version			integer NOT NULL,
+	check_name		text NOT NULL,
+	query			text NOT NULL,
+	created_by		text NOT NULL,	-- a role name
+	created_at		timestamptz NOT NULL,
+	PRIMARY KEY (name, version, check_name),
+	FOREIGN KEY (name, version) REFERENCES eventstore.projections (name, version)
+		ON DELETE CASCADE
+);
+
+-- Every promotion, forced and automatic ones included, as history (kept
+-- when a version is dropped).  A name's promoted version is that of its
+-- last promotion to a projection (by projection_id, never reused) that
+-- still exists.
+CREATE TABLE eventstore.projection_promotions (
+	promotion_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name			text NOT NULL,
+	from_version	integer,	-- the version promoted before; NULL: none
+	to_version		integer NOT NULL,
+	projection_id	integer NOT NULL,	-- of to_version
+	forced			boolean NOT NULL,
+	automatic		boolean NOT NULL,
+	promoted_by		text NOT NULL,	-- a role name
+	promoted_at		timestamptz NOT NULL,
+	relation		text,	-- what view_name was pointed at; NULL: no view
+	view_name		text,
+	check_results	jsonb NOT NULL
+);
+CREATE INDEX projection_promotions_name_idx
+	ON eventstore.projection_promotions (name, promotion_id);
+
+CREATE FUNCTION eventstore.add_projection_check(
+	name text, version integer, check_name text, query text)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_add_projection_check';
+
+CREATE FUNCTION eventstore.drop_projection_check(
+	name text, version integer, check_name text)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_drop_projection_check';
+
+CREATE FUNCTION eventstore.check_projection(name text, version integer)
+RETURNS TABLE (check_name text, passed boolean, failing_rows bigint,
+			   sample jsonb)
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_check_projection';
+
+CREATE FUNCTION eventstore.promote_projection(
+	name text, version integer, force boolean DEFAULT false)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_promote_projection';
+
+CREATE FUNCTION eventstore.set_read_model(
+	name text, version integer, relation regclass, view_name text)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_set_read_model';
+
+REVOKE ALL ON FUNCTION
+	eventstore.add_projection_check(text, integer, text, text),
+	eventstore.drop_projection_check(text, integer, text),
+	eventstore.check_projection(text, integer),
+	eventstore.promote_projection(text, integer, boolean),
+	eventstore.set_read_model(text, integer, regclass, text)
+FROM PUBLIC;
+
+COMMENT ON TABLE eventstore.read_models IS 'Per projection version: manual or automatic promotion, the relation it writes, the stable view, and its last check results';
+COMMENT ON TABLE eventstore.projection_checks IS 'Checks of projection versions: queries returning the rows that fail';
+COMMENT ON TABLE eventstore.projection_promotions IS 'Every promotion of a projection version: who, when, from which version, forced or automatic, the check results';
+COMMENT ON FUNCTION eventstore.add_projection_check(text, integer, text, text) IS 'Add a check to a projection version: a query returning the rows that fail';
+COMMENT ON FUNCTION eventstore.drop_projection_check(text, integer, text) IS 'Remove a check of a projection version';
+COMMENT ON FUNCTION eventstore.check_projection(text, integer) IS 'Run a caught-up projection version''s checks as its owner: per check, passed, the count of failing rows and a sample';
+COMMENT ON FUNCTION eventstore.promote_projection(text, integer, boolean) IS 'Run the checks and promote a projection version, re-pointing its stable view; force skips the checks';
+COMMENT ON FUNCTION eventstore.set_read_model(text, integer, regclass, text) IS 'Name the relation a projection version writes and the stable view consumers query';
+
 
 -- Every processor belongs to a role (see the current schema); rows from
 -- before 0.3.0 have none until the first store, reset or claim.  The
@@ -380,6 +440,89 @@ REVOKE ALL ON FUNCTION
 	eventstore.discard_dead_letters(text, integer, text)
 FROM PUBLIC;
 
+
+COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
+COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
+COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply a projection''s unresolved dead letters again, in log order, with the events parked behind them; returns how many were applied';
+COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
+COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';
+
+-- create_projection gains promote, last.  A new signature is a new
+-- function: the EXECUTE grants users made on the old one are given to the
+-- new one, and kept out of pg_init_privs (where grants made by this script
+-- would land), so that pg_dump still dumps them as the users' own.
+SELECT pg_catalog.set_config('eventstore_upgrade.create_projection_acl',
+	COALESCE((SELECT f.proacl::text FROM pg_catalog.pg_proc f
+			  WHERE f.oid = 'eventstore.create_projection(text, regproc, text[], text, integer, text, text)'::pg_catalog.regprocedure),
+			 ''),
+	true);
+DROP FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text);
+CREATE FUNCTION eventstore.create_projection(
+	name text,
+	handler regproc,
+	event_types text[] DEFAULT NULL,
+	mode text DEFAULT 'async',
+	version integer DEFAULT 1,
+	on_reset text DEFAULT NULL,
+	on_error text DEFAULT 'stop',
+	promote text DEFAULT 'manual')
+RETURNS void
+	LANGUAGE c VOLATILE
+	-- no SET search_path: it captures its caller's, then pins the API's
+	AS 'MODULE_PATHNAME', 'eventstore_create_projection';
+REVOKE ALL ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text) IS 'Register a projection; its handler runs as the calling role';
+DO $$
+DECLARE
+	fn CONSTANT pg_catalog.regprocedure :=
+		'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text)';
+	initial pg_catalog.aclitem[];
+	g record;
+BEGIN
+	SELECT f.proacl INTO initial FROM pg_catalog.pg_proc f WHERE f.oid = fn;
+	FOR g IN
+		SELECT a.grantee, a.is_grantable
+		FROM pg_catalog.aclexplode(NULLIF(pg_catalog.current_setting('eventstore_upgrade.create_projection_acl'),
+										  '')::pg_catalog.aclitem[]) a
+		WHERE a.privilege_type = 'EXECUTE'
+		  AND a.grantee <> (SELECT f.proowner FROM pg_catalog.pg_proc f WHERE f.oid = fn)
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
+			CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+				 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+			CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = initial
+	WHERE objoid = fn AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+	  AND objsubid = 0;
+END $$;
+
+-- current_version: the promoted version first (CREATE OR REPLACE keeps its
+-- grants).
+CREATE OR REPLACE FUNCTION eventstore.current_version(name text)
+RETURNS integer
+	LANGUAGE sql STABLE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	-- the version of the name's last promotion to a version that still
+	-- exists; else (never promoted, or all those dropped) the highest active
+	RETURN COALESCE(
+		(SELECT p.version FROM eventstore.projection_promotions pr
+			JOIN eventstore.projections p ON p.projection_id = pr.projection_id
+		 WHERE pr.name = current_version.name
+		 ORDER BY pr.promotion_id DESC LIMIT 1),
+		(SELECT max(p.version) FROM eventstore.projections p
+		 WHERE p.name = current_version.name AND p.status = 'active'));
+
+COMMENT ON FUNCTION eventstore.current_version(text) IS 'The promoted version of a projection; while none is, the highest active one; NULL when neither';
+
+-- Last, in the order of the current schema.
+SELECT pg_catalog.pg_extension_config_dump('eventstore.read_models', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_checks', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions_promotion_id_seq', '');
+
+-- projection_status as the current schema has it (last: it reads the
+-- columns and tables added above).
 CREATE OR REPLACE VIEW eventstore.projection_status AS
 SELECT p.name,
 	   p.version,
@@ -426,7 +569,21 @@ SELECT p.name,
 		   AND (s.transaction_id, s.global_position) >
 			   (m.transaction_id, m.global_position)
 		WHERE m.projection_id = p.projection_id AND m.drained_at IS NULL
-		  AND m.dead_letter_id IS NOT NULL) AS parked_events
+		  AND m.dead_letter_id IS NOT NULL) AS parked_events,
+	   -- checked promotion: promoted is whether this is the name's promoted
+	   -- version; promoted_* describe this version's last promotion
+	   COALESCE(rm.promote, 'manual') AS promote,
+	   COALESCE(promo.projection_id = p.projection_id, false) AS promoted,
+	   rm.relation AS read_model,
+	   rm.view_name,
+	   last_to.promoted_at,
+	   last_to.promoted_by,
+	   last_to.from_version AS promoted_from,
+	   last_to.forced AS promotion_forced,
+	   rm.checked_at,
+	   CASE WHEN who.is_member THEN rm.checks_passed END AS checks_passed,
+	   CASE WHEN who.is_member THEN rm.check_results END AS check_results,
+	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
@@ -449,10 +606,17 @@ FROM eventstore.projections p
 										   eventstore.log_horizon())) holder
 		ON true
 	LEFT JOIN eventstore.worker_activity() w
-		ON w.projection_id = p.projection_id;
-
-COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
-COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
-COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply a projection''s unresolved dead letters again, in log order, with the events parked behind them; returns how many were applied';
-COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
-COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';
+		ON w.projection_id = p.projection_id
+	LEFT JOIN eventstore.read_models rm
+		ON rm.name = p.name AND rm.version = p.version
+	LEFT JOIN LATERAL (SELECT pr.projection_id
+					   FROM eventstore.projection_promotions pr
+						   JOIN eventstore.projections q
+						   ON q.projection_id = pr.projection_id
+					   WHERE pr.name = p.name
+					   ORDER BY pr.promotion_id DESC LIMIT 1) promo ON true
+	LEFT JOIN LATERAL (SELECT pr.promoted_at, pr.promoted_by, pr.from_version,
+							  pr.forced
+					   FROM eventstore.projection_promotions pr
+					   WHERE pr.projection_id = p.projection_id
+					   ORDER BY pr.promotion_id DESC LIMIT 1) last_to ON true;

@@ -507,6 +507,119 @@ CREATE INDEX projection_dead_letters_projection_idx
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_dead_letters_dead_letter_id_seq', '');
 
+--
+-- Checked promotion and stable read-model names (README: Checked promotion
+-- and stable names)
+--
+
+-- Per version: how it is promoted, the relation it writes and the stable
+-- view consumers query, and the checks' results at its last automatic
+-- promotion or promotion.  Names, not oids, as in the registry: a restore
+-- into another cluster keeps them.  The rows go with their projection.
+CREATE TABLE eventstore.read_models (
+	name			text NOT NULL,
+	version			integer NOT NULL,
+	promote			text NOT NULL DEFAULT 'manual'
+		CHECK (promote IN ('manual', 'auto')),
+	relation		text,	-- schema-qualified and quoted, e.g. app.sales_v2
+	view_name		text,	-- likewise, e.g. app.sales
+	checked_at		timestamptz,
+	checks_passed	boolean,
+	check_results	jsonb,	-- [{check_name, passed, failing_rows, sample[, error, sqlstate]}]
+	-- why the last automatic promotion did not happen although the checks
+	-- passed (the view could not be re-pointed); NULL when it did
+	promotion_error	text,
+	PRIMARY KEY (name, version),
+	FOREIGN KEY (name, version) REFERENCES eventstore.projections (name, version)
+		ON DELETE CASCADE
+);
+
+-- The checks of a version: queries returning the rows that fail.
+CREATE TABLE eventstore.projection_checks (
+	name			text NOT NULL,
+	version			integer NOT NULL,
+	check_name		text NOT NULL,
+	query			text NOT NULL,
+	created_by		text NOT NULL,	-- a role name
+	created_at		timestamptz NOT NULL,
+	PRIMARY KEY (name, version, check_name),
+	FOREIGN KEY (name, version) REFERENCES eventstore.projections (name, version)
+		ON DELETE CASCADE
+);
+
+-- Every promotion, forced and automatic ones included, as history (kept
+-- when a version is dropped).  A name's promoted version is that of its
+-- last promotion to a projection (by projection_id, never reused) that
+-- still exists.
+CREATE TABLE eventstore.projection_promotions (
+	promotion_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name			text NOT NULL,
+	from_version	integer,	-- the version promoted before; NULL: none
+	to_version		integer NOT NULL,
+	projection_id	integer NOT NULL,	-- of to_version
+	forced			boolean NOT NULL,
+	automatic		boolean NOT NULL,
+	promoted_by		text NOT NULL,	-- a role name
+	promoted_at		timestamptz NOT NULL,
+	relation		text,	-- what view_name was pointed at; NULL: no view
+	view_name		text,
+	check_results	jsonb NOT NULL
+);
+CREATE INDEX projection_promotions_name_idx
+	ON eventstore.projection_promotions (name, promotion_id);
+
+CREATE FUNCTION eventstore.add_projection_check(
+	name text, version integer, check_name text, query text)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_add_projection_check';
+
+CREATE FUNCTION eventstore.drop_projection_check(
+	name text, version integer, check_name text)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_drop_projection_check';
+
+CREATE FUNCTION eventstore.check_projection(name text, version integer)
+RETURNS TABLE (check_name text, passed boolean, failing_rows bigint,
+			   sample jsonb)
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_check_projection';
+
+CREATE FUNCTION eventstore.promote_projection(
+	name text, version integer, force boolean DEFAULT false)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_promote_projection';
+
+CREATE FUNCTION eventstore.set_read_model(
+	name text, version integer, relation regclass, view_name text)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_set_read_model';
+
+REVOKE ALL ON FUNCTION
+	eventstore.add_projection_check(text, integer, text, text),
+	eventstore.drop_projection_check(text, integer, text),
+	eventstore.check_projection(text, integer),
+	eventstore.promote_projection(text, integer, boolean),
+	eventstore.set_read_model(text, integer, regclass, text)
+FROM PUBLIC;
+
+COMMENT ON TABLE eventstore.read_models IS 'Per projection version: manual or automatic promotion, the relation it writes, the stable view, and its last check results';
+COMMENT ON TABLE eventstore.projection_checks IS 'Checks of projection versions: queries returning the rows that fail';
+COMMENT ON TABLE eventstore.projection_promotions IS 'Every promotion of a projection version: who, when, from which version, forced or automatic, the check results';
+COMMENT ON FUNCTION eventstore.add_projection_check(text, integer, text, text) IS 'Add a check to a projection version: a query returning the rows that fail';
+COMMENT ON FUNCTION eventstore.drop_projection_check(text, integer, text) IS 'Remove a check of a projection version';
+COMMENT ON FUNCTION eventstore.check_projection(text, integer) IS 'Run a caught-up projection version''s checks as its owner: per check, passed, the count of failing rows and a sample';
+COMMENT ON FUNCTION eventstore.promote_projection(text, integer, boolean) IS 'Run the checks and promote a projection version, re-pointing its stable view; force skips the checks';
+COMMENT ON FUNCTION eventstore.set_read_model(text, integer, regclass, text) IS 'Name the relation a projection version writes and the stable view consumers query';
+
 -- The C functions below name their caller as the projection's owner, so
 -- they are not SECURITY DEFINER: they switch to the extension's owner for
 -- their own bookkeeping and to the projection's owner for its handler.
@@ -517,7 +630,8 @@ CREATE FUNCTION eventstore.create_projection(
 	mode text DEFAULT 'async',
 	version integer DEFAULT 1,
 	on_reset text DEFAULT NULL,
-	on_error text DEFAULT 'stop')
+	on_error text DEFAULT 'stop',
+	promote text DEFAULT 'manual')
 RETURNS void
 	LANGUAGE c VOLATILE
 	-- no SET search_path: it captures its caller's, then pins the API's
@@ -585,8 +699,15 @@ CREATE FUNCTION eventstore.current_version(name text)
 RETURNS integer
 	LANGUAGE sql STABLE STRICT SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	RETURN (SELECT max(p.version) FROM eventstore.projections p
-			WHERE p.name = current_version.name AND p.status = 'active');
+	-- the version of the name's last promotion to a version that still
+	-- exists; else (never promoted, or all those dropped) the highest active
+	RETURN COALESCE(
+		(SELECT p.version FROM eventstore.projection_promotions pr
+			JOIN eventstore.projections p ON p.projection_id = pr.projection_id
+		 WHERE pr.name = current_version.name
+		 ORDER BY pr.promotion_id DESC LIMIT 1),
+		(SELECT max(p.version) FROM eventstore.projections p
+		 WHERE p.name = current_version.name AND p.status = 'active'));
 
 -- The transaction at the log's read horizon: the oldest one with an xid
 -- still running.  It runs as its caller, so it shows another role's session
@@ -663,7 +784,21 @@ SELECT p.name,
 		   AND (s.transaction_id, s.global_position) >
 			   (m.transaction_id, m.global_position)
 		WHERE m.projection_id = p.projection_id AND m.drained_at IS NULL
-		  AND m.dead_letter_id IS NOT NULL) AS parked_events
+		  AND m.dead_letter_id IS NOT NULL) AS parked_events,
+	   -- checked promotion: promoted is whether this is the name's promoted
+	   -- version; promoted_* describe this version's last promotion
+	   COALESCE(rm.promote, 'manual') AS promote,
+	   COALESCE(promo.projection_id = p.projection_id, false) AS promoted,
+	   rm.relation AS read_model,
+	   rm.view_name,
+	   last_to.promoted_at,
+	   last_to.promoted_by,
+	   last_to.from_version AS promoted_from,
+	   last_to.forced AS promotion_forced,
+	   rm.checked_at,
+	   CASE WHEN who.is_member THEN rm.checks_passed END AS checks_passed,
+	   CASE WHEN who.is_member THEN rm.check_results END AS check_results,
+	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
@@ -686,11 +821,24 @@ FROM eventstore.projections p
 										   eventstore.log_horizon())) holder
 		ON true
 	LEFT JOIN eventstore.worker_activity() w
-		ON w.projection_id = p.projection_id;
+		ON w.projection_id = p.projection_id
+	LEFT JOIN eventstore.read_models rm
+		ON rm.name = p.name AND rm.version = p.version
+	LEFT JOIN LATERAL (SELECT pr.projection_id
+					   FROM eventstore.projection_promotions pr
+						   JOIN eventstore.projections q
+						   ON q.projection_id = pr.projection_id
+					   WHERE pr.name = p.name
+					   ORDER BY pr.promotion_id DESC LIMIT 1) promo ON true
+	LEFT JOIN LATERAL (SELECT pr.promoted_at, pr.promoted_by, pr.from_version,
+							  pr.forced
+					   FROM eventstore.projection_promotions pr
+					   WHERE pr.projection_id = p.projection_id
+					   ORDER BY pr.promotion_id DESC LIMIT 1) last_to ON true;
 
 -- Who may manage projections is granted (see README).
 REVOKE ALL ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text),
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text),
 	eventstore.drop_projection(text, integer),
 	eventstore.rebuild_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),
@@ -709,7 +857,7 @@ COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per 
 COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
 COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
 COMMENT ON VIEW eventstore.projection_status IS 'Each projection''s status, checkpoint, lag, pending skips, dead letters and last error';
-COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text) IS 'Register a projection; its handler runs as the calling role';
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text) IS 'Register a projection; its handler runs as the calling role';
 COMMENT ON FUNCTION eventstore.drop_projection(text, integer) IS 'Remove a projection (one version, or all of them)';
 COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer) IS 'Run on_reset and replay the log from the start into a projection';
 COMMENT ON FUNCTION eventstore.run_projection(text, integer, bigint) IS 'Apply the events a projection has not applied yet, in batches; returns how many';
@@ -718,7 +866,7 @@ COMMENT ON FUNCTION eventstore.start_projection(text, integer) IS 'Resume a stop
 COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply a projection''s unresolved dead letters again, in log order, with the events parked behind them; returns how many were applied';
 COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
 COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';
-COMMENT ON FUNCTION eventstore.current_version(text) IS 'The highest active version of a projection, NULL when none is active';
+COMMENT ON FUNCTION eventstore.current_version(text) IS 'The promoted version of a projection; while none is, the highest active one; NULL when neither';
 COMMENT ON FUNCTION eventstore.worker_activity() IS 'Per projection a worker drove in the last minute: its pid and events per second';
 COMMENT ON FUNCTION eventstore.log_holder() IS 'The oldest running transaction with an xid: the read horizon of the log';
 
@@ -739,3 +887,10 @@ RETURNS TABLE (rows_a bigint, rows_b bigint, only_in_a bigint,
 	AS 'MODULE_PATHNAME', 'eventstore_compare_read_models';
 
 COMMENT ON FUNCTION eventstore.compare_read_models(regclass, regclass) IS 'Compare two relations'' rows as multisets: row counts, rows each lacks of the other, and whether they are identical';
+
+-- Last, in the order the upgrade from 0.2.0 adds them: pg_dump keeps the
+-- checks, read models and promotions with the registry.
+SELECT pg_catalog.pg_extension_config_dump('eventstore.read_models', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_checks', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions_promotion_id_seq', '');

@@ -168,6 +168,8 @@ enum
 #define RESOLUTION_RETRIED		"retried"
 #define RESOLUTION_DISCARDED	"discarded"
 #define RESOLUTION_REBUILT		"rebuilt"
+#define PROMOTE_MANUAL			"manual"
+#define PROMOTE_AUTO			"auto"
 
 /* The status of a projection, as eventstore.projections.status spells it. */
 typedef enum ProjectionStatus

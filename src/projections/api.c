@@ -24,6 +24,7 @@
 #include "core/role.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "read_models/read_models.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "parser/parser.h"
@@ -50,7 +51,7 @@ ON_ERROR_PARK};
  * Connect to SPI and become the extension's owner for the bookkeeping;
  * returns who the caller was.  An error restores the caller on abort.
  */
-static RoleSwitch
+RoleSwitch
 EnterAsOwner(void)
 {
 	ConnectSpi();
@@ -58,7 +59,7 @@ EnterAsOwner(void)
 }
 
 /* Back to the caller, disconnected from SPI. */
-static void
+void
 LeaveOwner(RoleSwitch caller)
 {
 	RestoreRole(caller);
@@ -74,7 +75,7 @@ OwnerName(Projection *p)
 }
 
 /* Refuse a caller who is not the projection's owner or a member of it. */
-static void
+void
 RequireOwnership(RoleSwitch caller, Projection *p, const char *action)
 {
 	if (!has_privs_of_role(caller.caller, p->owner))
@@ -220,7 +221,7 @@ CheckEventTypes(FunctionCallInfo fcinfo, int argno, char *null_flag)
 }
 
 /* The version argument: NULL when allowed, else at least 1. */
-static int32
+int32
 GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 {
 	int32		version;
@@ -238,7 +239,7 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 
 /*
  * SQL: create_projection(name, handler, event_types, mode, version,
- *						  on_reset, on_error)
+ *						  on_reset, on_error, promote)
  * Over an empty log the projection starts active; otherwise it starts
  * rebuilding, to be backfilled from the start.
  */
@@ -250,6 +251,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	RoleSwitch	caller;
 	char	   *unsafe_path;
 	const char *name_owner;
+	const char *promote;
 	int			nestlevel;
 
 	/*
@@ -271,6 +273,10 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 		CheckOnReset(text_to_cstring(np.on_reset));
 	np.on_error = RequireOneOf(fcinfo, 6, "on_error", on_error_choices,
 							   lengthof(on_error_choices));
+	/* promote: a 0.2.0 schema's create_projection has no such argument */
+	promote = PG_NARGS() > 7
+		? RequireChoice(fcinfo, 7, "promote", PROMOTE_MANUAL, PROMOTE_AUTO)
+		: PROMOTE_MANUAL;
 	RequireArgNotNull(fcinfo, 1, "handler",
 					  "Pass a function such as 'my_schema.apply_event'::regproc.");
 	np.handler = PG_GETARG_OID(1);
@@ -309,6 +315,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 				 errhint("Create a new version for a changed projection, or drop this one first.")));
 	np.replay_until = LastCommittedXid();
 	InsertProjection(&np);
+	SaveReadModelPromote(np.name, np.version, promote);
 	LeaveOwner(caller);
 	/* the pinned search_path ends with the call, as a SET clause's would */
 	AtEOXact_GUC(true, nestlevel);

@@ -100,9 +100,10 @@ MissingOwnerCode(Projection *p)
 
 /*
  * Enter the projection owner's code context with the settings captured from
- * its creator (a 0.2.0 registry recorded none: the API's search_path).
+ * its creator (a 0.2.0 registry recorded none: the API's search_path): for
+ * its handler, on_reset, and its checks and views (read_models/).
  */
-static RoleSwitch
+RoleSwitch
 EnterProjectionOwner(Projection *p)
 {
 	RoleSwitch	saved = EnterOwnerCode(p->owner);
@@ -115,7 +116,7 @@ EnterProjectionOwner(Projection *p)
 }
 
 /* Back from the owner's code to the caller. */
-static void
+void
 LeaveProjectionOwner(RoleSwitch saved)
 {
 	LeftOwnerCode();

@@ -9,6 +9,7 @@
 
 #include "access/htup.h"
 #include "core/catalog.h"
+#include "core/role.h"
 #include "fmgr.h"
 #include "log/event_rows.h"
 #include "log/log.h"
@@ -145,6 +146,8 @@ extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
 extern ErrorData *MissingOwnerCode(Projection *p);
 extern void CallHandler(Projection *p, EventRows *rows, int first, int count);
 extern void RunOnReset(Projection *p);
+extern RoleSwitch EnterProjectionOwner(Projection *p);
+extern void LeaveProjectionOwner(RoleSwitch saved);
 
 /* owner_settings.c: what the owner's code runs with */
 extern Datum CaptureCreatorSettings(const char *search_path);
@@ -179,5 +182,12 @@ extern int64 RunProjection(Projection *p, int64 max_events, bool wait,
 						   bool *busy, bool *exhausted);
 extern int64 ResolveDeadLetters(Projection *p, text *stream_id, bool retry,
 								const char *by);
+
+/* api.c: what the SQL functions of projections share */
+extern RoleSwitch EnterAsOwner(void);
+extern void LeaveOwner(RoleSwitch caller);
+extern void RequireOwnership(RoleSwitch caller, Projection *p,
+							 const char *action);
+extern int32 GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok);
 
 #endif							/* ES_PROJECTIONS_H */

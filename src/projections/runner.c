@@ -19,6 +19,7 @@
 #include "core/settings.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "read_models/read_models.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -379,6 +380,7 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	int64		applied = 0;
 	int64		budget_used;
 	bool		at_head = false;
+	bool		activated;
 	ErrorData  *missing;
 
 	*exhausted = false;
@@ -402,7 +404,8 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	budget_used = applied;
 	if (p->status == PROJECTION_FAILED)
 		return applied;
-	if (at_head && !p->caught_up)
+	activated = at_head && !p->caught_up;
+	if (activated)
 		Activate(p);
 	/*
 	 * Drain a page at a time, up to max_events skips (archived or applied:
@@ -427,6 +430,9 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	}
 	/* stopped by max_events rather than by running out: more may wait */
 	*exhausted = max_events > 0 && budget_used >= max_events;
+	/* at the head now: promote => 'auto' runs its checks and promotes */
+	if (activated && p->status == PROJECTION_ACTIVE)
+		AutoPromote(p);
 	return applied;
 }
 

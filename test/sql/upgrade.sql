@@ -47,6 +47,10 @@ DROP ROLE IF EXISTS upgrade_watcher;
 RESET client_min_messages;
 CREATE ROLE upgrade_watcher;
 GRANT SELECT ON eventstore.projection_status TO upgrade_watcher;
+-- create_projection changes signature (promote is added): its grants stay
+GRANT EXECUTE ON FUNCTION
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text)
+TO upgrade_watcher WITH GRANT OPTION;
 SELECT pg_typeof(handler) AS handler_type, pg_typeof(owner) AS owner_type
 FROM eventstore.projections WHERE name = 'upgrade-counts';
 
@@ -58,6 +62,16 @@ SELECT handler, pg_typeof(handler) AS handler_type, owner = current_user AS owne
 FROM eventstore.projections WHERE name = 'upgrade-counts';
 SELECT has_table_privilege('upgrade_watcher', 'eventstore.projection_status', 'SELECT')
        AS watcher_still_reads;
+SELECT has_function_privilege('upgrade_watcher',
+         'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text)',
+         'EXECUTE WITH GRANT OPTION') AS watcher_still_creates,
+       has_function_privilege('public',
+         'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text)',
+         'EXECUTE') AS public_creates;
+-- ... as the users' own grant, not the extension's: pg_dump dumps it
+SELECT i.initprivs::text NOT LIKE '%upgrade_watcher%' AS not_initial
+FROM pg_init_privs i
+WHERE i.objoid = 'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text)'::regprocedure;
 -- the log's clock starts in the update with this cluster's row at offset 0:
 -- the keys written so far are its own transaction ids, and so are the next
 SELECT xid_offset, reason,
@@ -77,4 +91,7 @@ SELECT eventstore.drop_projection('upgrade-counts');
 DROP FUNCTION upgrade_count(eventstore.events);
 DROP TABLE upgrade_counts;
 REVOKE SELECT ON eventstore.projection_status FROM upgrade_watcher;
+REVOKE EXECUTE ON FUNCTION
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text)
+FROM upgrade_watcher CASCADE;
 DROP ROLE upgrade_watcher;
