@@ -521,6 +521,12 @@ SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_checks', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions_promotion_id_seq', '');
 
+-- What a rebuild applies again (see the current schema): NULL, as for a
+-- first build, until the next rebuild.
+ALTER TABLE eventstore.projections
+	ADD COLUMN replayed_xid xid8,
+	ADD COLUMN replayed_position bigint;
+
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).
 CREATE OR REPLACE VIEW eventstore.projection_status AS

@@ -434,6 +434,11 @@ CREATE TABLE eventstore.projections (
 	-- creator's search_path (pg_temp last) and the settings that change what
 	-- a query computes, as name=value (like pg_proc.proconfig)
 	settings		text[] NOT NULL,
+	-- a rebuild applies the events up to this log place again
+	-- (eventstore.replaying() is true for them): those the projection had
+	-- applied; NULL: those committed before replay_until (a first build)
+	replayed_xid	xid8,
+	replayed_position bigint,
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');

@@ -93,15 +93,18 @@ enum
 	PROJECTIONS_UPDATED_AT,
 	PROJECTIONS_HANDLER_OWNER,	/* since 0.3.0 */
 	PROJECTIONS_SETTINGS,		/* since 0.3.0 */
-	PROJECTIONS_NATTS = PROJECTIONS_SETTINGS
+	PROJECTIONS_REPLAYED_XID,	/* since 0.3.0 */
+	PROJECTIONS_REPLAYED_POSITION,	/* since 0.3.0 */
+	PROJECTIONS_NATTS = PROJECTIONS_REPLAYED_POSITION
 };
 
 /*
  * The registry's columns in that order, for reads that must not depend on
  * columns a later version adds (a backend still running an older library
  * after ALTER EXTENSION UPDATE reads the new table).  A 0.2.0 registry, which
- * this library reads until ALTER EXTENSION UPDATE, has no handler_owner and
- * no settings: PROJECTIONS_COLUMN_LIST_0_2 reads them as NULL.
+ * this library reads until ALTER EXTENSION UPDATE, has no handler_owner,
+ * settings, replayed_xid or replayed_position: PROJECTIONS_COLUMN_LIST_0_2
+ * reads them as NULL.
  */
 #define PROJECTIONS_COMMON_COLUMNS \
 	"projection_id, name, version, handler, batch_handler, event_types, mode," \
@@ -109,8 +112,10 @@ enum
 	" \"position\", transaction_id, events_applied, last_error," \
 	" error_sqlstate, error_position, error_event_id, failed_at," \
 	" rebuild_started_at, caught_up_at, created_at, updated_at"
-#define PROJECTIONS_COLUMN_LIST PROJECTIONS_COMMON_COLUMNS ", handler_owner, settings"
-#define PROJECTIONS_COLUMN_LIST_0_2 PROJECTIONS_COMMON_COLUMNS ", NULL::text, NULL::text[]"
+#define PROJECTIONS_COLUMN_LIST PROJECTIONS_COMMON_COLUMNS \
+	", handler_owner, settings, replayed_xid, replayed_position"
+#define PROJECTIONS_COLUMN_LIST_0_2 PROJECTIONS_COMMON_COLUMNS \
+	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint"
 
 /* eventstore.projection_skips */
 enum

@@ -41,6 +41,8 @@ typedef struct Projection
 	bool		caught_up;		/* its replay from the start is done */
 	LogPlace	checkpoint;
 	FullTransactionId replay_until; /* see eventstore.projections */
+	LogPlace	replayed_through;	/* a build from the start applies the
+									 * events up to here again (replaying()) */
 	ArrayType  *settings;		/* the creator's, name=value; NULL: not
 								 * recorded (a 0.2.0 registry) */
 	struct OwnerSettings *settings_cache;	/* parsed on first use */

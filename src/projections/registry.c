@@ -46,6 +46,7 @@ static SPIPlanPtr reassign_plan;
 static SPIPlanPtr drop_owned_plan;
 static SPIPlanPtr name_owner_plan;
 static SPIPlanPtr reset_plan;
+static SPIPlanPtr reset_0_2_plan;
 static SPIPlanPtr save_plan;
 static SPIPlanPtr failure_plan;
 static SPIPlanPtr skip_plan;
@@ -185,6 +186,19 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->checkpoint.position = DatumGetInt64(SPI_getbinval(row, desc, PROJECTIONS_POSITION, &isnull));
 	p->checkpoint.xid = DatumGetFullTransactionId(SPI_getbinval(row, desc, PROJECTIONS_TRANSACTION_ID, &isnull));
 	p->replay_until = DatumGetFullTransactionId(SPI_getbinval(row, desc, PROJECTIONS_REPLAY_UNTIL, &isnull));
+	/* NULL: the build from the start replays what the log held when it began */
+	p->replayed_through.xid = p->replay_until;
+	p->replayed_through.position = PG_INT64_MAX;
+	{
+		Datum		xid = SPI_getbinval(row, desc, PROJECTIONS_REPLAYED_XID, &isnull);
+
+		if (!isnull)
+		{
+			p->replayed_through.xid = DatumGetFullTransactionId(xid);
+			p->replayed_through.position =
+				DatumGetInt64(SPI_getbinval(row, desc, PROJECTIONS_REPLAYED_POSITION, &isnull));
+		}
+	}
 	{
 		Datum		settings = SPI_getbinval(row, desc, PROJECTIONS_SETTINGS, &isnull);
 
@@ -514,28 +528,63 @@ DeleteProjection(int32 id)
 }
 
 /*
+ * How far the projection has applied the log, for the rebuild about to
+ * start: what it will apply again (eventstore.replaying() true), as a log
+ * place; false for everything up to replay_until.  An inline projection
+ * whose replay was done has applied every event as it was appended (but
+ * for pending skips); any other, up to its checkpoint, or, in the middle of
+ * a build from the start, as far as that build or the one before reached.
+ */
+static bool
+AppliedThrough(Projection *p, LogPlace *through)
+{
+	if (p->inline_mode && p->caught_up)
+		return false;
+	*through = p->checkpoint;
+	if (!p->caught_up && CompareLogPlaces(p->replayed_through, *through) > 0)
+		*through = p->replayed_through;
+	return true;
+}
+
+/*
  * Mark the projection rebuilding with its checkpoint at the start of the
  * log and its last failure cleared; the replay is done once its horizon has
- * passed replay_until.
+ * passed replay_until, and applies again the events the projection had
+ * applied (AppliedThrough).
  */
 void
 ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until)
 {
-	Oid			argtypes[2] = {INT4OID, XID8OID};
-	Datum		values[2] = {Int32GetDatum(p->id),
+	Oid			argtypes[4] = {INT4OID, XID8OID, XID8OID, INT8OID};
+	Datum		values[4] = {Int32GetDatum(p->id),
 	FullTransactionIdGetDatum(replay_until)};
+	char		nulls[4] = {' ', ' ', 'n', 'n'};
+	LogPlace	through;
 
-	ExecKeptPlan(KeptPlan(&reset_plan,
-						  "UPDATE eventstore.projections SET status = '" STATUS_REBUILDING "',"
-						  " caught_up = false, \"position\" = 0,"
-						  " transaction_id = '0', replay_until = $2, last_error = NULL,"
-						  " error_sqlstate = NULL, error_position = NULL,"
-						  " error_event_id = NULL, failed_at = NULL,"
-						  " rebuild_started_at = clock_timestamp(),"
-						  " updated_at = clock_timestamp()"
-						  " WHERE projection_id = $1",
-						  2, argtypes),
-				 values, NULL, false, 0);
+	if (AppliedThrough(p, &through))
+	{
+		values[2] = FullTransactionIdGetDatum(through.xid);
+		values[3] = Int64GetDatum(through.position);
+		nulls[2] = nulls[3] = ' ';
+	}
+#define RESET_PROJECTION(replayed) \
+	"UPDATE eventstore.projections SET status = '" STATUS_REBUILDING "'," \
+	" caught_up = false, \"position\" = 0," \
+	" transaction_id = '0', replay_until = $2, last_error = NULL," \
+	" error_sqlstate = NULL, error_position = NULL," \
+	" error_event_id = NULL, failed_at = NULL," \
+	" rebuild_started_at = clock_timestamp()," \
+	" updated_at = clock_timestamp()" replayed \
+	" WHERE projection_id = $1"
+	/* a 0.2.0 registry has no replayed_* columns: it replays all as before */
+	if (RegistryKeepsOids())
+		ExecKeptPlan(KeptPlan(&reset_0_2_plan, RESET_PROJECTION(""), 2, argtypes),
+					 values, nulls, false, 0);
+	else
+		ExecKeptPlan(KeptPlan(&reset_plan,
+							  RESET_PROJECTION(", replayed_xid = $3, replayed_position = $4"),
+							  4, argtypes),
+					 values, nulls, false, 0);
 	NoteProjectionsChanged();
 }
 

@@ -113,9 +113,9 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 
 /*
  * Apply rows[0 .. n), in log order, isolating poison events and parking
- * as parking says.  With judge_by_xid, those that were in the log when the
- * projection's build from the start began (transaction_id at or below
- * replay_until) are applied as replayed (eventstore.replaying() is true);
+ * as parking says.  With judge_by_xid, those that the build from the start
+ * applies again (at or before replayed_through: see AppliedThrough in
+ * registry.c) are applied as replayed (eventstore.replaying() is true);
  * otherwise, and the others, as applied for the first time.
  */
 static int
@@ -128,8 +128,7 @@ ApplyInLogOrder(Projection *p, EventRows *rows, int n, bool judge_by_xid,
 	/* log order is transaction_id order first: the replayed come first */
 	if (judge_by_xid)
 		while (split < n &&
-			   FullTransactionIdPrecedesOrEquals(EventRowsPlace(rows, split).xid,
-												 p->replay_until))
+			   CompareLogPlaces(EventRowsPlace(rows, split), p->replayed_through) <= 0)
 			split++;
 	done = ApplyEventsParking(p, rows, 0, split, true, true, parking, error);
 	if (done < split)
@@ -521,9 +520,9 @@ ResolveDeadLetters(Projection *p, text *stream, bool retry, const char *by)
 		CHECK_FOR_INTERRUPTS();
 		if (retry)
 		{
-			/* replayed if the build from the start dead-lettered it */
-			bool		replayed = FullTransactionIdPrecedesOrEquals(EventRowsPlace(rows, i).xid,
-																	 p->replay_until);
+			/* replayed if the build from the start applies it again */
+			bool		replayed = CompareLogPlaces(EventRowsPlace(rows, i),
+													p->replayed_through) <= 0;
 			ErrorData  *error = RetryEvent(p, rows, i, replayed);
 
 			if (error != NULL)

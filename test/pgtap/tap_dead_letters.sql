@@ -38,7 +38,7 @@ DO $do$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['in_park', 'as_park', 'as_skip', 'inner', 'bad_batch'] LOOP
+	FOREACH t IN ARRAY ARRAY['in_park', 'as_park', 'as_skip', 'inner', 'bad_batch', 'lagging'] LOOP
 		EXECUTE format($f$
 			CREATE FUNCTION es_tap_dl.%I(e eventstore.events) RETURNS void
 			LANGUAGE sql AS $b$ SELECT es_tap_dl.apply(%L, e) $b$$f$, t, t);
@@ -97,7 +97,7 @@ CREATE FUNCTION pg_temp.append(s text, n integer DEFAULT 1) RETURNS void LANGUAG
 		(SELECT jsonb_agg(jsonb_build_object('type', 'Added', 'data', '{}'::jsonb)) FROM generate_series(1, n)))
 $$;
 
-SELECT plan(89);
+SELECT plan(100);
 
 ------------------------------------------------------------------------
 -- create_projection takes on_error => 'park'
@@ -291,6 +291,32 @@ SELECT results_eq($$SELECT tag, replaying FROM es_tap_dl.applied WHERE tag IN ('
 SELECT lives_ok($$SELECT eventstore.create_projection('conflict', 'es_tap_dl.conflict', on_error => 'skip')$$, 'a handler failing with 40001');
 SELECT throws_ok($$SELECT eventstore.run_projection('conflict')$$, '40001', 'conflict', 'its replay fails as a whole');
 SELECT is(eventstore.replaying(), false, 'replaying() is false again after the error');
+
+------------------------------------------------------------------------
+-- replaying() in a rebuild: again for the events the projection had
+-- applied, for the first time for those it had still to apply
+------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.last_applied(t text, n integer) RETURNS text LANGUAGE sql AS $$
+	SELECT string_agg(revision || '=' || replaying, ',' ORDER BY seq)
+	FROM (SELECT * FROM es_tap_dl.applied WHERE tag = t ORDER BY seq DESC LIMIT n) x
+$$;
+SELECT lives_ok($$SELECT eventstore.create_projection('lagging', 'es_tap_dl.lagging', ARRAY['Late'])$$,
+                'an async projection of events appended after it');
+SELECT eventstore.append_event('late', 'Late', '{}') IS NOT NULL FROM generate_series(1, 3);
+SELECT is(eventstore.run_projection('lagging'), 3::bigint, 'it applies three events');
+SELECT is(pg_temp.replaying_of('lagging', 'late'), '0=false,1=false,2=false', 'for the first time');
+SELECT eventstore.append_event('late', 'Late', '{}') IS NOT NULL FROM generate_series(1, 2);
+SELECT lives_ok($$SELECT eventstore.rebuild_projection('lagging')$$, 'rebuilt while two events wait');
+SELECT is(eventstore.run_projection('lagging'), 5::bigint, 'the rebuild applies the five');
+SELECT is(pg_temp.last_applied('lagging', 5), '0=true,1=true,2=true,3=false,4=false',
+          'the three it had applied are replayed; the two it had not are applied for the first time');
+SELECT lives_ok($$SELECT eventstore.rebuild_projection('lagging')$$, 'rebuilt again');
+SELECT is(eventstore.run_projection('lagging', max_events => 1), 1::bigint, 'that replay applies one event');
+SELECT eventstore.append_event('late', 'Late', '{}') IS NOT NULL;
+SELECT lives_ok($$SELECT eventstore.rebuild_projection('lagging')$$, 'rebuilt in the middle of that replay');
+SELECT is(eventstore.run_projection('lagging'), 6::bigint, 'the last rebuild applies the six');
+SELECT is(pg_temp.last_applied('lagging', 6), '0=true,1=true,2=true,3=true,4=true,5=false',
+          'what any build before had applied is replayed; the new event is not');
 
 ------------------------------------------------------------------------
 -- Who may, and errors
