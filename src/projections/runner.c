@@ -32,6 +32,7 @@ static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr skipped_events_plan;
 static SPIPlanPtr dead_letters_plan;
 static SPIPlanPtr dead_letter_events_plan;
+static SPIPlanPtr never_applied_plan;
 
 /* The projection's event types as a text[] datum; NULL for every type. */
 static Datum
@@ -115,26 +116,100 @@ AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
  * Apply rows[0 .. n), in log order, isolating poison events and parking
  * as parking says.  With judge_by_xid, those that the build from the start
  * applies again (at or before replayed_through: see AppliedThrough in
- * registry.c) are applied as replayed (eventstore.replaying() is true);
- * otherwise, and the others, as applied for the first time.
+ * registry.c), but for the positions in never_applied (sorted; NULL: none),
+ * are applied as replayed (eventstore.replaying() is true); the others as
+ * applied for the first time.  Each run of rows judged alike is applied
+ * together.
  */
 static int
 ApplyInLogOrder(Projection *p, EventRows *rows, int n, bool judge_by_xid,
-				Parking *parking, ErrorData **error)
+				const int64 *never_applied, int n_never, Parking *parking,
+				ErrorData **error)
 {
-	int			split = 0;
-	int			done;
+	int			done = 0;
+	int			next_never = 0;
 
-	/* log order is transaction_id order first: the replayed come first */
-	if (judge_by_xid)
-		while (split < n &&
-			   CompareLogPlaces(EventRowsPlace(rows, split), p->replayed_through) <= 0)
-			split++;
-	done = ApplyEventsParking(p, rows, 0, split, true, true, parking, error);
-	if (done < split)
-		return done;
-	return done + ApplyEventsParking(p, rows, split, n - split, true, false,
+	*error = NULL;
+	while (done < n)
+	{
+		bool		replayed = false;
+		int			end = done;
+		int			applied;
+
+		for (; end < n; end++)
+		{
+			int64		position = EventRowsPosition(rows, end);
+			bool		again;
+
+			while (next_never < n_never && never_applied[next_never] < position)
+				next_never++;
+			again = judge_by_xid &&
+				CompareLogPlaces(EventRowsPlace(rows, end), p->replayed_through) <= 0 &&
+				!(next_never < n_never && never_applied[next_never] == position);
+			if (end == done)
+				replayed = again;
+			else if (again != replayed)
+				break;
+		}
+		applied = ApplyEventsParking(p, rows, done, end - done, true, replayed,
 									 parking, error);
+		if (applied < end - done)
+			return done + applied;
+		done = end;
+	}
+	return done;
+}
+
+/*
+ * The positions, in order, of rows[0 .. n) that an inline projection in its
+ * build from the start has never applied: its appends recorded a skip for
+ * them that is still pending (not parked behind a dead letter).  Its other
+ * events committed before the build began were applied by their appends
+ * (AppliedThrough); these were not, whatever their transaction id says (a
+ * transaction that took its id before the build began and appended after).
+ * Read through the batch's snapshot, in which the skip of any event of the
+ * batch is visible: it committed with its event.  NULL when none.
+ */
+static int64 *
+NeverAppliedInline(Projection *p, EventRows *rows, int n, Snapshot snapshot,
+				   int *n_never)
+{
+	Oid			argtypes[5] = {INT4OID, XID8OID, INT8OID, XID8OID, INT8OID};
+	Datum		values[5];
+	int64	   *positions;
+
+	*n_never = 0;
+	if (!p->inline_mode || p->caught_up || n == 0 || !RegistryParks() ||
+		CompareLogPlaces(EventRowsPlace(rows, 0), p->replayed_through) > 0)
+		return NULL;
+	values[0] = Int32GetDatum(p->id);
+	values[1] = FullTransactionIdGetDatum(EventRowsPlace(rows, 0).xid);
+	values[2] = Int64GetDatum(EventRowsPosition(rows, 0));
+	values[3] = FullTransactionIdGetDatum(EventRowsPlace(rows, n - 1).xid);
+	values[4] = Int64GetDatum(EventRowsPosition(rows, n - 1));
+	QueryKeptPlanThrough(KeptPlan(&never_applied_plan,
+								  "SELECT global_position FROM eventstore.projection_skips"
+								  " WHERE projection_id = $1 AND drained_at IS NULL"
+								  " AND NOT parked AND dead_letter_id IS NULL"
+								  " AND (transaction_id, global_position) >= ($2, $3)"
+								  " AND (transaction_id, global_position) <= ($4, $5)"
+								  " ORDER BY global_position",
+								  5, argtypes),
+						 values, NULL, snapshot, 0);
+	if (SPI_processed == 0)
+		return NULL;
+	positions = palloc(sizeof(int64) * SPI_processed);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		positions[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1,
+												   &isnull));
+	}
+	*n_never = (int) SPI_processed;
+	SPI_freetuptable(SPI_tuptable);
+	return positions;
 }
 
 /*
@@ -171,6 +246,8 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		int			fetched;
 		int			done;
 		Parking		parking = {NIL, NULL};
+		int64	   *never_applied;
+		int			n_never;
 
 		LogPlace	before = p->checkpoint;
 
@@ -187,8 +264,9 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 							 types_null);
 		if (p->park_errors && fetched > 0)
 			parking.streams = ParkedStreams(p);
-		done = ApplyInLogOrder(p, rows, fetched, !p->caught_up, &parking,
-							   &error);
+		never_applied = NeverAppliedInline(p, rows, fetched, snapshot, &n_never);
+		done = ApplyInLogOrder(p, rows, fetched, !p->caught_up, never_applied,
+							   n_never, &parking, &error);
 		if (done > 0)
 			p->checkpoint = EventRowsPlace(rows, done - 1);
 		if (error != NULL)
@@ -330,7 +408,7 @@ DrainSkips(Projection *p, int limit, text *stream, int64 *applied_count,
 	UnregisterSnapshot(snapshot);
 
 	parking.parked = palloc0(sizeof(bool) * Max(EventRowsCount(rows), 1));
-	done = ApplyInLogOrder(p, rows, EventRowsCount(rows), stream != NULL,
+	done = ApplyInLogOrder(p, rows, EventRowsCount(rows), stream != NULL, NULL, 0,
 						   &parking, &error);
 	/* a row parked meanwhile stays pending, behind its stream's dead letter */
 	applied = palloc(sizeof(int64) * Max(done, 1));
