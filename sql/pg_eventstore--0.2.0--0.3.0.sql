@@ -306,6 +306,20 @@ CREATE INDEX projection_skips_stream_idx
 	ON eventstore.projection_skips (projection_id, stream_id)
 	WHERE drained_at IS NULL;
 
+-- Every row written pending passes this trigger, which invalidates what
+-- each backend knows of the projections that have no pending skip (their
+-- inline applications check the stream's pending skips without a probe
+-- while a projection has none: src/projections/pending_skips.c).  Enabled
+-- ALWAYS, so that it fires under every session_replication_role.
+CREATE FUNCTION eventstore.note_pending_skip() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_note_pending_skip';
+REVOKE ALL ON FUNCTION eventstore.note_pending_skip() FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.note_pending_skip() IS 'Trigger of projection_skips: a row written pending invalidates the backends'' knowledge of projections without pending skips';
+CREATE TRIGGER projection_skips_pending
+	BEFORE INSERT OR UPDATE ON eventstore.projection_skips
+	FOR EACH ROW EXECUTE FUNCTION eventstore.note_pending_skip();
+ALTER TABLE eventstore.projection_skips ENABLE ALWAYS TRIGGER projection_skips_pending;
+
 -- A stream's row keeps the key of its last event (see the current schema);
 -- rows from before stay NULL until their next append, which looks it up in
 -- the log once: nothing is rewritten here.
