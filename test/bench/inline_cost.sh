@@ -180,7 +180,7 @@ if [ "$CALLGRIND" = 1 ]; then
 			for ((i = 0; i < k; i++)); do echo "EXECUTE p('acct-$(((i * 7919 + k) % STREAMS + 1))');"; done
 		} >"$WORK/$side/cg.sql"
 		chmod a+r "$WORK/$side/cg.sql"
-		timeout 1200 ${RUNAS[$side]} valgrind --tool=callgrind --toggle-collect=proc_exit \
+		timeout 1200 ${RUNAS[$side]} valgrind --tool=callgrind --toggle-collect=proc_exit --collect-atstart=yes \
 			--callgrind-out-file="$WORK/$side/cg-$type-$k.out" postgres --single -D "$run" \
 			-c full_page_writes=off postgres <"$WORK/$side/cg.sql" >"$WORK/$side/cg.log" 2>&1
 		! grep -q ERROR "$WORK/$side/cg.log" || { echo "   errors under callgrind: $(grep -m1 ERROR "$WORK/$side/cg.log")" >&2; ANY_FAILED=1; }
