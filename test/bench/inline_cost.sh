@@ -15,6 +15,7 @@
 # (10), INLINE_PORT (55490 for the old side, one more for the new),
 # INLINE_WORKDIR (/tmp/pg_eventstore-inline, removed and recreated),
 # INLINE_KEEP=1 (keep it), INLINE_CALLGRIND (1 when valgrind is installed).
+# INLINE_LOOP_APPENDS (appends per run of the one-session loop, 20000).
 # --quick: 3 rounds of 2 s.  synchronous_commit is off for the appends, as
 # in projections.sh's (e): the fsync would bury the difference.
 #
@@ -109,6 +110,25 @@ CREATE FUNCTION bench.noop(e eventstore.events) RETURNS void LANGUAGE plpgsql AS
 SELECT count(eventstore.append_event('acct-' || s, 'Noted', '{}')) FROM generate_series(1, $STREAMS) s;
 SELECT eventstore.create_projection('noop', 'bench.noop', ARRAY['Pinged'], 'inline');
 SELECT eventstore.run_projection('noop');
+-- n appends of the type, each committed, in one session: its wall and CPU
+-- time (utime + stime of the backend, in clock ticks)
+CREATE PROCEDURE bench.append_loop(n integer, type text, INOUT wall float8 DEFAULT NULL,
+								   INOUT ticks bigint DEFAULT NULL)
+LANGUAGE plpgsql AS \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	c0 bigint := (SELECT split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint
+				  FROM pg_read_file('/proc/self/stat') s);
+BEGIN
+	FOR i IN 1 .. n LOOP
+		PERFORM eventstore.append_event('acct-' || (1 + (i * 7919) % $STREAMS), type, '{"amount": 1}');
+		COMMIT;
+	END LOOP;
+	wall := extract(epoch FROM clock_timestamp() - t0);
+	ticks := (SELECT split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint
+			  FROM pg_read_file('/proc/self/stat') s) - c0;
+END
+\$\$;
 VACUUM ANALYZE;
 CHECKPOINT;
 EOF
@@ -160,6 +180,39 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	U_no+=("${W[new:Noted]}"); U_nw+=("${W[new:Pinged]}")
 	printf '   round %2d: old %s / %s us, new %s / %s us (without / with)\n' "$round" \
 		"${W[old:Noted]}" "${W[old:Pinged]}" "${W[new:Noted]}" "${W[new:Pinged]}"
+done
+
+# The same appends from a procedure in one session (no client round trip):
+# wall and CPU µs per append of its backend, LOOP_APPENDS per run.
+LOOP_APPENDS=${INLINE_LOOP_APPENDS:-20000}
+HZ=$(getconf CLK_TCK)
+declare -a LW_old=() LW_new=() LC_old=() LC_new=() LU_oo=() LU_ow=() LU_no=() LU_nw=()
+loop_run() {
+	local side=$1 type=$2 r
+	r=$(${RUNAS[$side]} psql -X -At -F ' ' -h "$WORK/$side" -p "${PORT_OF[$side]}" -d postgres \
+		-c "SET synchronous_commit = off" -c "CALL bench.append_loop($LOOP_APPENDS, '$type')") ||
+		{ echo "   the loop failed on $side ($type)" >&2; ANY_FAILED=1; r="0 0"; }
+	read -r LOOP_WALL LOOP_TICKS <<<"$(tail -1 <<<"$r")"
+	LOOP_WALL=$(awk -v w="$LOOP_WALL" -v n="$LOOP_APPENDS" 'BEGIN { printf "%.2f", w * 1e6 / n }')
+	LOOP_CPU=$(awk -v t="$LOOP_TICKS" -v n="$LOOP_APPENDS" -v hz="$HZ" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+}
+echo "== $ROUNDS rounds of 4 loops of $LOOP_APPENDS appends in one session, alternating"
+for ((round = 1; round <= ROUNDS; round++)); do
+	order="old:Noted old:Pinged new:Pinged new:Noted"
+	[ $((round % 2)) -eq 1 ] || order="new:Noted new:Pinged old:Pinged old:Noted"
+	for run in $order; do
+		loop_run "${run%:*}" "${run#*:}"
+		W[$run]=$LOOP_WALL
+		V[$run]=$LOOP_CPU
+	done
+	LW_old+=("$(awk -v a="${W[old:Pinged]}" -v b="${W[old:Noted]}" 'BEGIN { print a - b }')")
+	LW_new+=("$(awk -v a="${W[new:Pinged]}" -v b="${W[new:Noted]}" 'BEGIN { print a - b }')")
+	LC_old+=("$(awk -v a="${V[old:Pinged]}" -v b="${V[old:Noted]}" 'BEGIN { print a - b }')")
+	LC_new+=("$(awk -v a="${V[new:Pinged]}" -v b="${V[new:Noted]}" 'BEGIN { print a - b }')")
+	LU_oo+=("${V[old:Noted]}"); LU_ow+=("${V[old:Pinged]}")
+	LU_no+=("${V[new:Noted]}"); LU_nw+=("${V[new:Pinged]}")
+	printf '   round %2d: CPU old %s / %s us, new %s / %s us (without / with)\n' "$round" \
+		"${V[old:Noted]}" "${V[old:Pinged]}" "${V[new:Noted]}" "${V[new:Pinged]}"
 done
 
 CG_ROWS=()
@@ -222,6 +275,21 @@ for side in old new; do
 	m=$(median "${d[@]}")
 	printf '| %s (%s) | %.1f | %.1f | %.1f (%s) | < 5 µs: %s |\n' "$side" "${REV[$side]}" \
 		"$(median "${wo[@]}")" "$(median "${wi[@]}")" "$m" "$(spread "${d[@]}")" \
+		"$(awk -v m="$m" 'BEGIN { print (m < 5) ? "met" : "missed" }')"
+done
+echo
+echo "The same from a procedure in one session, $LOOP_APPENDS appends per run, each committed:" \
+	"µs per append, medians of $ROUNDS alternating rounds; the difference is with - without in each round"
+echo
+echo "| revision | CPU without | CPU with | CPU difference: median (spread) | wall difference: median (spread) | target |"
+echo "|---|---:|---:|---:|---:|---|"
+for side in old new; do
+	if [ "$side" = old ]; then c=("${LC_old[@]}"); w=("${LW_old[@]}"); wo=("${LU_oo[@]}"); wi=("${LU_ow[@]}")
+	else c=("${LC_new[@]}"); w=("${LW_new[@]}"); wo=("${LU_no[@]}"); wi=("${LU_nw[@]}"); fi
+	m=$(median "${c[@]}")
+	printf '| %s (%s) | %.1f | %.1f | %.1f (%s) | %.1f (%s) | < 5 µs: %s |\n' "$side" "${REV[$side]}" \
+		"$(median "${wo[@]}")" "$(median "${wi[@]}")" "$m" "$(spread "${c[@]}")" \
+		"$(median "${w[@]}")" "$(spread "${w[@]}")" \
 		"$(awk -v m="$m" 'BEGIN { print (m < 5) ? "met" : "missed" }')"
 done
 if [ ${#CG_ROWS[@]} -gt 0 ]; then
