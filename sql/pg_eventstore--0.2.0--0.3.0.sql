@@ -438,6 +438,7 @@ CREATE TRIGGER projection_skips_pending
 	BEFORE INSERT OR UPDATE ON eventstore.projection_skips
 	FOR EACH ROW EXECUTE FUNCTION eventstore.note_pending_skip();
 ALTER TABLE eventstore.projection_skips ENABLE ALWAYS TRIGGER projection_skips_pending;
+COMMENT ON TRIGGER projection_skips_pending ON eventstore.projection_skips IS 'A row written pending invalidates what sessions know of projections without pending skips';
 
 -- A stream's row keeps the key of its last event (see the current schema);
 -- rows from before stay NULL until their next append, which looks it up in

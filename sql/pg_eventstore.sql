@@ -477,6 +477,7 @@ CREATE TRIGGER projection_skips_pending
 	BEFORE INSERT OR UPDATE ON eventstore.projection_skips
 	FOR EACH ROW EXECUTE FUNCTION eventstore.note_pending_skip();
 ALTER TABLE eventstore.projection_skips ENABLE ALWAYS TRIGGER projection_skips_pending;
+COMMENT ON TRIGGER projection_skips_pending ON eventstore.projection_skips IS 'A row written pending invalidates what sessions know of projections without pending skips';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_skips', '');
 
 -- Events a projection with on_error = 'skip' could not apply (no foreign
