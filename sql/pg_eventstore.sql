@@ -484,6 +484,21 @@ CREATE INDEX projection_skips_stream_idx
 CREATE INDEX projection_skips_parked_idx
 	ON eventstore.projection_skips (projection_id, stream_id)
 	WHERE drained_at IS NULL AND dead_letter_id IS NOT NULL;
+
+-- Every row written pending passes this trigger, which invalidates what
+-- each backend knows of the projections that have no pending skip (their
+-- inline applications check the stream's pending skips without a probe
+-- while a projection has none: src/projections/pending_skips.c).  Enabled
+-- ALWAYS, so that it fires under every session_replication_role.
+CREATE FUNCTION eventstore.note_pending_skip() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_note_pending_skip';
+REVOKE ALL ON FUNCTION eventstore.note_pending_skip() FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.note_pending_skip() IS 'Trigger of projection_skips: a row written pending invalidates the backends'' knowledge of projections without pending skips';
+CREATE TRIGGER projection_skips_pending
+	BEFORE INSERT OR UPDATE ON eventstore.projection_skips
+	FOR EACH ROW EXECUTE FUNCTION eventstore.note_pending_skip();
+ALTER TABLE eventstore.projection_skips ENABLE ALWAYS TRIGGER projection_skips_pending;
+COMMENT ON TRIGGER projection_skips_pending ON eventstore.projection_skips IS 'A row written pending invalidates what sessions know of projections without pending skips';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_skips', '');
 
 -- Events a projection with on_error = 'skip' or 'park' could not apply (no
@@ -738,10 +753,134 @@ RETURNS SETOF record
 	LANGUAGE c VOLATILE
 	AS 'MODULE_PATHNAME', 'eventstore_worker_activity';
 
+-- The lag and rebuild progress projection_status shows, cheap to read on a
+-- log of any size (README, projection_status): the log entries past the
+-- checkpoint are read in log order up to window_size of them, so lag_events
+-- is exact while the backlog is no longer (lag_exact); beyond, the rest is
+-- estimated from positions, block by block (an incarnation starts its
+-- positions at a new block of 2^40: a plain difference would count the
+-- gap), at the share of its types in the entries read.  While rebuilding,
+-- progress is the share of the replay's target done, by the same estimate,
+-- and the time left the time taken so far at that pace.  No JIT: a read
+-- must stay cheap.  Run as the extension's owner by projection_progress.
+CREATE FUNCTION eventstore.projection_progress_of(projection_id integer,
+	OUT lag_events bigint, OUT lag_exact boolean, OUT oldest timestamptz,
+	OUT rebuild_progress double precision, OUT rebuild_time_left interval)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	SET jit = off
+	AS $$
+DECLARE
+	window_size CONSTANT integer := 10000;
+	p eventstore.projections;
+	seen bigint;
+	window_first timestamptz;
+	window_last bigint;
+	head bigint;
+	target bigint;
+	ranks bigint[];
+BEGIN
+	SELECT * INTO p FROM eventstore.projections r
+	WHERE r.projection_id = projection_progress_of.projection_id;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	lag_events := 0;
+	lag_exact := true;
+	-- a caught-up inline projection's pending events are its pending skips
+	IF NOT (p.mode = 'inline' AND p.caught_up) THEN
+		SELECT count(*),
+			   count(*) FILTER (WHERE p.event_types IS NULL
+									  OR w.event_type = ANY (p.event_types)),
+			   min(w.created_at) FILTER (WHERE p.event_types IS NULL
+											   OR w.event_type = ANY (p.event_types)),
+			   min(w.created_at), max(w.global_position)
+		INTO seen, lag_events, oldest, window_first, window_last
+		FROM (SELECT e.event_type, e.created_at, e.global_position
+			  FROM eventstore.events e
+			  WHERE (e.transaction_id, e.global_position) >
+					(p.transaction_id, p."position")
+			  ORDER BY e.transaction_id, e.global_position
+			  LIMIT window_size + 1) w;
+		IF seen > window_size THEN
+			lag_exact := false;
+			SELECT max(e.global_position) INTO head FROM eventstore.events e;
+			ranks := eventstore.log_ranks(ARRAY[window_last, head]);
+			lag_events := lag_events +
+				round(GREATEST(ranks[2] - ranks[1], 0) * lag_events::double precision
+					  / seen)::bigint;
+			-- none of its types in the entries read: the oldest is no older
+			oldest := COALESCE(oldest, window_first);
+		END IF;
+	END IF;
+	IF p.status = 'rebuilding' THEN
+		SELECT e.global_position INTO target FROM eventstore.events e
+		WHERE e.transaction_id <= p.replay_until
+		ORDER BY e.transaction_id DESC, e.global_position DESC
+		LIMIT 1;
+		IF target IS NULL THEN
+			rebuild_progress := 1;
+		ELSE
+			ranks := eventstore.log_ranks(ARRAY[p."position", target]);
+			rebuild_progress := CASE WHEN ranks[2] > 0
+				THEN LEAST(ranks[1]::double precision / ranks[2], 1) ELSE 1 END;
+		END IF;
+		IF rebuild_progress > 0 THEN
+			rebuild_time_left := (now() - p.rebuild_started_at)
+				* ((1 - rebuild_progress) / rebuild_progress);
+		END IF;
+	END IF;
+END
+$$;
+
+-- For each position, about how many events the log has up to it: within
+-- each block of positions (one per start of an incarnation), its events up
+-- to there, as if every position in the block up to its last event held
+-- one (positions an aborted append took are counted too).  An index probe
+-- per block.
+CREATE FUNCTION eventstore.log_ranks(positions bigint[]) RETURNS bigint[]
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	SET jit = off
+	AS $$
+	WITH blocks AS (
+		SELECT s.first,
+			   (SELECT max(e.global_position) FROM eventstore.events e
+				WHERE e.global_position >= s.first
+				  AND e.global_position < s.next) AS last
+		FROM (SELECT f.first,
+					 COALESCE(lead(f.first) OVER (ORDER BY f.first),
+							  9223372036854775807) AS next
+			  FROM (SELECT 1::bigint AS first
+					UNION
+					SELECT i.first_position FROM eventstore.log_incarnations i) f) s)
+	SELECT array_agg((SELECT COALESCE(sum(GREATEST(LEAST(q.pos, b.last) - b.first + 1, 0)), 0)
+					  FROM blocks b WHERE b.last IS NOT NULL)::bigint
+					 ORDER BY q.n)
+	FROM unnest(positions) WITH ORDINALITY AS q(pos, n)
+	$$;
+-- projection_progress_of for the roles that may read projection_status
+-- (it checks), as the extension's owner; the view calls it as its reader.
+CREATE FUNCTION eventstore.projection_progress(projection_id integer,
+	OUT lag_events bigint, OUT lag_exact boolean, OUT oldest timestamptz,
+	OUT rebuild_progress double precision, OUT rebuild_time_left interval)
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_projection_progress';
+
+-- (run as the extension's owner, from projection_progress)
+REVOKE ALL ON FUNCTION eventstore.log_ranks(bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.projection_progress_of(integer) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.log_ranks(bigint[]) IS 'For each position, about how many events the log has up to it, block by block of positions';
+COMMENT ON FUNCTION eventstore.projection_progress(integer) IS 'A projection''s lag (exact up to 10,000 log entries past its checkpoint, estimated beyond) and rebuild progress, as projection_status shows them';
+COMMENT ON FUNCTION eventstore.projection_progress_of(integer) IS 'The work of projection_progress, run as the extension''s owner';
+
+
 -- One row per projection.  lag_events counts the events of its types it has
--- still to apply; an active inline projection applies them as they are
--- appended and has none.  lag_seconds is the age of the oldest of them.
--- Its errors, handler and event details show only to members of its owner
+-- still to apply (exact up to 10,000 log entries past its checkpoint,
+-- estimated beyond: lag_exact); an active inline projection applies them as
+-- they are appended and has none.  lag_seconds is the age of the oldest of
+-- them.  While rebuilding, rebuild_progress and rebuild_time_left.  Its
+-- errors, handler and event details show only to members of its owner
 -- role; everyone granted the view sees name, version, status and lag.
 CREATE VIEW eventstore.projection_status AS
 SELECT p.name,
@@ -750,7 +889,7 @@ SELECT p.name,
 	   p.status,
 	   p."position" AS checkpoint,
 	   head.global_position AS head,
-	   COALESCE(lag.events, 0) AS lag_events,
+	   COALESCE(lag.lag_events, 0) AS lag_events,
 	   COALESCE(EXTRACT(epoch FROM now() - lag.oldest), 0)::double precision
 		   AS lag_seconds,
 	   (SELECT count(*) FROM eventstore.projection_skips s
@@ -774,6 +913,9 @@ SELECT p.name,
 	   p.rebuild_started_at,
 	   p.caught_up_at,
 	   p.updated_at,
+	   COALESCE(lag.lag_exact, true) AS lag_exact,
+	   lag.rebuild_progress,
+	   lag.rebuild_time_left,
 	   (SELECT count(*) FROM eventstore.projection_dead_letters d
 		WHERE d.projection_id = p.projection_id AND d.resolution IS NULL)
 		   AS unresolved_dead_letters,
@@ -811,14 +953,8 @@ FROM eventstore.projections p
 						AS is_member) who
 	CROSS JOIN LATERAL (SELECT max(e.global_position) AS global_position
 						FROM eventstore.events e) head
-	LEFT JOIN LATERAL (SELECT count(*) AS events, min(e.created_at) AS oldest
-					   FROM eventstore.events e
-					   WHERE (e.transaction_id, e.global_position) >
-							 (p.transaction_id, p."position")
-						 AND (p.event_types IS NULL
-							  OR e.event_type = ANY (p.event_types))
-						 -- a caught-up inline projection's are its pending skips
-						 AND NOT (p.mode = 'inline' AND p.caught_up)) lag ON true
+	-- exact up to 10,000 log entries past the checkpoint, estimated beyond
+	LEFT JOIN LATERAL eventstore.projection_progress(p.projection_id) lag ON true
 	-- it holds the log back when events committed after it are waiting
 	LEFT JOIN LATERAL (SELECT h.* FROM eventstore.log_holder() h
 					   WHERE EXISTS (SELECT FROM eventstore.events e

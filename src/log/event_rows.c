@@ -238,14 +238,19 @@ EventRowsReset(EventRows *rows)
 	rows->used = ROWS_DATA_OFFSET;
 }
 
-/* Column attno of row i. */
+/* Column attno of row i (read with the set's row type: no type lookup). */
 Datum
 EventRowsColumn(EventRows *rows, int i, int attno)
 {
+	HeapTupleHeader header = (HeapTupleHeader) DatumGetPointer(EventRowsDatum(rows, i));
+	HeapTupleData tuple;
 	bool		isnull;
 
-	return GetAttributeByNum((HeapTupleHeader) DatumGetPointer(EventRowsDatum(rows, i)),
-							 attno, &isnull);
+	tuple.t_len = HeapTupleHeaderGetDatumLength(header);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = header;
+	return heap_getattr(&tuple, attno, rows->desc, &isnull);
 }
 
 int64

@@ -32,15 +32,50 @@
  * allowed to execute the handler, or a handler given a search_path of its
  * own that does not end with pg_temp since; NULL when none.
  */
+/*
+ * Bumped by every syscache invalidation of what MissingOwnerCode reads:
+ * pg_proc (the handler's row: owner, ACL, SET clauses), pg_authid (roles,
+ * their names and superuser flags), pg_auth_members (memberships, through
+ * which EXECUTE may be held) and pg_database (the database's owner, a
+ * member of pg_database_owner).  The syscaches and acl.c's cache of
+ * memberships answer from the same invalidations; so a check found passing
+ * while this stays the same passes again, and is not repeated: the answer
+ * is the one a lookup would give at each application.
+ */
+static uint64 owner_code_changed = 1;
+
+static void
+NoteOwnerCodeChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	owner_code_changed++;
+}
+
 ErrorData *
 MissingOwnerCode(Projection *p)
 {
-	ErrorData  *error = palloc0(sizeof(ErrorData));
-	HeapTuple	proc = OidIsValid(p->handler)
-		? SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler)) : NULL;
+	static bool callbacks_registered = false;
+	uint64		checking_at;
+	ErrorData  *error;
+	HeapTuple	proc;
 	char	   *proc_owner = NULL;
 	char	   *unsafe_path = NULL;
 
+	if (!callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, NoteOwnerCodeChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, NoteOwnerCodeChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, NoteOwnerCodeChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, NoteOwnerCodeChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(DATABASEOID, NoteOwnerCodeChanged, (Datum) 0);
+		callbacks_registered = true;
+	}
+	if (p->owner_code_passed_at == owner_code_changed)
+		return NULL;
+	/* an invalidation during the lookups makes the next call check again */
+	checking_at = owner_code_changed;
+	error = palloc0(sizeof(ErrorData));
+	proc = OidIsValid(p->handler)
+		? SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler)) : NULL;
 	if (HeapTupleIsValid(proc))
 	{
 		proc_owner = GetUserNameFromId(((Form_pg_proc) GETSTRUCT(proc))->proowner,
@@ -93,6 +128,7 @@ MissingOwnerCode(Projection *p)
 	else
 	{
 		pfree(error);
+		p->owner_code_passed_at = checking_at;
 		return NULL;
 	}
 	return error;

@@ -23,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
@@ -124,6 +125,10 @@ typedef struct OwnerSetting
 	struct config_generic *record;
 	bool		seen_valid;		/* seen is a value equal to `value` */
 	double		seen;			/* for bool, int, real and enum settings */
+	char	   *seen_string;	/* for a string shown through a hook: the
+								 * variable when it showed as `value` */
+	int			options_seen;	/* settings defined when `record` was last
+								 * looked for, for an extension's */
 } OwnerSetting;
 
 struct OwnerSettings
@@ -208,18 +213,35 @@ AlreadySet(OwnerSetting *s)
 {
 	const char *current;
 
-	/*
-	 * Not an extension's (dotted) setting: its placeholder record is
-	 * replaced when the extension loads, so it is looked up by name.
-	 */
 	if (s->record == NULL && strchr(s->name, '.') == NULL)
 		s->record = FindSetting(s->name);
-	if (s->record != NULL && s->record->vartype == PGC_STRING &&
-		((struct config_string *) s->record)->show_hook == NULL)
+
+	/*
+	 * An extension's (dotted) setting has a placeholder record until the
+	 * extension loads, which replaces and frees it: only a real record is
+	 * kept, looked for again only when settings have been defined since.
+	 */
+	else if (s->record == NULL && s->options_seen != GetNumConfigOptions())
+	{
+		struct config_generic *record = FindSetting(s->name);
+
+		s->options_seen = GetNumConfigOptions();
+		if (record != NULL && (record->flags & GUC_CUSTOM_PLACEHOLDER) == 0)
+			s->record = record;
+	}
+	if (s->record != NULL && s->record->vartype == PGC_STRING)
 	{
 		char	   *value = *((struct config_string *) s->record)->variable;
 
-		return strcmp(value ? value : "", s->value) == 0;
+		if (((struct config_string *) s->record)->show_hook == NULL)
+			return strcmp(value ? value : "", s->value) == 0;
+
+		/*
+		 * Shown through a hook (TimeZone, the only one captured, shows the
+		 * zone its string names): the same string shows the same.
+		 */
+		if (s->seen_string != NULL && strcmp(value ? value : "", s->seen_string) == 0)
+			return true;
 	}
 	if (s->record != NULL && s->record->vartype != PGC_STRING &&
 		s->seen_valid && SettingToken(s->record) == s->seen)
@@ -231,6 +253,15 @@ AlreadySet(OwnerSetting *s)
 	{
 		s->seen = SettingToken(s->record);
 		s->seen_valid = true;
+	}
+	else if (s->record != NULL)
+	{
+		char	   *value = *((struct config_string *) s->record)->variable;
+
+		if (s->seen_string != NULL)
+			pfree(s->seen_string);
+		s->seen_string = MemoryContextStrdup(GetMemoryChunkContext(s->name),
+											 value ? value : "");
 	}
 	return true;
 }

@@ -16,6 +16,7 @@
 #include "nodes/pg_list.h"
 #include "storage/lockdefs.h"
 #include "utils/array.h"
+#include "utils/relcache.h"
 
 /* A registered projection: a row of eventstore.projections. */
 typedef struct Projection
@@ -48,6 +49,7 @@ typedef struct Projection
 	struct OwnerSettings *settings_cache;	/* parsed on first use */
 	FmgrInfo   *call;			/* the handler's prepared call, or NULL */
 	uint64		call_prepared_at;	/* see HandlerCall */
+	uint64		owner_code_passed_at;	/* see MissingOwnerCode; 0: not yet */
 } Projection;
 
 /* A projection due for a worker's attention, as listed at a turn's start. */
@@ -143,6 +145,10 @@ extern void MarkSkipsDrained(Projection *p, int64 *positions, int n,
 							 bool applied);
 extern bool LockProjection(int32 id, uint16 kind, LOCKMODE mode, bool wait);
 extern bool ProjectionWantsType(const Projection *p, const char *type, int len);
+
+/* pending_skips.c: which projections have no pending skip */
+extern bool NoPendingSkipsKnown(int32 projection_id);
+extern void NoteNoPendingSkips(Relation skips, int32 projection_id);
 
 /* handler.c: the owner's code */
 extern ErrorData *MissingOwnerCode(Projection *p);

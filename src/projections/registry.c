@@ -712,33 +712,58 @@ RecordSkip(Projection *p, EventRows *rows, int i)
 }
 
 /*
- * Has the projection a skip of the stream not drained yet, committed or
- * this transaction's own?  Then a later event of that stream must not be
- * applied before it: the append records a skip for it too, and the drain
- * applies both in log order.  An index probe on the pending skips, which
- * are few or none, without SPI: this is on every inline application.  An
- * appender that skipped an earlier event of the stream held the stream's
- * lock until it committed, so its skip is seen here.
+ * A pending skip of the projection (of the stream, when by_stream), as
+ * SnapshotSelf sees it: committed, or this transaction's own.
  */
-bool
-StreamHasPendingSkips(Projection *p, Datum stream_id)
+static bool
+AnyPendingSkip(Relation skips, Oid index, int32 projection_id, Datum stream_id,
+			   bool by_stream)
 {
-	Oid			index = OptionalEventstoreRelid("projection_skips_stream_idx");
-	Relation	skips;
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	bool		pending;
 
+	ScanKeyInit(&keys[0], SKIPS_PROJECTION_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(projection_id));
+	ScanKeyInit(&keys[1], SKIPS_STREAM_ID, BTEqualStrategyNumber, F_TEXTEQ,
+				stream_id);
+	scan = systable_beginscan(skips, index, true, SnapshotSelf, by_stream ? 2 : 1,
+							  keys);
+	pending = systable_getnext(scan) != NULL;
+	systable_endscan(scan);
+	return pending;
+}
+
+/*
+ * Has the projection a skip of the stream not drained yet, committed or
+ * this transaction's own?  Then a later event of that stream must not be
+ * applied before it: the append records a skip for it too, and the drain
+ * applies both in log order.  On every inline application, so: while the
+ * projection is known to have no pending skip at all (pending_skips.c), a
+ * comparison; otherwise an index probe on the pending skips, which are few
+ * or none, without SPI, of the projection's (which, when there is none,
+ * makes it known) and then of the stream's.  An appender that skipped an
+ * earlier event of the stream held the stream's lock until it committed,
+ * so its skip, and the invalidation that makes it unknown, are seen here.
+ */
+bool
+StreamHasPendingSkips(Projection *p, Datum stream_id)
+{
+	Oid			index;
+	Relation	skips;
+	bool		pending;
+
+	if (NoPendingSkipsKnown(p->id))
+		return false;
+	index = OptionalEventstoreRelid("projection_skips_stream_idx");
 	if (!OidIsValid(index))
 		return false;
 	skips = table_open(EventstoreRelid("projection_skips"), AccessShareLock);
-	ScanKeyInit(&keys[0], SKIPS_PROJECTION_ID, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(p->id));
-	ScanKeyInit(&keys[1], SKIPS_STREAM_ID, BTEqualStrategyNumber, F_TEXTEQ,
-				stream_id);
-	scan = systable_beginscan(skips, index, true, SnapshotSelf, 2, keys);
-	pending = systable_getnext(scan) != NULL;
-	systable_endscan(scan);
+	pending = AnyPendingSkip(skips, index, p->id, (Datum) 0, false);
+	if (!pending)
+		NoteNoPendingSkips(skips, p->id);
+	else
+		pending = AnyPendingSkip(skips, index, p->id, stream_id, true);
 	table_close(skips, NoLock);
 	return pending;
 }

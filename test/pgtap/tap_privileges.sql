@@ -18,7 +18,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON eventstore.events TO es_tap_ad
 CREATE SCHEMA es_tap_evil;
 GRANT USAGE, CREATE ON SCHEMA es_tap_evil TO es_tap_writer;
 
-SELECT plan(77);
+SELECT plan(78);
 
 ------------------------------------------------------------------------
 -- The catalog: SECURITY DEFINER, a pinned search_path, nothing for PUBLIC.
@@ -47,8 +47,15 @@ SELECT is(ARRAY(SELECT proname::text FROM pg_proc
                 WHERE pronamespace = 'eventstore'::regnamespace
                   AND has_function_privilege('es_tap_nobody', oid, 'EXECUTE')
                 ORDER BY 1),
-          ARRAY['compare_read_models', 'log_holder', 'log_horizon', 'node_role', 'processor_claim_key', 'replaying', 'stream_partition', 'uuid_v7', 'worker_activity'],
-          'a role without grants may execute only the data-free helpers, and compare_read_models, which reads as its caller, and replaying(), which tells a handler nothing but whether it replays');
+          ARRAY['compare_read_models', 'log_holder', 'log_horizon', 'node_role', 'processor_claim_key', 'projection_progress', 'replaying', 'stream_partition', 'uuid_v7', 'worker_activity'],
+          'a role without grants may execute only the data-free helpers, compare_read_models, which reads as its caller, projection_progress, which answers only the readers of projection_status, and replaying(), which tells a handler nothing but whether it replays');
+SET ROLE es_tap_nobody;
+SELECT is(pg_temp.error_of($$SELECT eventstore.projection_progress(1)$$),
+          ARRAY['42501', 'permission denied for view projection_status',
+                'eventstore.projection_progress shows what eventstore.projection_status shows, to the roles that may read it.',
+                'Ask the extension''s owner to GRANT SELECT ON eventstore.projection_status to the role.'],
+          '... which refuses a role that may not');
+RESET ROLE;
 SELECT ok(NOT has_table_privilege('es_tap_nobody', 'eventstore.events',
                                   'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
           'a role without grants has no privilege on eventstore.events');
