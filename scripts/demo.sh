@@ -47,7 +47,7 @@ fi
 DATA=$DEMO_DIR/data
 # SQL files are read by this shell and sent on standard input, for the same
 # reason.
-psql_demo() { run psql -X -q -h "$DEMO_DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+psql_demo() { run psql -X -q -P pager=off -h "$DEMO_DIR" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 
 stop_cluster() {
 	if [ -f "$DATA/postmaster.pid" ]; then
