@@ -474,12 +474,14 @@ PrepareCheck(Projection *p, void *arg)
 		ListCell   *q;
 
 		foreach(q, source->query_list)
+		{
 			if (LocksRows((Node *) lfirst(q), NULL))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("a projection check cannot lock rows"),
-					 errdetail("Checks run read-only, so FOR UPDATE, FOR SHARE and the like fail in them, also in a subquery or a view."),
-					 errhint("Remove the locking clause from the check's query.")));
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a projection check cannot lock rows"),
+						 errdetail("Checks run read-only, so FOR UPDATE, FOR SHARE and the like fail in them, also in a subquery or a view."),
+						 errhint("Remove the locking clause from the check's query.")));
+		}
 	}
 	SPI_freeplan(plan);
 }

@@ -50,6 +50,7 @@ static SPIPlanPtr view_users_plan;
 static SPIPlanPtr view_conflict_plan;
 static SPIPlanPtr upsert_plan;
 static SPIPlanPtr done_pending_plan;
+static SPIPlanPtr in_use_plan;
 
 /* A version's row of eventstore.read_models; NULL fields when none. */
 typedef struct ReadModel
@@ -59,6 +60,7 @@ typedef struct ReadModel
 	bool		pending;		/* promotion_pending */
 	char	   *relation;
 	char	   *view_name;
+	char	   *promotion_error;
 } ReadModel;
 
 /*
@@ -103,14 +105,14 @@ ReadModelOf(const char *name, int32 version)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
-	ReadModel	rm = {false, false, false, NULL, NULL};
+	ReadModel	rm = {false, false, false, NULL, NULL, NULL};
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
 
 	QueryLatest(KeptPlan(&read_model_plan,
 						 "SELECT promote = '" PROMOTE_AUTO "', promotion_pending,"
-						 " relation, view_name"
+						 " relation, view_name, promotion_error"
 						 " FROM eventstore.read_models WHERE name = $1 AND version = $2",
 						 2, argtypes),
 				values);
@@ -123,6 +125,7 @@ ReadModelOf(const char *name, int32 version)
 	rm.pending = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
 	rm.relation = SPI_getvalue(row, desc, 3);
 	rm.view_name = SPI_getvalue(row, desc, 4);
+	rm.promotion_error = SPI_getvalue(row, desc, 5);
 	return rm;
 }
 
@@ -423,6 +426,50 @@ SaveCheckResults(Projection *p, List *results, const char *promotion_error,
 #define VIEW_IN_USE "the view is in use; will try again"
 
 /*
+ * Is the existing view held by another transaction (a consumer's that has
+ * read it)?  A probe: the lock, when granted, is let go at once.
+ */
+static bool
+ViewInUse(const char *view_name)
+{
+	Oid			view = ExistingView(view_name);
+
+	if (!OidIsValid(view))
+		return false;
+	if (!ConditionalLockRelationOid(view, AccessExclusiveLock))
+		return true;
+	UnlockRelationOid(view, AccessExclusiveLock);
+	return false;
+}
+
+/*
+ * The view is in use: the automatic promotion stays pending, saying so,
+ * with a write only when that is news (a worker's turn may find it in use
+ * again and again).
+ */
+static void
+SaveViewInUse(Projection *p, ReadModel *rm)
+{
+	Oid			argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(p->name), Int32GetDatum(p->version),
+	CStringGetTextDatum(VIEW_IN_USE)};
+
+	if (rm->pending && rm->promotion_error != NULL &&
+		strcmp(rm->promotion_error, VIEW_IN_USE) == 0)
+		return;
+	ereport(LOG,
+			(errmsg("projection \"%s\" version %d is not promoted yet: view %s is in use",
+					p->name, p->version, rm->view_name),
+			 errdetail("The automatic promotion is tried again the next time the version runs.")));
+	ExecKeptPlan(KeptPlan(&in_use_plan,
+						  "UPDATE eventstore.read_models"
+						  " SET promotion_error = $3, promotion_pending = true"
+						  " WHERE name = $1 AND version = $2",
+						  3, argtypes),
+				 values, NULL, false, 0);
+}
+
+/*
  * The runner runs a version active at the head, in its transaction (the
  * worker's, or run_projection's), which holds its runner lock: if it was
  * created with promote => 'auto' and has just reached the head
@@ -454,6 +501,12 @@ AutoPromote(Projection *p, bool reached_head)
 	rm = ReadModelOf(p->name, p->version);
 	if (!rm.automatic || !(rm.pending || reached_head))
 		return;
+	/* no checks run again and again while a consumer holds the view */
+	if (rm.view_name != NULL && !IsPromoted(p) && ViewInUse(rm.view_name))
+	{
+		SaveViewInUse(p, &rm);
+		return;
+	}
 	results = RunProjectionChecks(p, true);
 	if ((failed = FirstFailedCheck(results)) != NULL)
 		ereport(WARNING,
@@ -468,6 +521,7 @@ AutoPromote(Projection *p, bool reached_head)
 		Promotion	promotion = {false, true, p->owner_name, results};
 		ErrorData  *error = TryWork(p, Promote, &promotion, false, true);
 
+		/* the view (or the promotion table) taken since the probe */
 		if (error != NULL && error->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 		{
 			promotion_error = VIEW_IN_USE;
@@ -475,7 +529,7 @@ AutoPromote(Projection *p, bool reached_head)
 			ereport(LOG,
 					(errmsg("projection \"%s\" version %d passed its checks but was not promoted yet: %s",
 							p->name, p->version, error->message),
-					 errdetail("The promotion is tried again the next time the version runs.")));
+					 errdetail("The automatic promotion is tried again the next time the version runs.")));
 		}
 		else if (error != NULL)
 		{

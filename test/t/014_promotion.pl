@@ -112,6 +112,9 @@ ok(poll_sql(q{SELECT count(*) = 2 FROM eventstore.read_models
 	'the worker tried both, and did not wait for the views in use');
 is(sql(q{SELECT eventstore.current_version('wa') || ' ' || eventstore.current_version('wi')}),
 	'1 1', 'neither is promoted yet');
+is(sql(q{SELECT count(*) FROM eventstore.read_models
+	WHERE version = 2 AND name IN ('wa', 'wi') AND checked_at IS NULL}), '2',
+	'and their checks do not run again and again while the views are in use');
 $w_consumer->query_safe('COMMIT');
 $w_consumer->quit;
 ok(poll_sql(q{SELECT eventstore.current_version('wa') = 2 AND eventstore.current_version('wi') = 2}),
