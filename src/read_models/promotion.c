@@ -308,7 +308,7 @@ typedef struct Promotion
  * version's runner lock, with the version at the head, is connected to SPI
  * and runs as the extension's owner.  An automatic promotion waits for no
  * lock (the worker's turn would wait with it): when another promotion, or
- * a reader of the view, holds one, it raises 55P03 (RaiseBusy).
+ * a reader of the view, holds one, it raises 55P03 and does nothing.
  */
 static void
 Promote(Projection *p, void *arg)
