@@ -547,8 +547,14 @@ CREATE TABLE eventstore.read_models (
 	checks_passed	boolean,
 	check_results	jsonb,	-- [{check_name, passed, failing_rows, sample[, error, sqlstate]}]
 	-- why the last automatic promotion did not happen although the checks
-	-- passed (the view could not be re-pointed); NULL when it did
+	-- passed (the view could not be re-pointed, or was in use: then it is
+	-- tried again); NULL when it did
 	promotion_error	text,
+	-- promote => 'auto': the runner is to run the checks and promote the
+	-- version when it runs it active at the head (set when the version is
+	-- created and when it reaches the head again, kept while its view is in
+	-- use, cleared once its checks were run for it)
+	promotion_pending	boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (name, version),
 	FOREIGN KEY (name, version) REFERENCES eventstore.projections (name, version)
 		ON DELETE CASCADE

@@ -309,8 +309,8 @@ LoadAllProjections(MemoryContext context)
 /*
  * The projections a worker serving projection_id % members == member should
  * look at now: rebuilds, active async ones, and active inline ones with
- * skips to drain; DueProjections allocated in `context`.  The caller is
- * connected to SPI.
+ * skips to drain or an automatic promotion pending; DueProjections
+ * allocated in `context`.  The caller is connected to SPI.
  */
 List *
 ReadDueProjections(int member, int members, MemoryContext context)
@@ -341,6 +341,9 @@ ReadDueProjections(int member, int members, MemoryContext context)
 							DUE(PROJECTIONS_COLUMN_LIST,
 	/* skips parked behind a dead letter wait for its retry or discard */
 								" AND " SKIP_NOT_PARKED("s"),
+								"   OR EXISTS (SELECT FROM eventstore.read_models r"
+								"    WHERE r.name = p.name AND r.version = p.version"
+								"      AND r.promotion_pending)"
 								"   OR to_regrole(quote_ident(owner)) IS NULL"
 								"   OR (SELECT pg_get_userbyid(f.proowner) FROM pg_proc f"
 								"       WHERE f.oid = to_regprocedure(handler))"

@@ -507,9 +507,12 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	}
 	/* stopped by max_events rather than by running out: more may wait */
 	*exhausted = max_events > 0 && budget_used >= max_events;
-	/* at the head now: promote => 'auto' runs its checks and promotes */
-	if (activated && p->status == PROJECTION_ACTIVE)
-		AutoPromote(p);
+	/*
+	 * At the head: promote => 'auto' runs its checks and promotes, when the
+	 * version has just reached it or its promotion is pending.
+	 */
+	if (p->status == PROJECTION_ACTIVE && p->caught_up)
+		AutoPromote(p, activated);
 	return applied;
 }
 

@@ -26,12 +26,15 @@
 #include "core/kept_plans.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "parser/parser.h"
 #include "read_models/read_models.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
@@ -49,15 +52,17 @@ static SPIPlanPtr load_checks_plan;
 /*
  * Do `work` in a subtransaction, as the projection's owner with its captured
  * settings when as_owner; returns NULL when it succeeded, else its error,
- * with whatever it did rolled back.  A cancel (a statement timeout too) or
- * a shutdown is raised on, unless cancels_fail: the runner's automatic
- * promotion takes a check cancelled by a statement timeout for a failed
- * one rather than roll back the batch and meet the timeout again at the
- * next turn.  The caller is connected to SPI.
+ * with whatever it did rolled back.  When !keep, what it did is rolled back
+ * even when it succeeded (a check: its results are copied out into the
+ * caller's memory first).  A cancel (a statement timeout too) or a shutdown
+ * is raised on, unless cancels_fail: the runner's automatic promotion takes
+ * a check cancelled by a statement timeout for a failed one rather than
+ * roll back the batch and meet the timeout again at the next turn.  The
+ * caller is connected to SPI.
  */
-ErrorData *
-TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner,
-		bool cancels_fail)
+static ErrorData *
+TryWorkKeeping(Projection *p, OwnerWork work, void *arg, bool as_owner,
+			   bool cancels_fail, bool keep)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -76,7 +81,8 @@ TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner,
 		}
 		else
 			work(p, arg);
-		ReleaseCurrentSubTransaction();
+		if (keep)
+			ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
@@ -93,9 +99,24 @@ TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner,
 			ReThrowError(error);
 	}
 	PG_END_TRY();
+	if (!keep && error == NULL)
+	{
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+		KeepClaimsThroughOwnerCode();
+	}
 	MemoryContextSwitchTo(context);
 	CurrentResourceOwner = owner;
 	return error;
+}
+
+/* TryWorkKeeping that keeps what the work did when it succeeded. */
+ErrorData *
+TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner,
+		bool cancels_fail)
+{
+	return TryWorkKeeping(p, work, arg, as_owner, cancels_fail, true);
 }
 
 /*
@@ -158,7 +179,17 @@ CountFailingRows(Projection *p, void *arg)
 	Portal		portal;
 	StringInfoData sample;
 	int64		count = 0;
+	int			nest_level;
 
+	/*
+	 * Read-only at a GUC nest level of its own: whatever the check calls
+	 * (a volatile function that inserts, nextval, append_event) raises
+	 * 25006 rather than write; and it cannot be set back to read-write in
+	 * a subtransaction.
+	 */
+	nest_level = NewGUCNestLevel();
+	(void) set_config_option("transaction_read_only", "on", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	initStringInfo(&sample);
 	appendStringInfoChar(&sample, '[');
 	plan = SPI_prepare(WrappedCheck(run->query), 0, NULL);
@@ -186,6 +217,7 @@ CountFailingRows(Projection *p, void *arg)
 	}
 	SPI_cursor_close(portal);
 	PopActiveSnapshot();
+	AtEOXact_GUC(false, nest_level);
 	appendStringInfoChar(&sample, ']');
 	run->result->failing_rows = count;
 	run->result->passed = count == 0;
@@ -233,7 +265,9 @@ RunProjectionChecks(Projection *p, bool cancels_fail)
 		ErrorData  *error;
 
 		r->check_name = names[i];
-		if ((error = TryWork(p, CountFailingRows, &run, true, cancels_fail)) != NULL)
+		/* never kept: a check leaves nothing behind, its results copied out */
+		if ((error = TryWorkKeeping(p, CountFailingRows, &run, true, cancels_fail,
+									false)) != NULL)
 		{
 			r->passed = false;
 			r->failing_rows = -1;
@@ -318,6 +352,19 @@ CheckResultsJson(List *results)
 	return buf.data;
 }
 
+/* How many of the checks failed. */
+static int
+FailedChecks(List *results)
+{
+	int			failed = 0;
+	ListCell   *lc;
+
+	foreach(lc, results)
+		if (!((CheckResult *) lfirst(lc))->passed)
+		failed++;
+	return failed;
+}
+
 /*
  * The detail of an error or warning about failed check r: its count and
  * sample (or its error), and how many of the checks failed.
@@ -325,13 +372,9 @@ CheckResultsJson(List *results)
 char *
 CheckFailureDetail(CheckResult *r, List *results)
 {
-	int			failed = 0;
-	ListCell   *lc;
+	int			failed = FailedChecks(results);
 	char	   *what;
 
-	foreach(lc, results)
-		if (!((CheckResult *) lfirst(lc))->passed)
-		failed++;
 	what = r->error != NULL
 		? psprintf("The check raised an error (SQLSTATE %s): %s.", r->sqlstate, r->error)
 		: r->failing_rows <= CHECK_SAMPLE_ROWS
@@ -343,6 +386,27 @@ CheckFailureDetail(CheckResult *r, List *results)
 		return psprintf("%s %d of the %d checks failed.", what, failed,
 						list_length(results));
 	return what;
+}
+
+/*
+ * CheckFailureDetail without the failing rows or the check's error message
+ * (which may quote data): what a client that may not read the read model
+ * is told, the rest going to the server log.
+ */
+char *
+CheckFailureSummary(CheckResult *r, List *results)
+{
+	int			failed = FailedChecks(results);
+	char	   *what;
+
+	what = r->error != NULL
+		? psprintf("The check raised an error (SQLSTATE %s).", r->sqlstate)
+		: psprintf("It returned " INT64_FORMAT " failing row%s.",
+				   r->failing_rows, r->failing_rows == 1 ? "" : "s");
+	return psprintf("%s%s The server log has the details; eventstore.check_projection shows them to the projection's owner.",
+					what, failed > 1
+					? psprintf(" %d of the %d checks failed.", failed, list_length(results))
+					: "");
 }
 
 /* A check's query being validated, and where it starts in the text parsed. */
@@ -374,12 +438,52 @@ CheckQueryErrorContext(void *arg)
 	errcontext("query of the projection check");
 }
 
-/* Prepare the wrapped check as the owner: its names must resolve. */
+/* Does the query tree lock rows (FOR UPDATE, FOR SHARE) at any level? */
+static bool
+LocksRows(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *query = (Query *) node;
+
+		if (query->rowMarks != NIL || query->hasForUpdate)
+			return true;
+		return query_tree_walker(query, LocksRows, context, 0);
+	}
+	return expression_tree_walker(node, LocksRows, context);
+}
+
+/*
+ * Prepare the wrapped check as the owner: its names must resolve, and it
+ * must not lock rows anywhere (in a subquery, a WITH, a view it reads),
+ * which a read-only check cannot do.
+ */
 static void
 PrepareCheck(Projection *p, void *arg)
 {
-	if (SPI_prepare(WrappedCheck((const char *) arg), 0, NULL) == NULL)
+	SPIPlanPtr	plan = SPI_prepare(WrappedCheck((const char *) arg), 0, NULL);
+	ListCell   *lc;
+
+	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *source = (CachedPlanSource *) lfirst(lc);
+		ListCell   *q;
+
+		foreach(q, source->query_list)
+		{
+			if (LocksRows((Node *) lfirst(q), NULL))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a projection check cannot lock rows"),
+						 errdetail("Checks run read-only, so FOR UPDATE, FOR SHARE and the like fail in them, also in a subquery or a view."),
+						 errhint("Remove the locking clause from the check's query.")));
+		}
+	}
+	SPI_freeplan(plan);
 }
 
 /*

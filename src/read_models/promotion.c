@@ -17,9 +17,12 @@
  */
 #include "postgres.h"
 
+#include "access/reloptions.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "core/args.h"
 #include "core/catalog.h"
 #include "core/errors.h"
@@ -31,6 +34,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/varlena.h"
 
 PG_FUNCTION_INFO_V1(eventstore_promote_projection);
@@ -44,19 +49,25 @@ static SPIPlanPtr results_plan;
 static SPIPlanPtr view_users_plan;
 static SPIPlanPtr view_conflict_plan;
 static SPIPlanPtr upsert_plan;
+static SPIPlanPtr done_pending_plan;
+static SPIPlanPtr in_use_plan;
 
 /* A version's row of eventstore.read_models; NULL fields when none. */
 typedef struct ReadModel
 {
 	bool		found;
 	bool		automatic;		/* promote = 'auto' */
+	bool		pending;		/* promotion_pending */
 	char	   *relation;
 	char	   *view_name;
+	char	   *promotion_error;
 } ReadModel;
 
 /*
- * Record how a new version is promoted.  A 0.2.0 schema, which this
- * library serves until ALTER EXTENSION UPDATE, has no read_models.
+ * Record how a new version is promoted; an automatic promotion is pending
+ * from the start, so that a version created at the head (over an empty
+ * log) is promoted too.  A 0.2.0 schema, which this library serves until
+ * ALTER EXTENSION UPDATE, has no read_models.
  */
 void
 SaveReadModelPromote(text *name, int32 version, const char *promote)
@@ -68,37 +79,59 @@ SaveReadModelPromote(text *name, int32 version, const char *promote)
 	if (!OidIsValid(OptionalEventstoreRelid("read_models")))
 		return;
 	ExecKeptPlan(KeptPlan(&insert_promote_plan,
-						  "INSERT INTO eventstore.read_models (name, version, promote)"
-						  " VALUES ($1, $2, $3)",
+						  "INSERT INTO eventstore.read_models"
+						  " (name, version, promote, promotion_pending)"
+						  " VALUES ($1, $2, $3, $3 = '" PROMOTE_AUTO "')",
 						  3, argtypes),
 				 values, NULL, false, 0);
 }
 
-/* The read model of version `version` of `name`. */
+/*
+ * Run a read of the promotion tables through the latest snapshot, which
+ * sees this transaction's own changes and what promotions committed while
+ * we waited for the promotion table's lock (the statement's snapshot is
+ * older than the wait).
+ */
+static void
+QueryLatest(SPIPlanPtr plan, Datum *values)
+{
+	CommandCounterIncrement();
+	QueryKeptPlanThrough(plan, values, NULL, GetLatestSnapshot(), 0);
+}
+
+/* The read model of version `version` of `name`, as it is now. */
 static ReadModel
 ReadModelOf(const char *name, int32 version)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
-	ReadModel	rm = {false, false, NULL, NULL};
+	ReadModel	rm = {false, false, false, NULL, NULL, NULL};
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
 
-	ExecKeptPlan(KeptPlan(&read_model_plan,
-						  "SELECT promote = '" PROMOTE_AUTO "', relation, view_name"
-						  " FROM eventstore.read_models WHERE name = $1 AND version = $2",
-						  2, argtypes),
-				 values, NULL, true, 0);
+	QueryLatest(KeptPlan(&read_model_plan,
+						 "SELECT promote = '" PROMOTE_AUTO "', promotion_pending,"
+						 " relation, view_name, promotion_error"
+						 " FROM eventstore.read_models WHERE name = $1 AND version = $2",
+						 2, argtypes),
+				values);
 	if (SPI_processed == 0)
 		return rm;
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
 	rm.found = true;
-	rm.automatic = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
-	rm.relation = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	rm.view_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	rm.automatic = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+	rm.pending = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+	rm.relation = SPI_getvalue(row, desc, 3);
+	rm.view_name = SPI_getvalue(row, desc, 4);
+	rm.promotion_error = SPI_getvalue(row, desc, 5);
 	return rm;
 }
 
 /*
  * The promoted version of `name`: that of its last promotion to a version
- * that still exists (as current_version says).
+ * that still exists (as current_version says), as it is now.
  */
 static bool
 PromotedVersion(const char *name, int32 *version)
@@ -107,12 +140,12 @@ PromotedVersion(const char *name, int32 *version)
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	Datum		value;
 
-	ExecKeptPlan(KeptPlan(&current_plan,
-						  "SELECT p.version FROM eventstore.projection_promotions pr"
-						  " JOIN eventstore.projections p ON p.projection_id = pr.projection_id"
-						  " WHERE pr.name = $1 ORDER BY pr.promotion_id DESC LIMIT 1",
-						  1, argtypes),
-				 values, NULL, true, 0);
+	QueryLatest(KeptPlan(&current_plan,
+						 "SELECT p.version FROM eventstore.projection_promotions pr"
+						 " JOIN eventstore.projections p ON p.projection_id = pr.projection_id"
+						 " WHERE pr.name = $1 ORDER BY pr.promotion_id DESC LIMIT 1",
+						 1, argtypes),
+				values);
 	if (!GetFirstResult(&value))
 		return false;
 	*version = DatumGetInt32(value);
@@ -152,10 +185,60 @@ ReadableRelation(Projection *p, const char *relation)
 	return relid;
 }
 
+/* The view named so, InvalidOid when there is none (yet). */
+static Oid
+ExistingView(const char *view_name)
+{
+	return RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(view_name)),
+							NoLock, true);
+}
+
+/*
+ * The WITH clause that keeps the options of existing view `view`
+ * (security_invoker, security_barrier, check_option), which CREATE OR
+ * REPLACE VIEW would otherwise reset; "" when it has none.
+ */
+static char *
+ViewOptionsClause(Oid view)
+{
+	HeapTuple	tuple;
+	Datum		options;
+	bool		isnull;
+	StringInfoData clause;
+	ListCell   *lc;
+
+	if (!OidIsValid(view))
+		return "";
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(view));
+	if (!HeapTupleIsValid(tuple))
+		return "";
+	options = SysCacheGetAttr(RELOID, tuple, Anum_pg_class_reloptions, &isnull);
+	if (isnull)
+	{
+		ReleaseSysCache(tuple);
+		return "";
+	}
+	initStringInfo(&clause);
+	appendStringInfoString(&clause, " WITH (");
+	foreach(lc, untransformRelOptions(options))
+	{
+		DefElem    *option = (DefElem *) lfirst(lc);
+
+		appendStringInfo(&clause, "%s%s = %s",
+						 foreach_current_index(lc) > 0 ? ", " : "",
+						 quote_identifier(option->defname),
+						 quote_literal_cstr(defGetString(option)));
+	}
+	appendStringInfoChar(&clause, ')');
+	ReleaseSysCache(tuple);
+	return clause.data;
+}
+
 /*
  * Create the view, or re-point it, at the relation: as the owner (TryWork),
  * who owns the view.  CREATE OR REPLACE VIEW keeps the view's grants and
- * refuses a relation whose columns do not extend the view's.
+ * refuses a relation whose columns do not extend the view's; its options
+ * are given again so that it keeps them too.
  */
 static void
 RepointView(Projection *p, void *arg)
@@ -164,8 +247,10 @@ RepointView(Projection *p, void *arg)
 	int			rc;
 
 	(void) ReadableRelation(p, t->relation);
-	rc = SPI_execute(psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
-							  t->view_name, t->relation),
+	rc = SPI_execute(psprintf("CREATE OR REPLACE VIEW %s%s AS SELECT * FROM %s",
+							  t->view_name,
+							  ViewOptionsClause(ExistingView(t->view_name)),
+							  t->relation),
 					 false, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
@@ -174,14 +259,26 @@ RepointView(Projection *p, void *arg)
 /*
  * Point the view at the relation, raising SE013 when the relation cannot
  * stand behind it (other columns than the view's, which dependent objects
- * may also hold on to), and any other error as it is.
+ * may also hold on to), and any other error as it is.  Unless `wait`, the
+ * view's lock is taken only if no one holds it (a consumer's transaction
+ * that read the view): else 55P03, and nothing done.
  */
 static void
-RepointViewOrRaise(Projection *p, const char *view_name, const char *relation)
+RepointViewOrRaise(Projection *p, const char *view_name, const char *relation,
+				   bool wait)
 {
 	ViewTarget	target = {view_name, relation};
-	ErrorData  *error = TryWork(p, RepointView, &target, true, false);
+	ErrorData  *error;
+	Oid			view;
 
+	if (!wait && OidIsValid(view = ExistingView(view_name)) &&
+		!ConditionalLockRelationOid(view, AccessExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("view %s is in use", view_name),
+				 errdetail("A transaction that has read the view is still open."),
+				 errhint("The runner tries again the next time it runs the version.")));
+	error = TryWork(p, RepointView, &target, true, false);
 	if (error == NULL)
 		return;
 	if (error->sqlerrcode == ERRCODE_INVALID_TABLE_DEFINITION ||
@@ -190,8 +287,8 @@ RepointViewOrRaise(Projection *p, const char *view_name, const char *relation)
 				(errcode(ERRCODE_ES_VIEW_INCOMPATIBLE),
 				 errmsg("relation %s of projection \"%s\" version %d cannot stand behind view %s",
 						relation, p->name, p->version, view_name),
-				 errdetail("%s%s%s", error->message,
-						   error->detail ? ": " : "", error->detail ? error->detail : ""),
+				 errdetail("Replacing the view failed: %s.%s%s", error->message,
+						   error->detail ? " " : "", error->detail ? error->detail : ""),
 				 errhint("Give the relation the view's columns, with the same names and types in the same order (it may add columns at the end), or drop the objects that depend on the view first.")));
 	ReThrowError(error);
 }
@@ -209,7 +306,9 @@ typedef struct Promotion
  * Promote the version: re-point the name's view at its relation (when it
  * has a read model) and record the promotion.  The caller holds the
  * version's runner lock, with the version at the head, is connected to SPI
- * and runs as the extension's owner.
+ * and runs as the extension's owner.  An automatic promotion waits for no
+ * lock (the worker's turn would wait with it): when another promotion, or
+ * a reader of the view, holds one, it raises 55P03 and does nothing.
  */
 static void
 Promote(Projection *p, void *arg)
@@ -223,7 +322,14 @@ Promote(Projection *p, void *arg)
 	ReadModel	rm;
 
 	/* one promotion at a time: "from" is the version promoted until now */
-	LockRelationOid(EventstoreRelid("projection_promotions"), ShareRowExclusiveLock);
+	if (!promotion->automatic)
+		LockRelationOid(EventstoreRelid("projection_promotions"), ShareRowExclusiveLock);
+	else if (!ConditionalLockRelationOid(EventstoreRelid("projection_promotions"),
+										 ShareRowExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("another promotion is in progress"),
+				 errhint("The runner tries again the next time it runs the version.")));
 	if (!PromotedVersion(p->name, &from))
 		nulls[1] = 'n';
 	rm = ReadModelOf(p->name, p->version);
@@ -249,7 +355,7 @@ Promote(Projection *p, void *arg)
 					 errhint("Name the relation it writes with eventstore.set_read_model first.")));
 	}
 	else
-		RepointViewOrRaise(p, rm.view_name, rm.relation);
+		RepointViewOrRaise(p, rm.view_name, rm.relation, !promotion->automatic);
 
 	values[0] = CStringGetTextDatum(p->name);
 	values[1] = Int32GetDatum(from);
@@ -272,80 +378,171 @@ Promote(Projection *p, void *arg)
 						  "  $10::jsonb)",
 						  10, argtypes),
 				 values, nulls, false, 0);
+	/* promoted: no automatic promotion of it is pending any more */
+	values[1] = values[2];
+	ExecKeptPlan(KeptPlan(&done_pending_plan,
+						  "UPDATE eventstore.read_models SET promotion_pending = false"
+						  " WHERE name = $1 AND version = $2 AND promotion_pending",
+						  2, argtypes),
+				 values, NULL, false, 0);
 }
 
 /*
  * Keep the results of the checks run for a promotion (and why an
- * automatic promotion did not happen) in the version's read model row.
+ * automatic promotion did not happen) in the version's read model row,
+ * and whether an automatic promotion of it is still pending.
  */
 static void
-SaveCheckResults(Projection *p, List *results, const char *promotion_error)
+SaveCheckResults(Projection *p, List *results, const char *promotion_error,
+				 bool pending)
 {
-	Oid			argtypes[5] = {TEXTOID, INT4OID, BOOLOID, TEXTOID, TEXTOID};
-	Datum		values[5] = {
+	Oid			argtypes[6] = {TEXTOID, INT4OID, BOOLOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[6] = {
 		CStringGetTextDatum(p->name),
 		Int32GetDatum(p->version),
 		BoolGetDatum(FirstFailedCheck(results) == NULL),
 		CStringGetTextDatum(CheckResultsJson(results)),
-		promotion_error ? CStringGetTextDatum(promotion_error) : (Datum) 0
+		promotion_error ? CStringGetTextDatum(promotion_error) : (Datum) 0,
+		BoolGetDatum(pending)
 	};
-	char		nulls[5] = {' ', ' ', ' ', ' ', promotion_error ? ' ' : 'n'};
+	char		nulls[6] = {' ', ' ', ' ', ' ', promotion_error ? ' ' : 'n', ' '};
 
 	ExecKeptPlan(KeptPlan(&results_plan,
 						  "INSERT INTO eventstore.read_models AS r"
 						  " (name, version, checked_at, checks_passed, check_results,"
-						  "  promotion_error)"
-						  " VALUES ($1, $2, clock_timestamp(), $3, $4::jsonb, $5)"
+						  "  promotion_error, promotion_pending)"
+						  " VALUES ($1, $2, clock_timestamp(), $3, $4::jsonb, $5, $6)"
 						  " ON CONFLICT (name, version) DO UPDATE SET"
 						  " checked_at = excluded.checked_at,"
 						  " checks_passed = excluded.checks_passed,"
 						  " check_results = excluded.check_results,"
-						  " promotion_error = excluded.promotion_error",
-						  5, argtypes),
+						  " promotion_error = excluded.promotion_error,"
+						  " promotion_pending = excluded.promotion_pending",
+						  6, argtypes),
 				 values, nulls, false, 0);
 }
 
+/* What promotion_error says while the view is in use. */
+#define VIEW_IN_USE "the view is in use; will try again"
+
 /*
- * A version created with promote => 'auto' has just reached the head, in
- * the runner's transaction (the worker's, or run_projection's), which holds
- * its runner lock: run its checks and promote it when they all pass.  A
- * failing check, or a promotion that fails (the view cannot take its
- * relation), leaves it unpromoted with a WARNING and the results in
- * projection_status; neither fails the batch.  A version already promoted
- * (rebuilt in place) only has its checks run again.  The caller is
- * connected to SPI and runs as the extension's owner.
+ * Is the existing view held by another transaction (a consumer's that has
+ * read it)?  A probe: the lock, when granted, is let go at once.
+ */
+static bool
+ViewInUse(const char *view_name)
+{
+	Oid			view = ExistingView(view_name);
+
+	if (!OidIsValid(view))
+		return false;
+	if (!ConditionalLockRelationOid(view, AccessExclusiveLock))
+		return true;
+	UnlockRelationOid(view, AccessExclusiveLock);
+	return false;
+}
+
+/*
+ * The view is in use: the automatic promotion stays pending, saying so,
+ * with a write only when that is news (a worker's turn may find it in use
+ * again and again).
+ */
+static void
+SaveViewInUse(Projection *p, ReadModel *rm)
+{
+	Oid			argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(p->name), Int32GetDatum(p->version),
+	CStringGetTextDatum(VIEW_IN_USE)};
+
+	if (rm->pending && rm->promotion_error != NULL &&
+		strcmp(rm->promotion_error, VIEW_IN_USE) == 0)
+		return;
+	ereport(LOG,
+			(errmsg("projection \"%s\" version %d is not promoted yet: view %s is in use",
+					p->name, p->version, rm->view_name),
+			 errdetail("The automatic promotion is tried again the next time the version runs.")));
+	ExecKeptPlan(KeptPlan(&in_use_plan,
+						  "UPDATE eventstore.read_models"
+						  " SET promotion_error = $3, promotion_pending = true"
+						  " WHERE name = $1 AND version = $2",
+						  3, argtypes),
+				 values, NULL, false, 0);
+}
+
+/*
+ * The runner runs a version active at the head, in its transaction (the
+ * worker's, or run_projection's), which holds its runner lock: if it was
+ * created with promote => 'auto' and has just reached the head
+ * (reached_head), or its automatic promotion is pending (created at the
+ * head, or its view was in use last time), run its checks and promote it
+ * when they all pass.  A failing check, or a promotion that fails (the view
+ * cannot take its relation), leaves it unpromoted with a WARNING and the
+ * results in projection_status; neither fails the batch, and the promotion
+ * is no longer pending.  A view in use (a consumer's transaction holds it)
+ * or another promotion in progress is not waited for: the promotion stays
+ * pending, for the next run.  The WARNINGs go to the client driving the run,
+ * which may not read the read model: the failing rows and errors go to the
+ * server log only.  A version already promoted (rebuilt in place) only has
+ * its checks run again.  The caller is connected to SPI and runs as the
+ * extension's owner.
  */
 void
-AutoPromote(Projection *p)
+AutoPromote(Projection *p, bool reached_head)
 {
+	ReadModel	rm;
 	List	   *results;
 	CheckResult *failed;
 	char	   *promotion_error = NULL;
+	bool		pending = false;
 
-	if (!OidIsValid(OptionalEventstoreRelid("read_models")) ||
-		!ReadModelOf(p->name, p->version).automatic)
+	/* an idle turn only reads: nothing to do unless a promotion is due */
+	if (!OidIsValid(OptionalEventstoreRelid("read_models")))
 		return;
+	rm = ReadModelOf(p->name, p->version);
+	if (!rm.automatic || !(rm.pending || reached_head))
+		return;
+	/* no checks run again and again while a consumer holds the view */
+	if (rm.view_name != NULL && !IsPromoted(p) && ViewInUse(rm.view_name))
+	{
+		SaveViewInUse(p, &rm);
+		return;
+	}
 	results = RunProjectionChecks(p, true);
 	if ((failed = FirstFailedCheck(results)) != NULL)
 		ereport(WARNING,
 				(errcode(ERRCODE_ES_CHECK_FAILED),
 				 errmsg("projection \"%s\" version %d reached the head but was not promoted: check \"%s\" failed",
 						p->name, p->version, failed->check_name),
-				 errdetail("%s", CheckFailureDetail(failed, results)),
+				 errdetail("%s", CheckFailureSummary(failed, results)),
+				 errdetail_log("%s", CheckFailureDetail(failed, results)),
 				 errhint("eventstore.check_projection runs the checks again; eventstore.promote_projection promotes it once they pass.")));
 	else if (!IsPromoted(p))
 	{
 		Promotion	promotion = {false, true, p->owner_name, results};
 		ErrorData  *error = TryWork(p, Promote, &promotion, false, true);
 
-		if (error != NULL)
+		/* the view (or the promotion table) taken since the probe */
+		if (error != NULL && error->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			promotion_error = VIEW_IN_USE;
+			pending = true;
+			ereport(LOG,
+					(errmsg("projection \"%s\" version %d passed its checks but was not promoted yet: %s",
+							p->name, p->version, error->message),
+					 errdetail("The automatic promotion is tried again the next time the version runs.")));
+		}
+		else if (error != NULL)
 		{
 			promotion_error = error->message;
 			ereport(WARNING,
 					(errcode(error->sqlerrcode),
 					 errmsg("projection \"%s\" version %d passed its checks but could not be promoted",
 							p->name, p->version),
-					 errdetail("%s", error->message),
+					 errdetail("The promotion failed with SQLSTATE %s; the server log and projection_status have the error.",
+							   unpack_sql_state(error->sqlerrcode)),
+					 errdetail_log("The promotion failed: %s.%s%s", error->message,
+								   error->detail ? " " : "",
+								   error->detail ? error->detail : ""),
 					 errhint("Fix the cause, then call eventstore.promote_projection.")));
 		}
 		else
@@ -353,7 +550,7 @@ AutoPromote(Projection *p)
 					(errmsg("projection \"%s\" version %d reached the head, passed its checks and was promoted",
 							p->name, p->version)));
 	}
-	SaveCheckResults(p, results, promotion_error);
+	SaveCheckResults(p, results, promotion_error, pending);
 }
 
 /*
@@ -389,7 +586,7 @@ eventstore_promote_projection(PG_FUNCTION_ARGS)
 							p->name, p->version, failed->check_name),
 					 errdetail("%s", CheckFailureDetail(failed, promotion.results)),
 					 errhint("Fix the read model or the check and promote again, or pass force => true to promote without the checks.")));
-		SaveCheckResults(p, promotion.results, NULL);
+		SaveCheckResults(p, promotion.results, NULL, false);
 	}
 	Promote(p, &promotion);
 	LeaveOwner(caller);
@@ -424,6 +621,42 @@ QualifiedViewName(Projection *p, text *view_name)
 }
 
 /*
+ * The owner, who creates the view at the first promotion, must be allowed
+ * to create in its schema, and own the view if it exists already: else
+ * anyone granted set_read_model could reserve a name in any schema.
+ */
+static void
+RequireViewOfOwner(Projection *p, const char *qualified)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(qualified));
+	Oid			namespace = get_namespace_oid(rv->schemaname, false);
+	Oid			view;
+
+	if (pg_namespace_aclcheck(namespace, p->owner, ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the owner role \"%s\" of projection \"%s\" may not create view %s",
+						p->owner_name, p->name, qualified),
+				 errdetail("The projection's owner creates the view at the first promotion."),
+				 errhint("Grant CREATE on schema %s to role \"%s\", or choose a view in a schema it may create in.",
+						 quote_identifier(rv->schemaname), p->owner_name)));
+	view = get_relname_relid(rv->relname, namespace);
+	if (OidIsValid(view) && get_rel_relkind(view) != RELKIND_VIEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not a view", qualified),
+				 errhint("Choose the name of a view, or one that is not taken.")));
+	if (OidIsValid(view) && !pg_class_ownercheck(view, p->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("view %s does not belong to the owner role \"%s\" of projection \"%s\"",
+						qualified, p->owner_name, p->name),
+				 errdetail("A promotion replaces the view as the projection's owner."),
+				 errhint("Make role \"%s\" the view's owner (ALTER VIEW ... OWNER TO), or choose another view name.",
+						 p->owner_name)));
+}
+
+/*
  * SQL: set_read_model(name, version, relation, view_name): name the
  * relation the version writes and the stable view consumers query.  Every
  * version of a name stands behind the same view, which no other name may
@@ -450,6 +683,8 @@ eventstore_set_read_model(PG_FUNCTION_ARGS)
 					  "Pass the name consumers query, for example 'app.sales'.");
 	p = (Projection *) linitial(LoadProjections(name, false, version, false));
 	RequireOwnership(caller, p, "set the read model of");
+	/* as Promote: whether the version is promoted cannot change meanwhile */
+	LockRelationOid(EventstoreRelid("projection_promotions"), ShareRowExclusiveLock);
 	relid = PG_GETARG_OID(2);
 	relkind = get_rel_relkind(relid);
 	if (relkind == '\0')
@@ -473,19 +708,20 @@ eventstore_set_read_model(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("view_name must differ from the relation %s", relation),
 				 errhint("The view is the stable name in front of each version's relation.")));
+	RequireViewOfOwner(p, view_name);
 
 	values[0] = CStringGetTextDatum(p->name);
 	values[1] = Int32GetDatum(p->version);
 	values[2] = CStringGetTextDatum(relation);
 	values[3] = CStringGetTextDatum(view_name);
 	/* the view is the name's, all of whose versions it stands for */
-	ExecKeptPlan(KeptPlan(&view_conflict_plan,
-						  "WITH other AS (SELECT name, view_name FROM eventstore.read_models"
-						  "  WHERE (name = $1 AND version <> $2 AND view_name <> $4)"
-						  "     OR (name <> $1 AND view_name = $4) LIMIT 1)"
-						  " SELECT name = $1, view_name FROM other",
-						  4, argtypes),
-				 values, NULL, true, 0);
+	QueryLatest(KeptPlan(&view_conflict_plan,
+						 "WITH other AS (SELECT name, view_name FROM eventstore.read_models"
+						 "  WHERE (name = $1 AND version <> $2 AND view_name <> $4)"
+						 "     OR (name <> $1 AND view_name = $4) LIMIT 1)"
+						 " SELECT name = $1, view_name FROM other",
+						 4, argtypes),
+				values);
 	if (SPI_processed > 0)
 	{
 		bool		same_name = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
@@ -512,7 +748,7 @@ eventstore_set_read_model(PG_FUNCTION_ARGS)
 				 values, NULL, false, 0);
 	/* the promoted version's view shows its relation from now on */
 	if (IsPromoted(p))
-		RepointViewOrRaise(p, view_name, relation);
+		RepointViewOrRaise(p, view_name, relation, true);
 	LeaveOwner(caller);
 	PG_RETURN_VOID();
 }

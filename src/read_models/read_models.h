@@ -33,10 +33,11 @@ extern List *RunProjectionChecks(Projection *p, bool cancels_fail);
 extern CheckResult *FirstFailedCheck(List *results);
 extern char *CheckResultsJson(List *results);
 extern char *CheckFailureDetail(CheckResult *r, List *results);
+extern char *CheckFailureSummary(CheckResult *r, List *results);
 
 /* promotion.c */
 extern void SaveReadModelPromote(text *name, int32 version,
 								 const char *promote);
-extern void AutoPromote(Projection *p);
+extern void AutoPromote(Projection *p, bool reached_head);
 
 #endif							/* ES_READ_MODELS_H */

@@ -10,10 +10,11 @@
 CALL pg_temp.drop_roles(ARRAY['es_tap_pr_alice', 'es_tap_pr_bob', 'es_tap_pr_reader',
                               'es_tap_pr_mallory']);
 DROP SCHEMA IF EXISTS es_tap_pr CASCADE;
+DROP SCHEMA IF EXISTS es_tap_pr_elsewhere CASCADE;
 CREATE SCHEMA es_tap_pr;
 RESET client_min_messages;
 
-SELECT plan(40);
+SELECT plan(47);
 
 CREATE ROLE es_tap_pr_alice;
 CREATE ROLE es_tap_pr_bob IN ROLE es_tap_pr_alice;	-- a member of alice
@@ -228,6 +229,77 @@ RESET ROLE;
 SELECT eventstore.drop_projection('slow') \g /dev/null
 SET ROLE es_tap_pr_alice;
 
+-- A promotion keeps the view's options: a security_invoker view over
+-- tables with row-level security goes on filtering for each consumer.
+SET ROLE es_tap_pr_alice;
+CREATE TABLE es_tap_pr.notes_v1 (who text, note text);
+CREATE TABLE es_tap_pr.notes_v2 (who text, note text);
+INSERT INTO es_tap_pr.notes_v1 VALUES ('es_tap_pr_reader', 'v1 mine'), ('es_tap_pr_mallory', 'v1 theirs');
+INSERT INTO es_tap_pr.notes_v2 VALUES ('es_tap_pr_reader', 'v2 mine'), ('es_tap_pr_mallory', 'v2 theirs');
+ALTER TABLE es_tap_pr.notes_v1 ENABLE ROW LEVEL SECURITY;
+ALTER TABLE es_tap_pr.notes_v2 ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON es_tap_pr.notes_v1 USING (who = current_user);
+CREATE POLICY own ON es_tap_pr.notes_v2 USING (who = current_user);
+GRANT SELECT ON es_tap_pr.notes_v1, es_tap_pr.notes_v2 TO es_tap_pr_reader;
+CREATE FUNCTION es_tap_pr.noop(e eventstore.events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT eventstore.create_projection('notes', 'es_tap_pr.noop', ARRAY['Noted']) \g /dev/null
+SELECT eventstore.create_projection('notes', 'es_tap_pr.noop', ARRAY['Noted'], version => 2) \g /dev/null
+SELECT eventstore.run_projection('notes') \g /dev/null
+SELECT eventstore.set_read_model('notes', 1, 'es_tap_pr.notes_v1', 'es_tap_pr.notes') \g /dev/null
+SELECT eventstore.set_read_model('notes', 2, 'es_tap_pr.notes_v2', 'es_tap_pr.notes') \g /dev/null
+SELECT eventstore.promote_projection('notes', 1) \g /dev/null
+ALTER VIEW es_tap_pr.notes SET (security_invoker = true, security_barrier = true,
+                                check_option = local);
+GRANT SELECT ON es_tap_pr.notes TO es_tap_pr_reader;
+SELECT lives_ok($$SELECT eventstore.promote_projection('notes', 2)$$, 'v2 of notes promoted');
+SELECT is((SELECT reloptions FROM pg_class WHERE oid = 'es_tap_pr.notes'::regclass),
+	'{security_invoker=true,security_barrier=true,check_option=local}',
+	'the promotion kept the view''s options');
+RESET ROLE;
+SET ROLE es_tap_pr_reader;
+SELECT results_eq($$SELECT note FROM es_tap_pr.notes$$, $$VALUES ('v2 mine')$$,
+	'row-level security still applies to the consumer through the view');
+RESET ROLE;
+
+-- Nothing a check does is kept, even when it passes: here a lock.
+SET ROLE es_tap_pr_alice;
+SELECT eventstore.add_projection_check('notes', 2, 'locks',
+	'SELECT 1 WHERE pg_advisory_xact_lock(4242) IS NULL') \g /dev/null
+BEGIN;
+SELECT count(*) FROM eventstore.check_projection('notes', 2) \g /dev/null
+SELECT is((SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242
+	AND pid = pg_backend_pid()), 0::bigint, 'a passing check''s subtransaction was rolled back');
+COMMIT;
+RESET ROLE;
+
+-- set_read_model: the owner must be able to create the view, and own it
+-- if it exists already (else any role granted set_read_model could
+-- reserve a name in any schema).
+CREATE SCHEMA es_tap_pr_elsewhere;
+GRANT USAGE ON SCHEMA es_tap_pr_elsewhere TO es_tap_pr_alice;
+CREATE VIEW es_tap_pr.taken AS SELECT 1 AS one;
+ALTER VIEW es_tap_pr.taken OWNER TO es_tap_pr_mallory;
+SET ROLE es_tap_pr_alice;
+SELECT eventstore.create_projection('reserve', 'es_tap_pr.noop', ARRAY['Noted']) \g /dev/null
+SELECT is(pg_temp.error_of($$SELECT eventstore.set_read_model('reserve', 1, 'es_tap_pr.notes_v1',
+	'es_tap_pr_elsewhere.notes')$$),
+	ARRAY['42501', 'the owner role "es_tap_pr_alice" of projection "reserve" may not create view es_tap_pr_elsewhere.notes',
+	      'The projection''s owner creates the view at the first promotion.',
+	      'Grant CREATE on schema es_tap_pr_elsewhere to role "es_tap_pr_alice", or choose a view in a schema it may create in.'],
+	'set_read_model: a view in a schema the owner may not create in is refused');
+SELECT is(pg_temp.error_of($$SELECT eventstore.set_read_model('reserve', 1, 'es_tap_pr.notes_v1',
+	'es_tap_pr.taken')$$),
+	ARRAY['42501', 'view es_tap_pr.taken does not belong to the owner role "es_tap_pr_alice" of projection "reserve"',
+	      'A promotion replaces the view as the projection''s owner.',
+	      'Make role "es_tap_pr_alice" the view''s owner (ALTER VIEW ... OWNER TO), or choose another view name.'],
+	'set_read_model: another role''s view is refused');
+SELECT is(pg_temp.error_of($$SELECT eventstore.set_read_model('reserve', 1, 'es_tap_pr.notes_v1',
+	'es_tap_pr.sales_v1')$$),
+	ARRAY['42809', 'es_tap_pr.sales_v1 is not a view', NULL,
+	      'Choose the name of a view, or one that is not taken.'],
+	'set_read_model: a name taken by a table is refused');
+RESET ROLE;
+
 -- Who may: not another role; the owner must be able to read the relation.
 RESET ROLE;
 SET ROLE es_tap_pr_mallory;
@@ -247,6 +319,7 @@ RESET ROLE;
 SELECT * FROM finish();
 SET client_min_messages = warning;
 DROP SCHEMA es_tap_pr CASCADE;
+DROP SCHEMA es_tap_pr_elsewhere CASCADE;
 DROP EXTENSION pg_eventstore CASCADE;
 DROP EXTENSION pgtap CASCADE;
 CALL pg_temp.drop_roles(ARRAY['es_tap_pr_alice', 'es_tap_pr_bob', 'es_tap_pr_reader',

@@ -51,6 +51,13 @@ SELECT eventstore.add_projection_check('sales', 1, 'c', 'DELETE FROM es_promo.sa
 SELECT eventstore.add_projection_check('sales', 1, 'c', 'SELECT 1; SELECT 2');
 SELECT eventstore.add_projection_check('sales', 1, 'c', '');
 SELECT eventstore.add_projection_check('sales', 1, 'c', 'SELECT * FROM es_promo.sales_v1 FOR UPDATE');
+-- no row locks at any level: a check is read-only
+SELECT eventstore.add_projection_check('sales', 1, 'c',
+	'SELECT * FROM (SELECT * FROM es_promo.sales_v1 FOR UPDATE) s');
+SELECT eventstore.add_projection_check('sales', 1, 'c',
+	'WITH l AS (SELECT * FROM es_promo.sales_v1 FOR SHARE) SELECT * FROM l');
+SELECT eventstore.add_projection_check('sales', 1, 'c',
+	'SELECT 1 WHERE EXISTS (SELECT FROM es_promo.sales_v1 FOR KEY SHARE)');
 SELECT eventstore.add_projection_check('sales', 1, 'c', 'SELECT 1 INTO es_promo.x');
 \set VERBOSITY terse
 SELECT eventstore.add_projection_check('sales', 1, 'c', 'SELEC 1');
@@ -80,6 +87,28 @@ SELECT * FROM eventstore.check_projection('sales', 1);
 SELECT eventstore.run_projection('sales', 2);
 -- v2 sums: a:5 b:-1, v1 likewise: identical; the erroring check failed
 SELECT * FROM eventstore.check_projection('sales', 2);
+-- checks run read-only: one that writes (through a function that inserts,
+-- nextval, append_event) fails with 25006, and nothing of it is kept
+CREATE TABLE es_promo.written (note text);
+CREATE SEQUENCE es_promo.seq;
+CREATE FUNCTION es_promo.writes() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO es_promo.written VALUES ('by a check');
+	RETURN false;
+END $$;
+SELECT eventstore.add_projection_check('sales', 2, 'inserts', 'SELECT 1 WHERE es_promo.writes()');
+SELECT eventstore.add_projection_check('sales', 2, 'nextval',
+	$$SELECT 1 WHERE nextval('es_promo.seq') < 0$$);
+SELECT eventstore.add_projection_check('sales', 2, 'appends',
+	$$SELECT 1 WHERE eventstore.append_event('checked', 'Checked', '{}') IS NULL$$);
+SELECT * FROM eventstore.check_projection('sales', 2)
+WHERE check_name IN ('inserts', 'nextval', 'appends');
+SELECT (SELECT count(*) FROM es_promo.written) AS written,
+       (SELECT is_called FROM es_promo.seq) AS nextval_called,
+       (SELECT count(*) FROM eventstore.events WHERE stream_id = 'checked') AS appended;
+SELECT eventstore.drop_projection_check('sales', 2, 'inserts');
+SELECT eventstore.drop_projection_check('sales', 2, 'nextval');
+SELECT eventstore.drop_projection_check('sales', 2, 'appends');
 
 -- drop_projection_check
 SELECT eventstore.drop_projection_check('sales', 2, 'nope');

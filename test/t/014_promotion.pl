@@ -15,7 +15,13 @@
 #   the worker promotes it: current_version returns it and the view shows
 #   its relation; a version whose check fails stays unpromoted, with the
 #   failing check, count and sample in projection_status and a WARNING in
-#   the server log, and the worker goes on.
+#   the server log (with the failing rows, which only the log gets), and
+#   the worker goes on.
+# - promote => 'auto' for versions created at the head (over an empty log),
+#   async and inline: the worker promotes them, without waiting for a view
+#   that a consumer's open transaction holds: promotion_error says the view
+#   is in use, the worker goes on, and promotes them at a turn after the
+#   consumer's commit; its idle turns after that run no checks.
 # - pg_dump and pg_restore into another database keep the promoted version,
 #   the checks, the read models and the view (the tables keep names).
 #
@@ -62,6 +68,68 @@ sub state_of_m
 									 WHERE name = 'm')});
 }
 is(state_of_m(), 'v1:100 current=1 promotions=1', 'v1 is promoted');
+
+# Two names, one async and one inline, each with v1 promoted behind its
+# view, which a consumer's open transaction has read.
+sql(q{
+	CREATE TABLE wa_v1 (k integer);
+	CREATE TABLE wa_v2 (k integer);
+	CREATE TABLE wi_v1 (k integer);
+	CREATE TABLE wi_v2 (k integer);
+	INSERT INTO wa_v2 VALUES (2);
+	INSERT INTO wi_v2 VALUES (2);
+	SELECT eventstore.create_projection('wa', 'noop', ARRAY['None']);
+	SELECT eventstore.create_projection('wi', 'noop', ARRAY['None'], mode => 'inline');
+	SELECT eventstore.set_read_model('wa', 1, 'public.wa_v1', 'public.wa');
+	SELECT eventstore.set_read_model('wi', 1, 'public.wi_v1', 'public.wi');
+	SELECT eventstore.promote_projection('wa', 1);
+	SELECT eventstore.promote_projection('wi', 1);
+});
+my $w_consumer = session();
+$w_consumer->query_safe('BEGIN');
+is($w_consumer->query_safe('SELECT (SELECT count(*) FROM wa) + (SELECT count(*) FROM wi)'), '0',
+	'a consumer reads both views');
+# v2 of each, created at the head with its read model and check
+sql(q{
+	BEGIN;
+	SELECT eventstore.create_projection('wa', 'noop', ARRAY['None'], version => 2,
+										promote => 'auto');
+	SELECT eventstore.create_projection('wi', 'noop', ARRAY['None'], mode => 'inline',
+										version => 2, promote => 'auto');
+	SELECT eventstore.set_read_model('wa', 2, 'public.wa_v2', 'public.wa');
+	SELECT eventstore.set_read_model('wi', 2, 'public.wi_v2', 'public.wi');
+	SELECT eventstore.add_projection_check('wa', 2, 'one row',
+		'SELECT 1 FROM public.wa_v2 HAVING count(*) <> 1');
+	SELECT eventstore.add_projection_check('wi', 2, 'one row',
+		'SELECT 1 FROM public.wi_v2 HAVING count(*) <> 1');
+	COMMIT;
+});
+is(sql(q{SELECT string_agg(status, ' ' ORDER BY name) FROM eventstore.projection_status
+	WHERE version = 2 AND name IN ('wa', 'wi')}), 'active active', 'both start at the head');
+ok(poll_sql(q{SELECT count(*) = 2 FROM eventstore.read_models
+	WHERE version = 2 AND name IN ('wa', 'wi') AND promotion_pending
+	  AND promotion_error = 'the view is in use; will try again'}),
+	'the worker tried both, and did not wait for the views in use');
+is(sql(q{SELECT eventstore.current_version('wa') || ' ' || eventstore.current_version('wi')}),
+	'1 1', 'neither is promoted yet');
+is(sql(q{SELECT count(*) FROM eventstore.read_models
+	WHERE version = 2 AND name IN ('wa', 'wi') AND checked_at IS NULL}), '2',
+	'and their checks do not run again and again while the views are in use');
+$w_consumer->query_safe('COMMIT');
+$w_consumer->quit;
+ok(poll_sql(q{SELECT eventstore.current_version('wa') = 2 AND eventstore.current_version('wi') = 2}),
+	'the worker promoted both once the consumer had committed');
+is(sql(q{SELECT string_agg(promotion_pending || ' ' || coalesce(promotion_error, '-') || ' ' ||
+		checks_passed, ',' ORDER BY name) FROM eventstore.read_models
+	WHERE version = 2 AND name IN ('wa', 'wi')}), 'false - true,false - true',
+	'nothing pending any more');
+is(sql(q{SELECT string_agg(k::text, ',') FROM (SELECT k FROM wa UNION ALL SELECT k FROM wi) v}),
+	'2,2', 'the views show v2');
+my $checked = sql(q{SELECT string_agg(checked_at::text, ',' ORDER BY name) FROM eventstore.read_models
+	WHERE version = 2 AND name IN ('wa', 'wi')});
+sleep(1);
+is(sql(q{SELECT string_agg(checked_at::text, ',' ORDER BY name) FROM eventstore.read_models
+	WHERE version = 2 AND name IN ('wa', 'wi')}), $checked, 'idle turns after that run no checks');
 
 # A consumer's open transaction has read the view: the promotion waits.
 my $consumer = session();
@@ -174,6 +242,8 @@ is(sql(q{SELECT status || ' ' || promoted || ' ' || checks_passed || ' ' ||
 	'active false false parity with v1 1 50', 'v3 stays unpromoted, with the failing check, count and sample');
 ok($node->wait_for_log(qr/WARNING:  projection "counts" version 3 reached the head but was not promoted: check "parity with v1" failed/,
 	$offset), 'a WARNING in the server log');
+ok($node->wait_for_log(qr/DETAIL:  It returned 1 failing row: \[\{"rows_a": 50/, $offset),
+	'with the failing rows in its detail, in the server log only');
 is(sql(q{SELECT eventstore.current_version('counts')}), '2', 'v2 stays current');
 sql(q{SELECT eventstore.append_event('s-1', 'Counted', '{}')});
 ok(poll_sql(q{SELECT bool_and(lag_events = 0) FROM eventstore.projection_status WHERE name = 'counts'}),
