@@ -65,6 +65,14 @@ RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
 						  "Pass a name, for example 'order-summary'.");
 }
 
+/* An event type argument (the key of the schema registry). */
+text *
+RequireEventType(FunctionCallInfo fcinfo, int argno)
+{
+	return RequireKeyText(fcinfo, argno, "event_type",
+						  "Pass the event's type, for example 'ItemAdded'.");
+}
+
 /* The argument at argno, which must be one of two words. */
 const char *
 RequireChoice(FunctionCallInfo fcinfo, int argno, const char *argname,

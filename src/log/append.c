@@ -25,6 +25,7 @@
 #include "log/log.h"
 #include "log/log_writer.h"
 #include "projections/projections.h"
+#include "schemas/schemas.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -374,6 +375,9 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 			if (!batch->events[i].id_given)
 				batch->events[i].id = ids[next++];
 	}
+
+	/* every event matches its type's schema before anything is written */
+	CheckBatchSchemas(batch);
 
 	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
 	RefuseAppendOnSubscriber(LogWriterEvents(writer));

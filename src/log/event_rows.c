@@ -55,7 +55,9 @@ EventsRowDesc(void)
 		TupleDesc	fresh = lookup_rowtype_tupdesc_copy(rowtype, -1);
 
 		MemoryContextSwitchTo(old);
-		if (fresh->natts != EVENTS_NATTS)
+		/* a table before 0.3.0, which this library serves until the update, */
+		/* has no schema_version */
+		if (fresh->natts != EVENTS_NATTS && fresh->natts != EVENTS_SCHEMA_VERSION - 1)
 			elog(ERROR, EVENTSTORE_SCHEMA ".events does not have the %d columns this library reads",
 				 EVENTS_NATTS);
 		if (desc != NULL)
@@ -125,7 +127,7 @@ AddValues(EventRows *rows, Datum *values, bool *nulls)
 	HeapTuple	tuple;
 	Size		at;
 
-	for (int i = 0; i < EVENTS_NATTS; i++)
+	for (int i = 0; i < desc->natts; i++)
 	{
 		flat[i] = values[i];
 		if (!nulls[i] && TupleDescAttr(desc, i)->attlen == -1 &&
@@ -146,7 +148,7 @@ EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc)
 	Datum		values[EVENTS_NATTS];
 	bool		nulls[EVENTS_NATTS];
 
-	if (desc->natts != EVENTS_NATTS)
+	if (desc->natts != rows->desc->natts)
 		elog(ERROR, "a query for event rows must return eventstore.events' columns");
 	heap_deform_tuple(tuple, desc, values, nulls);
 	AddValues(rows, values, nulls);
@@ -154,10 +156,8 @@ EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc)
 
 /* Add an event from the column values an append inserted. */
 void
-EventRowsAddValues(EventRows *rows, Datum *values)
+EventRowsAddValues(EventRows *rows, Datum *values, bool *nulls)
 {
-	bool		nulls[EVENTS_NATTS] = {false};
-
 	AddValues(rows, values, nulls);
 }
 
@@ -181,7 +181,7 @@ ReceiveEventRow(TupleTableSlot *slot, DestReceiver *self)
 static void
 StartupEventRows(DestReceiver *self, int operation, TupleDesc desc)
 {
-	if (desc->natts != EVENTS_NATTS)
+	if (desc->natts != ((EventRowsReceiver *) self)->rows->desc->natts)
 		elog(ERROR, "a query for event rows must return eventstore.events' columns");
 }
 

@@ -1,0 +1,197 @@
+/*
+ * schemas/upcast.c
+ *		Upcasting: an event's data brought from the version it was written
+ *		with to its type's latest, through each later version's upcaster.
+ *		Stored events never change; eventstore.upcast(e) returns a new row.
+ *
+ * An upcaster runs as the role that registered it, in owner code (core/
+ * role.c: a security-restricted operation with the API's search_path, its
+ * settings undone after the call), whoever reads: a reader granted
+ * eventstore.upcast is never made to run another role's code as itself.
+ * It is found by the signature the registry keeps, and run only while the
+ * role that owned it at registration still owns it.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "core/catalog.h"
+#include "core/role.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "projections/projections.h"
+#include "schemas/schemas.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(eventstore_upcast);
+
+/*
+ * The upcaster registered for `type` version `version` by its signature,
+ * as long as `owner` still owns it; an error naming what is missing
+ * otherwise.
+ */
+Oid
+ResolveUpcaster(const char *name, const char *owner, const char *type,
+				int32 version)
+{
+	Oid			fn = DatumGetObjectId(DirectFunctionCall1(to_regprocedure,
+														  CStringGetTextDatum(name)));
+	HeapTuple	proc;
+	Oid			proowner;
+
+	if (!OidIsValid(fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the upcaster %s of event type \"%s\" version %d does not exist",
+						name, type, version),
+				 errhint("Create the function again (the registry keeps it by its signature), or register the version again.")));
+	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "cache lookup failed for function %u", fn);
+	proowner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
+	ReleaseSysCache(proc);
+	if (strcmp(GetUserNameFromId(proowner, true) ? GetUserNameFromId(proowner, true) : "",
+			   owner) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the upcaster %s of event type \"%s\" version %d is no longer owned by role \"%s\"",
+						name, type, version, owner),
+				 errdetail("A function of that signature owned by another role is never run as an upcaster."),
+				 errhint("Give the function back to its owner at registration (ALTER FUNCTION ... OWNER TO), or register the type's schemas again.")));
+	return fn;
+}
+
+/*
+ * Call upcaster `fn` on data as role `run_as` (its registrant), in owner
+ * code; its result must be a JSON value, not NULL.
+ */
+Jsonb *
+CallUpcaster(Oid fn, const char *name, const char *run_as, Jsonb *data)
+{
+	Oid			role = get_role_oid(run_as, true);
+	FmgrInfo	flinfo;
+	RoleSwitch	saved;
+	Datum		result;
+	LOCAL_FCINFO(fcinfo, 1);
+
+	if (!OidIsValid(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\", which registered the upcaster %s, does not exist", run_as, name),
+				 errhint("Create the role again, or register the type's schemas again as another role.")));
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = JsonbPGetDatum(data);
+	fcinfo->args[0].isnull = false;
+	saved = EnterOwnerCode(role);
+	EnteredOwnerCode();
+	result = FunctionCallInvoke(fcinfo);
+	LeftOwnerCode();
+	RestoreRole(saved);
+	if (fcinfo->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the upcaster %s returned NULL", name),
+				 errhint("An upcaster must return the data of its version as a JSON value.")));
+	return DatumGetJsonbP(result);
+}
+
+/*
+ * Data of type t written with from_version brought to t's latest version
+ * through the upcasters of the versions after it (a version without one
+ * takes the data as it is).  What it needs of t is copied first: an
+ * upcaster that appends may reload the cache, and t with it.
+ */
+Jsonb *
+UpcastData(RegisteredType *t, int32 from_version, Jsonb *data)
+{
+	int32		latest = t->latest;
+	char	   *type = pstrdup(t->type);
+	SchemaVersion *versions = palloc(sizeof(SchemaVersion) * latest);
+
+	for (int32 v = from_version + 1; v <= latest; v++)
+	{
+		SchemaVersion *sv = &t->versions[v - 1];
+
+		versions[v - 1].upcast_name = sv->upcast_name ? pstrdup(sv->upcast_name) : NULL;
+		versions[v - 1].upcast_owner = sv->upcast_owner ? pstrdup(sv->upcast_owner) : NULL;
+		versions[v - 1].registered_by = pstrdup(sv->registered_by);
+	}
+	for (int32 v = from_version + 1; v <= latest; v++)
+	{
+		SchemaVersion *sv = &versions[v - 1];
+
+		if (sv->upcast_name == NULL)
+			continue;
+		data = CallUpcaster(ResolveUpcaster(sv->upcast_name, sv->upcast_owner,
+											type, v),
+							sv->upcast_name, sv->registered_by, data);
+	}
+	return data;
+}
+
+/*
+ * SQL: upcast(event eventstore.events): the event with its data at its
+ * type's latest version and schema_version saying so; an event of a type
+ * without a schema, or at the latest version, as it is.  An event written
+ * before its type's first version (schema_version NULL) is taken as of
+ * version 1.
+ */
+Datum
+eventstore_upcast(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader event = PG_GETARG_HEAPTUPLEHEADER(0);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(event),
+											  HeapTupleHeaderGetTypMod(event));
+	HeapTupleData tuple;
+	bool		isnull;
+	text	   *type;
+	Datum		version_datum;
+	int32		version;
+	RegisteredType *t;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			columns[2] = {EVENTS_DATA, EVENTS_SCHEMA_VERSION};
+	HeapTuple	upcast;
+	Datum		result;
+
+	if (desc->natts < EVENTS_SCHEMA_VERSION)
+		elog(ERROR, "eventstore.events has no schema_version column");
+	tuple.t_len = HeapTupleHeaderGetDatumLength(event);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = event;
+	type = DatumGetTextPP(heap_getattr(&tuple, EVENTS_EVENT_TYPE, desc, &isnull));
+	if (isnull || !LockSchemaRegistry(AccessShareLock) ||
+		(t = FindRegisteredType(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type))) == NULL)
+	{
+		ReleaseTupleDesc(desc);
+		PG_RETURN_HEAPTUPLEHEADER(event);
+	}
+	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, desc, &isnull);
+	version = isnull ? 1 : DatumGetInt32(version_datum);
+	if (version == t->latest && !isnull)
+	{
+		ReleaseTupleDesc(desc);
+		PG_RETURN_HEAPTUPLEHEADER(event);
+	}
+	if (version > t->latest || version < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("the event was written with version %d of event type \"%s\", which has versions 1 to %d",
+						version, t->type, t->latest),
+				 errhint("Register the type's missing versions again (a restore of the log without eventstore.event_schema_versions?).")));
+	values[0] = heap_getattr(&tuple, EVENTS_DATA, desc, &isnull);
+	if (isnull)
+		elog(ERROR, "an event without data");
+	values[1] = Int32GetDatum(t->latest);
+	values[0] = JsonbPGetDatum(UpcastData(t, version, DatumGetJsonbP(values[0])));
+	upcast = heap_modify_tuple_by_cols(&tuple, desc, 2, columns, values, nulls);
+	result = heap_copy_tuple_as_datum(upcast, desc);
+	ReleaseTupleDesc(desc);
+	PG_RETURN_DATUM(result);
+}
