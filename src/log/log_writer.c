@@ -45,9 +45,12 @@ LogWriterOpen(const char *operation)
 	w->stream_keys = get_attnum(EventstoreRelid("streams"), "transaction_id") ==
 		STREAMS_TRANSACTION_ID;
 	natts[0] = w->stream_keys ? STREAMS_NATTS : STREAMS_TRANSACTION_ID - 1;
-	/* nor its events a schema_version */
-	w->schema_versions = get_attnum(EventstoreRelid("events"), "schema_version") ==
-		EVENTS_SCHEMA_VERSION;
+	/*
+	 * nor its events a schema_version: the update to 0.3.0 adds both (a
+	 * table with one and not the other fails TableWriterOpen's check of the
+	 * column count, never misread)
+	 */
+	w->schema_versions = w->stream_keys;
 	natts[1] = w->schema_versions ? EVENTS_NATTS : EVENTS_SCHEMA_VERSION - 1;
 	w->tables = TableWriterOpen(operation, 2, names, natts);
 	w->sequence = EventstoreRelid("global_position_seq");

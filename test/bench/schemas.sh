@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Benchmark the event schema check on the append path, in one run, on a
+# private PostgreSQL 15 cluster; prints a markdown table.  See
+# test/bench/README.md.
+#
+#   test/bench/schemas.sh [--quick]
+#
+# Four scenarios, each measured on two event types with the same 10-field
+# data: "Plain", with no registered schema, and "Checked", whose schema
+# checks every field (required, additionalProperties false, types, bounds,
+# a pattern, an enum, lengths, formats uuid and date-time, an array's
+# items).  append_event of one event, and append_to_stream of 100, to a
+# random one of 10,000 existing streams per type; pgbench -n -M prepared,
+# one client, the sides interleaved in each round; median tps kept.  The
+# cost of the check is 1 - checked / plain.
+#
+# Environment: SCHEMAS_SECONDS (per pgbench run, 5), SCHEMAS_ROUNDS (5),
+# SCHEMAS_PORT (5494), SCHEMAS_WORKDIR (the root's work copy,
+# /tmp/pg_eventstore-schemasbench), SCHEMAS_KEEP=1 (keep the cluster
+# directory), SCHEMAS_TIME_LIMIT (seconds after the build before a watchdog
+# stops the run, 900).  --quick: 2-second runs, 3 rounds.
+#
+# Exit status: 0 when every call succeeded; 1 when one failed; 2 on a set-up
+# error; 143 when stopped by the watchdog or SIGTERM.
+set -euo pipefail
+START_TIME=$(date +%s)
+cd "$(dirname "$0")/../.."
+. scripts/common.sh
+
+if [ "${1:-}" = --quick ]; then
+	: "${SCHEMAS_SECONDS:=2}" "${SCHEMAS_ROUNDS:=3}"
+	shift
+fi
+case ${1:-} in
+	'') ;;
+	-h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+	*) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
+esac
+
+SECONDS_PER_RUN=${SCHEMAS_SECONDS:-5}
+ROUNDS=${SCHEMAS_ROUNDS:-5}
+PORT=${SCHEMAS_PORT:-5494}
+TIME_LIMIT=${SCHEMAS_TIME_LIMIT:-900}
+for v in "$SECONDS_PER_RUN" "$ROUNDS" "$PORT" "$TIME_LIMIT"; do
+	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $v" >&2; exit 2; }
+done
+
+. test/bench/cluster.sh
+bench_prepare_cluster schemasbench "${SCHEMAS_KEEP:-0}" "${SCHEMAS_WORKDIR:-/tmp/pg_eventstore-schemasbench}" "$TIME_LIMIT" ""
+bench_configure "pg_eventstore event schema benchmark" pg_eventstore <<EOF
+autovacuum = off
+pg_eventstore.databases = ''
+EOF
+bench_start_cluster
+
+psql_run() {
+	timeout 900 $RUN psql -X -q -v ON_ERROR_STOP=1 -h "$CLUSTER" -p "$PORT" -d postgres "$@"
+}
+
+echo "== setting up: the schema, 10,000 streams of each type"
+psql_run -o /dev/null <<'EOF'
+CREATE EXTENSION pg_eventstore;
+CREATE SCHEMA bench;
+-- the data of every event, folded into a constant when pgbench prepares
+CREATE FUNCTION bench.payload() RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+	SELECT '{"order_id": "0190e3a0-7c1d-7000-8000-000000000001", "sku": "AB123",
+			 "qty": 2, "price": 1999.99, "currency": "EUR",
+			 "placed_at": "2026-12-01T14:05:00.123Z", "customer": "customer-42",
+			 "gift": false, "note": "leave it at the door, please",
+			 "tags": ["express", "fragile"]}'::jsonb
+$$;
+CREATE FUNCTION bench.batch(t text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+	SELECT jsonb_agg(jsonb_build_object('type', t, 'data', bench.payload()))
+	FROM generate_series(1, 100)
+$$;
+SELECT eventstore.register_event_schema('Checked', 1, '{
+	"type": "object",
+	"required": ["order_id", "sku", "qty", "price", "currency", "placed_at",
+				 "customer", "gift", "note", "tags"],
+	"additionalProperties": false,
+	"properties": {
+		"order_id": {"type": "string", "format": "uuid"},
+		"sku": {"type": "string", "pattern": "^[A-Z]{2}[0-9]+$"},
+		"qty": {"type": "integer", "minimum": 1, "maximum": 1000},
+		"price": {"type": "number", "minimum": 0},
+		"currency": {"enum": ["EUR", "USD", "GBP"]},
+		"placed_at": {"type": "string", "format": "date-time"},
+		"customer": {"type": "string", "minLength": 1, "maxLength": 64},
+		"gift": {"type": "boolean"},
+		"note": {"type": "string", "maxLength": 500},
+		"tags": {"type": "array", "items": {"type": "string", "maxLength": 20}}}}');
+SELECT count(eventstore.append_event(t || '-' || s, t, bench.payload()))
+FROM unnest(ARRAY['Plain', 'Checked']) t, generate_series(1, 10000) s;
+SELECT count(eventstore.append_to_stream('b' || t || '-' || s, bench.batch(t)))
+FROM unnest(ARRAY['Plain', 'Checked']) t, generate_series(1, 10000) s;
+EOF
+psql_run -o /dev/null -c 'VACUUM (ANALYZE)' -c CHECKPOINT
+
+for t in Plain Checked; do
+	cat >"$OUT/single_$t.sql" <<EOF
+\set s random(1, 10000)
+SELECT eventstore.append_event('$t-' || :s, '$t', bench.payload());
+EOF
+	cat >"$OUT/batch_$t.sql" <<EOF
+\set s random(1, 10000)
+SELECT eventstore.append_to_stream('b$t-' || :s, bench.batch('$t'));
+EOF
+done
+[ "$(id -u)" -ne 0 ] || chown -R postgres: "$OUT"
+
+trap - ERR
+ANY_FAILED=0
+
+# run <script>: the tps of one pgbench run, or 0 when a call failed.
+run() {
+	local out
+	out=$(timeout $((SECONDS_PER_RUN + 120)) $RUN pgbench -n -M prepared -c 1 -T "$SECONDS_PER_RUN" \
+		-h "$CLUSTER" -p "$PORT" -f "$1" postgres 2>&1) || { echo "$out" >&2; ANY_FAILED=1; echo 0; return; }
+	grep -q 'number of failed transactions: 0\b' <<<"$out" || ! grep -q 'number of failed transactions' <<<"$out" ||
+		{ echo "$out" >&2; ANY_FAILED=1; }
+	awk '/^tps = / { printf "%.1f\n", $3 }' <<<"$out"
+}
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			  printf "%.1f\n", m }'
+}
+
+ROWS=()
+for scenario in single batch; do
+	plain=() checked=() order=(Plain Checked)
+	echo "== $scenario: $ROUNDS round(s) of $SECONDS_PER_RUN s per side"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for t in "${order[@]}"; do
+			tps=$(run "$OUT/${scenario}_$t.sql")
+			if [ "$t" = Plain ]; then plain+=("$tps"); else checked+=("$tps"); fi
+		done
+		order=("${order[1]}" "${order[0]}")
+		echo "   round $r: no schema ${plain[-1]} tps, with a schema ${checked[-1]} tps"
+	done
+	mp=$(median "${plain[@]}")
+	mc=$(median "${checked[@]}")
+	events=1
+	[ "$scenario" = single ] || events=100
+	label="\`append_event\`, 1 event"
+	[ "$scenario" = single ] || label="\`append_to_stream\`, 100 events"
+	ROWS+=("$(awk -v l="$label" -v p="$mp" -v c="$mc" -v n="$events" 'BEGIN {
+		printf "| %s | %.0f | %.0f | %.3f | %.1f%% | %.1f |", l, p, c, c / p, 100 * (1 - c / p),
+			   (1e6 / c - 1e6 / p) / n }')")
+done
+
+echo
+echo "Appends of a 10-field event without and with a registered schema (every field checked); one client, pgbench -M prepared," \
+	"median of $ROUNDS interleaved rounds of $SECONDS_PER_RUN s; cost = 1 - with / without; target: at most 10%."
+echo
+echo "| append | tps, no schema | tps, with a schema | ratio | cost of the check | us per event checked |"
+echo "|---|---:|---:|---:|---:|---:|"
+printf '%s\n' "${ROWS[@]}"
+echo
+ELAPSED=$(($(date +%s) - START_TIME))
+echo "$(bench_machine); total run time ${ELAPSED} s"
+if [ "$ANY_FAILED" -ne 0 ]; then
+	echo "FAILED: a call failed (see above)" >&2
+	exit 1
+fi
+exit 0
