@@ -218,25 +218,6 @@ for side in $SIDES; do
 	CHECKPOINTS_BEFORE[$side]=$(checkpoints)
 done
 
-# The CPU time (user + system, seconds) of the cluster's backends that have
-# exited: the postmaster's cutime + cstime, which grow as it reaps them.
-# Each pgbench run has its own connections, so the difference over a run,
-# once its backends are gone, is what they used: less stretched by the
-# machine's other load than wall time, though not free of it.
-postmaster_pid() { head -1 "$DATA/postmaster.pid"; }
-reaped_cpu() {
-	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"
-}
-# Wait (up to 10 s) until the postmaster has no more children than before a
-# run (its backends have exited and been reaped).
-wait_reaped() {
-	local pm=$1 before=$2 i
-	for ((i = 0; i < 100; i++)); do
-		[ "$(ps --ppid "$pm" --no-headers | wc -l)" -gt "$before" ] || return 0
-		sleep 0.1
-	done
-	echo "   backends of $CLUSTER still running 10 s after pgbench" >&2
-}
 # A measured run: pgbench_run, then CPU_US, the server CPU per transaction
 # (microseconds).
 measured_run() {

@@ -11,8 +11,10 @@
 # a pattern, an enum, lengths, formats uuid and date-time, an array's
 # items).  append_event of one event, and append_to_stream of 100, to a
 # random one of 10,000 existing streams per type; pgbench -n -M prepared,
-# one client, the sides interleaved in each round; median tps kept.  The
-# cost of the check is 1 - checked / plain.  synchronous_commit is off (the
+# one client, the sides interleaved in each round; median tps and server
+# CPU per call kept.  The cost of the check: the CPU per call with it over
+# the CPU without, less 1 (and the same from tps, which the machine's other
+# load moves more).  synchronous_commit is off (the
 # check is CPU work; flush waits would drown it), so the appends are faster
 # than run.sh's durable ones and the check a larger part of them.
 #
@@ -117,14 +119,22 @@ done
 trap - ERR
 ANY_FAILED=0
 
-# run <script>: the tps of one pgbench run, or 0 when a call failed.
+# run <script>: "tps cpu" of one pgbench run: its rate, and the server
+# CPU per call in microseconds (cluster.sh's reaped_cpu: less stretched by
+# the machine's other load than wall time); "0 0" when a call failed.
 run() {
-	local out
+	local out pm children cpu0 calls
+	pm=$(postmaster_pid)
+	children=$(ps --ppid "$pm" --no-headers | wc -l)
+	cpu0=$(reaped_cpu "$pm")
 	out=$(timeout $((SECONDS_PER_RUN + 120)) $RUN pgbench -n -M prepared -c 1 -T "$SECONDS_PER_RUN" \
-		-h "$CLUSTER" -p "$PORT" -f "$1" postgres 2>&1) || { echo "$out" >&2; ANY_FAILED=1; echo 0; return; }
+		-h "$CLUSTER" -p "$PORT" -f "$1" postgres 2>&1) || { echo "$out" >&2; ANY_FAILED=1; echo 0 0; return; }
 	grep -q 'number of failed transactions: 0\b' <<<"$out" || ! grep -q 'number of failed transactions' <<<"$out" ||
 		{ echo "$out" >&2; ANY_FAILED=1; }
-	awk '/^tps = / { printf "%.1f\n", $3 }' <<<"$out"
+	wait_reaped "$pm" "$children"
+	calls=$(awk '/number of transactions actually processed/ { print $NF }' <<<"$out")
+	awk -v a="$cpu0" -v b="$(reaped_cpu "$pm")" -v n="${calls:-0}" \
+		'/^tps = / { printf "%.1f %.1f\n", $3, (n > 0) ? (b - a) * 1e6 / n : 0 }' <<<"$out"
 }
 median() {
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
@@ -134,33 +144,35 @@ median() {
 
 ROWS=()
 for scenario in single batch; do
-	plain=() checked=() order=(Plain Checked)
+	plain=() checked=() plain_cpu=() checked_cpu=() order=(Plain Checked)
 	echo "== $scenario: $ROUNDS round(s) of $SECONDS_PER_RUN s per side"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for t in "${order[@]}"; do
-			tps=$(run "$OUT/${scenario}_$t.sql")
-			if [ "$t" = Plain ]; then plain+=("$tps"); else checked+=("$tps"); fi
+			read -r tps cpu <<<"$(run "$OUT/${scenario}_$t.sql")"
+			if [ "$t" = Plain ]; then
+				plain+=("$tps") plain_cpu+=("$cpu")
+			else
+				checked+=("$tps") checked_cpu+=("$cpu")
+			fi
 		done
 		order=("${order[1]}" "${order[0]}")
-		echo "   round $r: no schema ${plain[-1]} tps, with a schema ${checked[-1]} tps"
+		echo "   round $r: no schema ${plain[-1]} tps (${plain_cpu[-1]} us CPU per call)," \
+			"with a schema ${checked[-1]} tps (${checked_cpu[-1]} us CPU per call)"
 	done
-	mp=$(median "${plain[@]}")
-	mc=$(median "${checked[@]}")
-	events=1
-	[ "$scenario" = single ] || events=100
-	label="\`append_event\`, 1 event"
-	[ "$scenario" = single ] || label="\`append_to_stream\`, 100 events"
-	ROWS+=("$(awk -v l="$label" -v p="$mp" -v c="$mc" -v n="$events" 'BEGIN {
-		printf "| %s | %.0f | %.0f | %.3f | %.1f%% | %.1f |", l, p, c, c / p, 100 * (1 - c / p),
-			   (1e6 / c - 1e6 / p) / n }')")
+	events=1 label="\`append_event\`, 1 event"
+	[ "$scenario" = single ] || events=100 label="\`append_to_stream\`, 100 events"
+	ROWS+=("$(awk -v l="$label" -v p="$(median "${plain[@]}")" -v c="$(median "${checked[@]}")" \
+		-v pc="$(median "${plain_cpu[@]}")" -v cc="$(median "${checked_cpu[@]}")" -v n="$events" 'BEGIN {
+		printf "| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f%% | %.1f%% |", l, p, c, pc, cc,
+			   (cc - pc) / n, 100 * (cc - pc) / pc, 100 * (1 - c / p) }')")
 done
 
 echo
 echo "Appends of a 10-field event without and with a registered schema (every field checked); one client, pgbench -M prepared, synchronous_commit off," \
-	"median of $ROUNDS interleaved rounds of $SECONDS_PER_RUN s; cost = 1 - with / without; target: at most 10%."
+	"median of $ROUNDS interleaved rounds of $SECONDS_PER_RUN s; cost = the server CPU per call with the check / without - 1 (and 1 - tps with / without); target: at most 10%."
 echo
-echo "| append | tps, no schema | tps, with a schema | ratio | cost of the check | us per event checked |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| append | tps, no schema | tps, with a schema | us CPU per call, no schema | with a schema | us CPU per event checked | cost of the check (CPU) | (tps) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
 echo
 ELAPSED=$(($(date +%s) - START_TIME))
