@@ -25,6 +25,7 @@ static const char *const annotations[] = {
 };
 
 static SchemaNode *CompileValue(JsonbValue *value, StringInfo path);
+static void LinkRequiredToProperties(SchemaNode *node);
 
 /* Order of property names: the order jsonb keeps object keys in. */
 int
@@ -447,7 +448,27 @@ CompileValue(JsonbValue *value, StringInfo path)
 		Assert(token == WJB_VALUE);
 		CompileKeyword(node, &key, &v, path);
 	}
+	LinkRequiredToProperties(node);
 	return node;
+}
+
+/*
+ * Mark the properties that "required" names, and the required names that
+ * have a property schema: the validator checks those in its one walk over
+ * an object's keys.
+ */
+static void
+LinkRequiredToProperties(SchemaNode *node)
+{
+	for (int i = 0; i < node->nrequired; i++)
+		for (int j = 0; j < node->nproperties; j++)
+			if (CompareKeys(node->required[i].name, node->required[i].len,
+							node->properties[j].name, node->properties[j].len) == 0)
+			{
+				node->required[i].in_properties = true;
+				node->properties[j].required = true;
+				node->nrequired_in_properties++;
+			}
 }
 
 /*

@@ -41,6 +41,8 @@ typedef struct SchemaProperty
 	char	   *name;
 	int			len;
 	SchemaNode *schema;
+	bool		required;		/* of properties: "required" names it too */
+	bool		in_properties;	/* of required: "properties" has it too */
 } SchemaProperty;
 
 /*
@@ -66,6 +68,7 @@ struct SchemaNode
 	SchemaFormat format;
 	int			nrequired;
 	SchemaProperty *required;	/* schema unused */
+	int			nrequired_in_properties;
 	int			nproperties;
 	SchemaProperty *properties; /* sorted by (len, bytes) */
 	SchemaNode *additional;		/* NULL: any other property is allowed */

@@ -23,7 +23,9 @@
 #include "schemas/schemas.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -66,25 +68,111 @@ ResolveUpcaster(const char *name, const char *owner, const char *type,
 }
 
 /*
- * Call upcaster `fn` on data as role `run_as` (its registrant), in owner
- * code; its result must be a JSON value, not NULL.
+ * An upcaster as this backend has found it: its function, ready to call,
+ * and its registrant's oid, valid until pg_proc or pg_authid changes (the
+ * generation moves on); then found again by name, so a function dropped,
+ * created again, renamed or given away is seen at its next call.
  */
-Jsonb *
-CallUpcaster(Oid fn, const char *name, const char *run_as, Jsonb *data)
+typedef struct FoundUpcaster
 {
-	Oid			role = get_role_oid(run_as, true);
-	FmgrInfo	flinfo;
+	char	   *name;
+	char	   *owner;
+	char	   *run_as;
+	uint64		generation;
+	Oid			fn;
+	Oid			role;
+	FmgrInfo	flinfo;			/* its fn_extra keeps, say, an SQL function's plan */
+	MemoryContext context;		/* of flinfo and the names */
+	int			calls;			/* running now (an upcaster may upcast) */
+} FoundUpcaster;
+
+static List *found_upcasters = NIL;	/* in TopMemoryContext */
+static uint64 catalog_generation = 1;
+static bool callbacks_registered = false;
+
+/* Syscache callback: a function or a role changed. */
+static void
+UpcastersChanged(Datum arg, int cacheid, uint32 hashvalue)
+{
+	catalog_generation++;
+}
+
+/* The upcaster of `type` version `version`, found (again) when needed. */
+static FoundUpcaster *
+FindUpcaster(SchemaVersion *sv, const char *type, int32 version)
+{
+	FoundUpcaster *u = NULL;
+	ListCell   *lc;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, UpcastersChanged, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, UpcastersChanged, (Datum) 0);
+		callbacks_registered = true;
+	}
+	foreach(lc, found_upcasters)
+	{
+		FoundUpcaster *f = lfirst(lc);
+
+		if (strcmp(f->name, sv->upcast_name) == 0 &&
+			strcmp(f->owner, sv->upcast_owner) == 0 &&
+			strcmp(f->run_as, sv->registered_by) == 0)
+		{
+			u = f;
+			break;
+		}
+	}
+	if (u != NULL && u->generation == catalog_generation)
+		return u;
+	/* one running (or left running by an error) keeps its state: a new one */
+	if (u == NULL || u->calls > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (u != NULL)
+			found_upcasters = list_delete_ptr(found_upcasters, u);
+		u = palloc0(sizeof(FoundUpcaster));
+		u->context = AllocSetContextCreate(TopMemoryContext,
+										   "pg_eventstore upcaster",
+										   ALLOCSET_SMALL_SIZES);
+		u->name = MemoryContextStrdup(u->context, sv->upcast_name);
+		u->owner = MemoryContextStrdup(u->context, sv->upcast_owner);
+		u->run_as = MemoryContextStrdup(u->context, sv->registered_by);
+		found_upcasters = lappend(found_upcasters, u);
+		MemoryContextSwitchTo(old);
+	}
+	/* invalid until found: an error below leaves it to be found again */
+	u->generation = 0;
+	u->fn = ResolveUpcaster(u->name, u->owner, type, version);
+	u->role = get_role_oid(u->run_as, true);
+	if (!OidIsValid(u->role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\", which registered the upcaster %s, does not exist",
+						u->run_as, u->name),
+				 errhint("Create the role again, or register the type's schemas again as another role.")));
+	/* the previous call's state (fn_extra) goes with the old function */
+	MemoryContextReset(u->context);
+	u->name = MemoryContextStrdup(u->context, sv->upcast_name);
+	u->owner = MemoryContextStrdup(u->context, sv->upcast_owner);
+	u->run_as = MemoryContextStrdup(u->context, sv->registered_by);
+	fmgr_info_cxt(u->fn, &u->flinfo, u->context);
+	u->generation = catalog_generation;
+	return u;
+}
+
+/*
+ * Call an upcaster on data as `role` (its registrant), in owner code; its
+ * result must be a JSON value, not NULL.
+ */
+static Jsonb *
+CallFunctionAs(FmgrInfo *flinfo, Oid role, const char *name, Jsonb *data)
+{
 	RoleSwitch	saved;
 	Datum		result;
 	LOCAL_FCINFO(fcinfo, 1);
 
-	if (!OidIsValid(role))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role \"%s\", which registered the upcaster %s, does not exist", run_as, name),
-				 errhint("Create the role again, or register the type's schemas again as another role.")));
-	fmgr_info(fn, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = JsonbPGetDatum(data);
 	fcinfo->args[0].isnull = false;
 	saved = EnterOwnerCode(role);
@@ -98,6 +186,19 @@ CallUpcaster(Oid fn, const char *name, const char *run_as, Jsonb *data)
 				 errmsg("the upcaster %s returned NULL", name),
 				 errhint("An upcaster must return the data of its version as a JSON value.")));
 	return DatumGetJsonbP(result);
+}
+
+/*
+ * Call upcaster `fn` (a version being registered, not yet in the registry)
+ * on data as role `run_as`, its registrant.
+ */
+Jsonb *
+CallUpcaster(Oid fn, const char *name, const char *run_as, Jsonb *data)
+{
+	FmgrInfo	flinfo;
+
+	fmgr_info(fn, &flinfo);
+	return CallFunctionAs(&flinfo, get_role_oid(run_as, false), name, data);
 }
 
 /*
@@ -125,11 +226,14 @@ UpcastData(RegisteredType *t, int32 from_version, Jsonb *data)
 	{
 		SchemaVersion *sv = &versions[v - 1];
 
+		FoundUpcaster *u;
+
 		if (sv->upcast_name == NULL)
 			continue;
-		data = CallUpcaster(ResolveUpcaster(sv->upcast_name, sv->upcast_owner,
-											type, v),
-							sv->upcast_name, sv->registered_by, data);
+		u = FindUpcaster(sv, type, v);
+		u->calls++;
+		data = CallFunctionAs(&u->flinfo, u->role, u->name, data);
+		u->calls--;
 	}
 	return data;
 }

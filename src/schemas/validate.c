@@ -110,6 +110,9 @@ TypeName(JsonbValue *v)
 static bool
 IsIntegral(Numeric n)
 {
+	/* no digits after the point: the usual case, without a computation */
+	if (DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0)
+		return true;
 	return DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
 											DirectFunctionCall2(numeric_trunc,
 																NumericGetDatum(n),
@@ -228,11 +231,14 @@ CheckString(SchemaNode *s, const char *str, int len, Walk *w)
 					s->min_length, pg_mbstrlen_with_len(str, len));
 	if (s->pattern)
 	{
-		pg_wchar   *wide = palloc((len + 1) * sizeof(pg_wchar));
+		pg_wchar	local[128];
+		pg_wchar   *wide = len < (int) lengthof(local) ? local :
+			palloc((len + 1) * sizeof(pg_wchar));
 		int			wlen = pg_mb2wchar_with_len(str, wide, len);
 		int			rc = pg_regexec(s->pattern, wide, wlen, 0, NULL, 0, NULL, 0);
 
-		pfree(wide);
+		if (wide != local)
+			pfree(wide);
 		if (rc == REG_NOMATCH)
 			return Fail(w, "\"pattern\" is \"%s\", the value does not match it",
 						s->pattern_text);
@@ -253,30 +259,51 @@ CheckString(SchemaNode *s, const char *str, int len, Walk *w)
 	return true;
 }
 
-/* The schema of property `key`, NULL when "properties" has none. */
-static SchemaNode *
-PropertySchema(SchemaNode *s, const char *key, int len)
+/*
+ * The first name of "required" the object lacks, or -1.  (Only a failing
+ * object's names are all looked up: a valid one's were seen in the walk.)
+ */
+static int
+FirstMissingRequired(SchemaNode *s, JsonbContainer *object)
 {
-	int			lo = 0,
-				hi = s->nproperties - 1;
+	JsonbValue	value;
 
-	while (lo <= hi)
-	{
-		int			mid = (lo + hi) / 2;
-		int			c = CompareKeys(key, len, s->properties[mid].name,
-									s->properties[mid].len);
-
-		if (c == 0)
-			return s->properties[mid].schema;
-		if (c < 0)
-			hi = mid - 1;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	for (int i = 0; i < s->nrequired; i++)
+		if (getKeyJsonValueFromContainer(object, s->required[i].name,
+										 s->required[i].len, &value) == NULL)
+			return i;
+	return -1;
 }
 
-/* required, properties, additionalProperties */
+/* Report required property i missing, at the object's path. */
+static bool
+FailMissing(SchemaNode *s, int i, Walk *w, int depth)
+{
+	StringInfoData name;
+
+	w->depth = depth;
+	initStringInfo(&name);
+	escape_json(&name, s->required[i].name);
+	return Fail(w, "\"required\" property %s is missing", name.data);
+}
+
+/*
+ * A rule broken inside the object: a missing required property is
+ * reported before it, as "required" is checked first.
+ */
+static bool
+FailInObject(SchemaNode *s, JsonbContainer *object, Walk *w, int depth)
+{
+	int			missing = FirstMissingRequired(s, object);
+
+	return missing < 0 ? false : FailMissing(s, missing, w, depth);
+}
+
+/*
+ * required, properties, additionalProperties, in one walk over the
+ * object's keys: they come in jsonb's order, the order the properties
+ * were sorted in, so the two are merged, with no lookup per key.
+ */
 static bool
 CheckObject(SchemaNode *s, JsonbContainer *object, Walk *w)
 {
@@ -284,38 +311,58 @@ CheckObject(SchemaNode *s, JsonbContainer *object, Walk *w)
 	JsonbValue	key;
 	JsonbValue	value;
 	JsonbIteratorToken token;
+	int			depth = w->depth;
+	int			next = 0;
+	int			required_seen = 0;
 
-	for (int i = 0; i < s->nrequired; i++)
-		if (getKeyJsonValueFromContainer(object, s->required[i].name,
-										 s->required[i].len, &value) == NULL)
-		{
-			StringInfoData name;
-
-			initStringInfo(&name);
-			escape_json(&name, s->required[i].name);
-			return Fail(w, "\"required\" property %s is missing", name.data);
-		}
+	/* names without a property schema are looked up */
+	if (s->nrequired > s->nrequired_in_properties)
+		for (int i = 0; i < s->nrequired; i++)
+			if (!s->required[i].in_properties &&
+				getKeyJsonValueFromContainer(object, s->required[i].name,
+											 s->required[i].len, &value) == NULL)
+				return FailMissing(s, FirstMissingRequired(s, object), w, depth);
 	if (s->nproperties == 0 && s->additional == NULL)
 		return true;
 	it = JsonbIteratorInit(object);
 	while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
 	{
-		SchemaNode *ps;
+		SchemaNode *ps = NULL;
 
 		if (token != WJB_KEY)
 			continue;
 		token = JsonbIteratorNext(&it, &value, true);
-		ps = PropertySchema(s, key.val.string.val, key.val.string.len);
+		while (next < s->nproperties)
+		{
+			SchemaProperty *p = &s->properties[next];
+			int			c = CompareKeys(p->name, p->len, key.val.string.val,
+										key.val.string.len);
+
+			if (c > 0)
+				break;
+			next++;
+			if (c == 0)
+			{
+				ps = p->schema;
+				required_seen += p->required;
+				break;
+			}
+		}
 		Push(w, key.val.string.val, key.val.string.len, 0);
 		if (ps == NULL && s->additional != NULL &&
 			s->additional->is_boolean && !s->additional->accepts)
-			return Fail(w, "\"additionalProperties\" is false, the property is not allowed");
+		{
+			Fail(w, "\"additionalProperties\" is false, the property is not allowed");
+			return FailInObject(s, object, w, depth);
+		}
 		if (ps == NULL)
 			ps = s->additional;
 		if (ps != NULL && !Check(ps, &value, w))
-			return false;
+			return FailInObject(s, object, w, depth);
 		w->depth--;
 	}
+	if (required_seen < s->nrequired_in_properties)
+		return FailMissing(s, FirstMissingRequired(s, object), w, depth);
 	return true;
 }
 
