@@ -382,7 +382,11 @@ CompileKeyword(SchemaNode *node, JsonbValue *key, JsonbValue *v, StringInfo path
 			JsonContainerSize(v->val.binary.data) == 0)
 			BadSchema(path, "enum", "is not a non-empty array",
 					  "Give the allowed values as an array, for example [\"new\", \"paid\"].");
-		node->enum_values = CopyValue(v)->val.binary.data;
+		node->nenum = JsonContainerSize(v->val.binary.data);
+		node->enum_values = palloc(sizeof(JsonbValue) * node->nenum);
+		for (int i = 0; i < node->nenum; i++)
+			node->enum_values[i] =
+				*CopyValue(getIthJsonbValueFromContainer(v->val.binary.data, i));
 	}
 	else if (KEY_IS(key, "const"))
 		node->const_value = CopyValue(v);

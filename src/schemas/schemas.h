@@ -55,7 +55,8 @@ struct SchemaNode
 	bool		accepts;		/* of a boolean schema */
 	uint8		types;			/* 0: any type */
 	char	   *type_text;		/* "type" as given, for errors */
-	JsonbContainer *enum_values;	/* an array; NULL: no "enum" */
+	int			nenum;			/* 0: no "enum" */
+	JsonbValue *enum_values;	/* its values */
 	JsonbValue *const_value;	/* NULL: no "const" */
 	Numeric		minimum;
 	Numeric		maximum;

@@ -40,8 +40,12 @@ Push(Walk *w, const char *key, int len, int index)
 {
 	if (w->depth == w->capacity)
 	{
+		/* beyond the caller's array on the stack: a growing one */
+		PathStep   *steps = palloc(sizeof(PathStep) * w->capacity * 2);
+
+		memcpy(steps, w->steps, sizeof(PathStep) * w->capacity);
+		w->steps = steps;
 		w->capacity *= 2;
-		w->steps = repalloc(w->steps, sizeof(PathStep) * w->capacity);
 	}
 	w->steps[w->depth].key = key;
 	w->steps[w->depth].len = len;
@@ -401,15 +405,14 @@ Check(SchemaNode *s, JsonbValue *v, Walk *w)
 		return Fail(w, "\"type\" is %s, the value is %s", s->type_text,
 					v->type == jbvNumeric && (s->types & SCHEMA_TYPE_INTEGER) ?
 					"a number with a fraction" : TypeName(v));
-	if (s->enum_values != NULL)
+	if (s->nenum > 0)
 	{
-		uint32		n = JsonContainerSize(s->enum_values);
 		bool		found = false;
 
-		for (uint32 i = 0; i < n && !found; i++)
-			found = JsonValuesEqual(getIthJsonbValueFromContainer(s->enum_values, i), v);
+		for (int i = 0; i < s->nenum && !found; i++)
+			found = JsonValuesEqual(&s->enum_values[i], v);
 		if (!found)
-			return Fail(w, "\"enum\" allows %u values, the value is none of them", n);
+			return Fail(w, "\"enum\" allows %d values, the value is none of them", s->nenum);
 	}
 	if (s->const_value != NULL && !JsonValuesEqual(s->const_value, v))
 		return Fail(w, "\"const\" allows one value, the value is another");
@@ -437,6 +440,7 @@ ValidateJsonb(SchemaNode *schema, Jsonb *document, char **path, char **rule)
 {
 	Walk		w;
 	JsonbValue	root;
+	PathStep	steps[16];
 
 	if (JB_ROOT_IS_SCALAR(document))
 		JsonbExtractScalar(&document->root, &root);
@@ -446,16 +450,13 @@ ValidateJsonb(SchemaNode *schema, Jsonb *document, char **path, char **rule)
 		root.val.binary.data = &document->root;
 		root.val.binary.len = VARSIZE(document) - VARHDRSZ;
 	}
-	w.capacity = 8;
-	w.steps = palloc(sizeof(PathStep) * w.capacity);
+	w.capacity = lengthof(steps);
+	w.steps = steps;
 	w.depth = 0;
 	w.path = NULL;
 	w.rule = NULL;
 	if (Check(schema, &root, &w))
-	{
-		pfree(w.steps);
 		return true;
-	}
 	*path = w.path;
 	*rule = w.rule;
 	return false;

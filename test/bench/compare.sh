@@ -352,37 +352,11 @@ cg_statements() {
 		echo "EXECUTE p('$prefix$(((i * 7919 + k) % 10000 + 1))');"
 	done
 }
-# Instructions counted by one single-user run; leaves the output file in
-# $OUT/cg-<case>-<k>.out.
+# Instructions counted by one single-user run of a case (cluster.sh's
+# cg_run).
 cg_count() {
-	local case=$1 k=$2 file=$OUT/cg-$1-$2.out log=$OUT/cg-$1-$2.log
-	cg_statements "$case" "$k" >"$OUT/cg-$case-$k.sql"
-	timeout 1200 $RUN valgrind --tool=callgrind --toggle-collect=proc_exit --collect-atstart=yes \
-		--callgrind-out-file="$file" postgres --single -D "$DATA" \
-		-c full_page_writes=off postgres \
-		<"$OUT/cg-$case-$k.sql" >"$log" 2>&1 ||
-		{ echo "   callgrind run $case x $k failed: $log" >&2; tail -5 "$log" >&2; return 1; }
-	if grep -q 'ERROR' "$log"; then
-		echo "   errors in callgrind run $case x $k:" >&2
-		grep -m3 'ERROR' "$log" >&2
-		return 1
-	fi
-	sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file"
-}
-# Inclusive instructions of every function in a callgrind file, by name
-# ("function count", the first entry of a name; sorted by name).
-cg_inclusive() {
-	callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
-		sed -n 's/^ *\([0-9,]*\) ([ 0-9.]*%) *\([^ ]*\) .*/\1 \2/p' |
-		awk '{ gsub(/,/, "", $1); f = $2; sub(/.*:/, "", f); if (f ~ /^[A-Za-z_]/ && !(f in seen)) { seen[f] = 1; print f, $1 } }' |
-		LC_ALL=C sort -k1,1
-}
-# The same per event, from the runs of K1 and K2 executions of a case.
-cg_per_event() {
-	local case=$1 k1=$2 k2=$3 per=$4
-	LC_ALL=C join -a2 -e0 -o 0,1.2,2.2 <(cg_inclusive "$OUT/cg-$case-$k1.out") \
-		<(cg_inclusive "$OUT/cg-$case-$k2.out") |
-		awk -v k=$((k2 - k1)) -v p="$per" '{ printf "%s %.0f\n", $1, ($3 - $2) / k / p }'
+	cg_statements "$1" "$2" >"$OUT/cg-$1-$2.sql"
+	cg_run "$1" "$2"
 }
 if [ "$CALLGRIND" = 1 ]; then
 	echo "== counting instructions per append with callgrind (each cluster stopped, single-user mode)"

@@ -18,11 +18,16 @@
 # check is CPU work; flush waits would drown it), so the appends are faster
 # than run.sh's durable ones and the check a larger part of them.
 #
+# Then, the cluster stopped, the same appends in a single-user session under
+# callgrind give the instructions per event of the append, of the check
+# and of the validator (when valgrind is installed).
+#
 # Environment: SCHEMAS_SECONDS (per pgbench run, 5), SCHEMAS_ROUNDS (5),
 # SCHEMAS_PORT (5494), SCHEMAS_WORKDIR (the root's work copy,
 # /tmp/pg_eventstore-schemasbench), SCHEMAS_KEEP=1 (keep the cluster
-# directory), SCHEMAS_TIME_LIMIT (seconds after the build before a watchdog
-# stops the run, 900).  --quick: 2-second runs, 3 rounds.
+# directory), SCHEMAS_CALLGRIND (1: count instructions, when valgrind is
+# installed; 0: not), SCHEMAS_TIME_LIMIT (seconds after the build before a
+# watchdog stops the run, 900).  --quick: 2-second runs, 3 rounds.
 #
 # Exit status: 0 when every call succeeded; 1 when one failed; 2 on a set-up
 # error; 143 when stopped by the watchdog or SIGTERM.
@@ -167,6 +172,49 @@ for scenario in single batch; do
 			   (cc - pc) / n, 100 * (cc - pc) / pc, 100 * (1 - c / p) }')")
 done
 
+# Instructions, apart from the machine's noise (as compare.sh counts them,
+# with cluster.sh's cg_run): the cluster stopped, one single-user session
+# under callgrind executes each statement K1 and K2 times, and the
+# difference per event of the inclusive counts of AppendBatch (the whole
+# append, in the extension), CheckBatchSchemas (the schema check, lock and
+# cache included) and ValidateJsonb (the validator) is kept.
+CG_ROWS=()
+if [ "${SCHEMAS_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
+	echo "== counting instructions per event with callgrind (the cluster stopped, single-user mode)"
+	$RUN pg_ctl stop -D "$DATA" -m fast -w -t 60 >/dev/null
+	STARTED=
+	cg_statements() {
+		local shape=$1 t=$2 k=$3 i
+		if [ "$shape" = single ]; then
+			echo "PREPARE p(text) AS SELECT eventstore.append_event('$t-' || \$1, '$t', bench.payload());"
+		else
+			echo "PREPARE p(text) AS SELECT eventstore.append_to_stream('b$t-' || \$1, bench.batch('$t'));"
+		fi
+		for ((i = 0; i < k; i++)); do
+			echo "EXECUTE p('$(((i * 7919 + k) % 10000 + 1))');"
+		done
+	}
+	# value <function> <file of "function count" lines>
+	value() { awk -v f="$1" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "$2"; }
+	for spec in "single 200 1200 1" "batch 10 60 100"; do
+		read -r shape k1 k2 per <<<"$spec"
+		for t in Plain Checked; do
+			for k in "$k1" "$k2"; do
+				cg_statements "$shape" "$t" "$k" >"$OUT/cg-${shape}_$t-$k.sql"
+				cg_run "${shape}_$t" "$k" >/dev/null || ANY_FAILED=1
+			done
+			cg_per_event "${shape}_$t" "$k1" "$k2" "$per" >"$OUT/cg-${shape}_$t.per-event"
+		done
+		label="\`append_event\`, 1 event"
+		[ "$shape" = single ] || label="\`append_to_stream\`, 100 events"
+		plain=$OUT/cg-${shape}_Plain.per-event checked=$OUT/cg-${shape}_Checked.per-event
+		CG_ROWS+=("$(awk -v l="$label" -v ap="$(value AppendBatch "$plain")" -v ac="$(value AppendBatch "$checked")" \
+			-v cp="$(value CheckBatchSchemas "$plain")" -v cc="$(value CheckBatchSchemas "$checked")" \
+			-v vc="$(value ValidateJsonb "$checked")" 'BEGIN {
+			printf "| %s | %d | %d | %d | %d | %d | %.1f%% |", l, ap, ac, cp, cc, vc, (ap > 0) ? 100 * (ac - ap) / ap : 0 }')")
+	done
+fi
+
 echo
 echo "Appends of a 10-field event without and with a registered schema (every field checked); one client, pgbench -M prepared, synchronous_commit off," \
 	"median of $ROUNDS interleaved rounds of $SECONDS_PER_RUN s; cost = the server CPU per call with the check / without - 1 (and 1 - tps with / without); target: at most 10%."
@@ -174,6 +222,14 @@ echo
 echo "| append | tps, no schema | tps, with a schema | us CPU per call, no schema | with a schema | us CPU per event checked | cost of the check (CPU) | (tps) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
+if [ ${#CG_ROWS[@]} -gt 0 ]; then
+	echo
+	echo "Instructions per event (callgrind, one single-user session; inclusive counts of the extension's functions):"
+	echo
+	echo "| append | append (\`AppendBatch\`), no schema | with a schema | the check (\`CheckBatchSchemas\`), no schema | with a schema | of which the validator (\`ValidateJsonb\`) | cost of the check |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${CG_ROWS[@]}"
+fi
 echo
 ELAPSED=$(($(date +%s) - START_TIME))
 echo "$(bench_machine); total run time ${ELAPSED} s"
