@@ -208,7 +208,7 @@ CompilePattern(SchemaNode *node, JsonbValue *v, StringInfo path)
 	wide = palloc((v->val.string.len + 1) * sizeof(pg_wchar));
 	wlen = pg_mb2wchar_with_len(v->val.string.val, wide, v->val.string.len);
 	re = palloc(sizeof(regex_t));
-	rc = pg_regcomp(re, wide, wlen, REG_ADVANCED, C_COLLATION_OID);
+	rc = pg_regcomp(re, wide, wlen, REG_ADVANCED | REG_NOSUB, C_COLLATION_OID);
 	pfree(wide);
 	if (rc != REG_OKAY)
 	{

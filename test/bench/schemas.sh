@@ -5,11 +5,12 @@
 #
 #   test/bench/schemas.sh [--quick]
 #
-# Four scenarios, each measured on two event types with the same 10-field
-# data: "Plain", with no registered schema, and "Checked", whose schema
-# checks every field (required, additionalProperties false, types, bounds,
-# a pattern, an enum, lengths, formats uuid and date-time, an array's
-# items).  append_event of one event, and append_to_stream of 100, to a
+# Two scenarios, each measured on three event types with the same 10-field
+# data: "Plain", with no registered schema; "Typed", whose schema gives
+# each field its type, all of them required and no other allowed; and
+# "Checked", whose schema checks every field (required,
+# additionalProperties false, types, bounds, a pattern, an enum, lengths,
+# formats uuid and date-time, an array's items).  append_event of one event, and append_to_stream of 100, to a
 # random one of 10,000 existing streams per type; pgbench -n -M prepared,
 # one client, the sides interleaved in each round; median tps and server
 # CPU per call kept.  The cost of the check: the CPU per call with it over
@@ -102,14 +103,26 @@ SELECT eventstore.register_event_schema('Checked', 1, '{
 		"gift": {"type": "boolean"},
 		"note": {"type": "string", "maxLength": 500},
 		"tags": {"type": "array", "items": {"type": "string", "maxLength": 20}}}}');
+SELECT eventstore.register_event_schema('Typed', 1, '{
+	"type": "object",
+	"required": ["order_id", "sku", "qty", "price", "currency", "placed_at",
+				 "customer", "gift", "note", "tags"],
+	"additionalProperties": false,
+	"properties": {
+		"order_id": {"type": "string"}, "sku": {"type": "string"},
+		"qty": {"type": "integer"}, "price": {"type": "number"},
+		"currency": {"type": "string"}, "placed_at": {"type": "string"},
+		"customer": {"type": "string"}, "gift": {"type": "boolean"},
+		"note": {"type": "string"}, "tags": {"type": "array"}}}');
 SELECT count(eventstore.append_event(t || '-' || s, t, bench.payload()))
-FROM unnest(ARRAY['Plain', 'Checked']) t, generate_series(1, 10000) s;
+FROM unnest(ARRAY['Plain', 'Typed', 'Checked']) t, generate_series(1, 10000) s;
 SELECT count(eventstore.append_to_stream('b' || t || '-' || s, bench.batch(t)))
-FROM unnest(ARRAY['Plain', 'Checked']) t, generate_series(1, 10000) s;
+FROM unnest(ARRAY['Plain', 'Typed', 'Checked']) t, generate_series(1, 10000) s;
 EOF
 psql_run -o /dev/null -c 'VACUUM (ANALYZE)' -c CHECKPOINT
 
-for t in Plain Checked; do
+TYPES=(Plain Typed Checked)
+for t in "${TYPES[@]}"; do
 	cat >"$OUT/single_$t.sql" <<EOF
 \set s random(1, 10000)
 SELECT eventstore.append_event('$t-' || :s, '$t', bench.payload());
@@ -147,29 +160,36 @@ median() {
 			  printf "%.1f\n", m }'
 }
 
+# the cost of a checked type against Plain: "| label | ... |" from the
+# medians of tps and CPU per call
+cost_row() {
+	awk -v l="$1" -v p="$2" -v c="$3" -v pc="$4" -v cc="$5" -v n="$6" 'BEGIN {
+		printf "| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f%% | %.1f%% |", l, p, c, pc, cc,
+			   (cc - pc) / n, 100 * (cc - pc) / pc, 100 * (1 - c / p) }'
+}
 ROWS=()
 for scenario in single batch; do
-	plain=() checked=() plain_cpu=() checked_cpu=() order=(Plain Checked)
-	echo "== $scenario: $ROUNDS round(s) of $SECONDS_PER_RUN s per side"
+	declare -A tps=() cpu=()
+	order=("${TYPES[@]}")
+	echo "== $scenario: $ROUNDS round(s) of $SECONDS_PER_RUN s per type"
 	for ((r = 1; r <= ROUNDS; r++)); do
+		line="   round $r:"
 		for t in "${order[@]}"; do
-			read -r tps cpu <<<"$(run "$OUT/${scenario}_$t.sql")"
-			if [ "$t" = Plain ]; then
-				plain+=("$tps") plain_cpu+=("$cpu")
-			else
-				checked+=("$tps") checked_cpu+=("$cpu")
-			fi
+			read -r a b <<<"$(run "$OUT/${scenario}_$t.sql")"
+			tps[$t]="${tps[$t]:-} $a" cpu[$t]="${cpu[$t]:-} $b"
+			line="$line $t $a tps ($b us CPU per call),"
 		done
-		order=("${order[1]}" "${order[0]}")
-		echo "   round $r: no schema ${plain[-1]} tps (${plain_cpu[-1]} us CPU per call)," \
-			"with a schema ${checked[-1]} tps (${checked_cpu[-1]} us CPU per call)"
+		order=("${order[@]:1}" "${order[0]}")
+		echo "${line%,}"
 	done
-	events=1 label="\`append_event\`, 1 event"
-	[ "$scenario" = single ] || events=100 label="\`append_to_stream\`, 100 events"
-	ROWS+=("$(awk -v l="$label" -v p="$(median "${plain[@]}")" -v c="$(median "${checked[@]}")" \
-		-v pc="$(median "${plain_cpu[@]}")" -v cc="$(median "${checked_cpu[@]}")" -v n="$events" 'BEGIN {
-		printf "| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.1f%% | %.1f%% |", l, p, c, pc, cc,
-			   (cc - pc) / n, 100 * (cc - pc) / pc, 100 * (1 - c / p) }')")
+	events=1 what="\`append_event\`, 1 event"
+	[ "$scenario" = single ] || events=100 what="\`append_to_stream\`, 100 events"
+	# shellcheck disable=SC2086 # the lists are words
+	for t in Typed Checked; do
+		ROWS+=("$(cost_row "$what, $t" "$(median ${tps[Plain]})" "$(median ${tps[$t]})" \
+			"$(median ${cpu[Plain]})" "$(median ${cpu[$t]})" "$events")")
+	done
+	unset tps cpu
 done
 
 # Instructions, apart from the machine's noise (as compare.sh counts them,
@@ -198,35 +218,38 @@ if [ "${SCHEMAS_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
 	value() { awk -v f="$1" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "$2"; }
 	for spec in "single 200 1200 1" "batch 10 60 100"; do
 		read -r shape k1 k2 per <<<"$spec"
-		for t in Plain Checked; do
+		for t in "${TYPES[@]}"; do
 			for k in "$k1" "$k2"; do
 				cg_statements "$shape" "$t" "$k" >"$OUT/cg-${shape}_$t-$k.sql"
 				cg_run "${shape}_$t" "$k" >/dev/null || ANY_FAILED=1
 			done
 			cg_per_event "${shape}_$t" "$k1" "$k2" "$per" >"$OUT/cg-${shape}_$t.per-event"
 		done
-		label="\`append_event\`, 1 event"
-		[ "$shape" = single ] || label="\`append_to_stream\`, 100 events"
-		plain=$OUT/cg-${shape}_Plain.per-event checked=$OUT/cg-${shape}_Checked.per-event
-		CG_ROWS+=("$(awk -v l="$label" -v ap="$(value AppendBatch "$plain")" -v ac="$(value AppendBatch "$checked")" \
-			-v cp="$(value CheckBatchSchemas "$plain")" -v cc="$(value CheckBatchSchemas "$checked")" \
-			-v vc="$(value ValidateJsonb "$checked")" 'BEGIN {
-			printf "| %s | %d | %d | %d | %d | %d | %.1f%% |", l, ap, ac, cp, cc, vc, (ap > 0) ? 100 * (ac - ap) / ap : 0 }')")
+		what="\`append_event\`, 1 event"
+		[ "$shape" = single ] || what="\`append_to_stream\`, 100 events"
+		plain=$OUT/cg-${shape}_Plain.per-event
+		for t in Typed Checked; do
+			checked=$OUT/cg-${shape}_$t.per-event
+			CG_ROWS+=("$(awk -v l="$what, $t" -v ap="$(value AppendBatch "$plain")" -v ac="$(value AppendBatch "$checked")" \
+				-v cp="$(value CheckBatchSchemas "$plain")" -v cc="$(value CheckBatchSchemas "$checked")" \
+				-v vc="$(value ValidateJsonb "$checked")" 'BEGIN {
+				printf "| %s | %d | %d | %d | %d | %d | %.1f%% |", l, ap, ac, cp, cc, vc, (ap > 0) ? 100 * (ac - ap) / ap : 0 }')")
+		done
 	done
 fi
 
 echo
-echo "Appends of a 10-field event without and with a registered schema (every field checked); one client, pgbench -M prepared, synchronous_commit off," \
+echo "Appends of a 10-field event without a registered schema (Plain) and with one (Typed: types and required; Checked: every field checked); one client, pgbench -M prepared, synchronous_commit off," \
 	"median of $ROUNDS interleaved rounds of $SECONDS_PER_RUN s; cost = the server CPU per call with the check / without - 1 (and 1 - tps with / without); target: at most 10%."
 echo
-echo "| append | tps, no schema | tps, with a schema | us CPU per call, no schema | with a schema | us CPU per event checked | cost of the check (CPU) | (tps) |"
+echo "| append, type | tps, no schema | tps, with a schema | us CPU per call, no schema | with a schema | us CPU per event checked | cost of the check (CPU) | (tps) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
 if [ ${#CG_ROWS[@]} -gt 0 ]; then
 	echo
 	echo "Instructions per event (callgrind, one single-user session; inclusive counts of the extension's functions):"
 	echo
-	echo "| append | append (\`AppendBatch\`), no schema | with a schema | the check (\`CheckBatchSchemas\`), no schema | with a schema | of which the validator (\`ValidateJsonb\`) | cost of the check |"
+	echo "| append, type | append (\`AppendBatch\`), no schema | with a schema | the check (\`CheckBatchSchemas\`), no schema | with a schema | of which the validator (\`ValidateJsonb\`) | cost of the check |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
 	printf '%s\n' "${CG_ROWS[@]}"
 fi
