@@ -386,10 +386,12 @@ RETURNS void
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_drop_event_schema';
 
+-- No SET search_path, which would cost every call (one a row of a read):
+-- it pins the API's itself where it looks anything up, and runs upcasters
+-- as owner code, which has it too.
 CREATE FUNCTION eventstore.upcast(event eventstore.events)
 RETURNS eventstore.events
 	LANGUAGE c STABLE STRICT
-	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_upcast';
 
 -- The registry as users read it: the upcaster as a function (NULL when it

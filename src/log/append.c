@@ -376,11 +376,10 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 				batch->events[i].id = ids[next++];
 	}
 
-	/* every event matches its type's schema before anything is written */
-	CheckBatchSchemas(batch);
-
 	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
 	RefuseAppendOnSubscriber(LogWriterEvents(writer));
+	/* every event matches its type's schema before anything is written */
+	CheckBatchSchemas(batch);
 	/* before any stream is locked: see LogOffsetForWrite */
 	offset = LogOffsetForWrite(false);
 	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,

@@ -23,6 +23,7 @@
 #include "schemas/schemas.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -71,7 +72,8 @@ CompareTypes(const void *a, const void *b)
 
 /*
  * Load the registry through the latest snapshot, as the extension's owner
- * (who alone reads its table), into a new context.
+ * (who alone reads its table) and with the API's search_path (upcast()
+ * does not pin it for every call), into a new context.
  */
 static void
 LoadSchemaCache(void)
@@ -79,6 +81,7 @@ LoadSchemaCache(void)
 	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext,
 												  "pg_eventstore schema cache",
 												  ALLOCSET_SMALL_SIZES);
+	int			nestlevel = PinApiSearchPath();
 	RoleSwitch	caller = BecomeRole(ExtensionOwner());
 	MemoryContext old;
 	RegisteredType *loaded;
@@ -140,6 +143,7 @@ LoadSchemaCache(void)
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 	RestoreRole(caller);
+	AtEOXact_GUC(true, nestlevel);
 
 	MemoryContextSetParent(context, CacheMemoryContext);
 	if (cache_context != NULL)
@@ -175,6 +179,13 @@ LockSchemaRegistry(LOCKMODE mode)
 	if (!cache_valid)
 		LoadSchemaCache();
 	return true;
+}
+
+/* Is the cache as loaded still current (no change seen since)? */
+bool
+SchemaCacheCurrent(void)
+{
+	return cache_valid;
 }
 
 /* The registered type named type[0 .. len), NULL when it has no schema. */

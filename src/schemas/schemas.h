@@ -111,6 +111,7 @@ typedef struct RegisteredType
 
 /* cache.c */
 extern bool LockSchemaRegistry(LOCKMODE mode);
+extern bool SchemaCacheCurrent(void);
 extern RegisteredType *FindRegisteredType(const char *type, int len);
 extern int	RegisteredTypeCount(void);
 

@@ -19,10 +19,12 @@
 #include "core/role.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "projections/projections.h"
 #include "schemas/schemas.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -239,6 +241,24 @@ UpcastData(RegisteredType *t, int32 from_version, Jsonb *data)
 }
 
 /*
+ * What upcast() keeps between the calls of one query: the row type, and
+ * the transaction in which it last locked the registry (the lock is held
+ * to its end; until the cache is found stale, the query's later rows need
+ * not take it again).
+ */
+typedef struct UpcastCall
+{
+	TupleDesc	desc;
+	LocalTransactionId locked_in;
+} UpcastCall;
+
+#if PG_VERSION_NUM >= 170000
+#define CURRENT_LXID (MyProc->vxid.lxid)
+#else
+#define CURRENT_LXID (MyProc->lxid)
+#endif
+
+/*
  * SQL: upcast(event eventstore.events): the event with its data at its
  * type's latest version and schema_version saying so; an event of a type
  * without a schema, or at the latest version, as it is.  An event written
@@ -249,8 +269,7 @@ Datum
 eventstore_upcast(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader event = PG_GETARG_HEAPTUPLEHEADER(0);
-	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(event),
-											  HeapTupleHeaderGetTypMod(event));
+	UpcastCall *call = fcinfo->flinfo->fn_extra;
 	HeapTupleData tuple;
 	bool		isnull;
 	text	   *type;
@@ -260,42 +279,53 @@ eventstore_upcast(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	int			columns[2] = {EVENTS_DATA, EVENTS_SCHEMA_VERSION};
-	HeapTuple	upcast;
-	Datum		result;
+	int			nestlevel;
 
-	if (desc->natts < EVENTS_SCHEMA_VERSION)
-		elog(ERROR, "eventstore.events has no schema_version column");
+	if (call == NULL || call->desc->tdtypeid != HeapTupleHeaderGetTypeId(event))
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		call = palloc0(sizeof(UpcastCall));
+		call->desc = lookup_rowtype_tupdesc_copy(HeapTupleHeaderGetTypeId(event),
+												 HeapTupleHeaderGetTypMod(event));
+		MemoryContextSwitchTo(old);
+		if (call->desc->natts < EVENTS_SCHEMA_VERSION)
+			elog(ERROR, "eventstore.events has no schema_version column");
+		fcinfo->flinfo->fn_extra = call;
+	}
+	if (call->locked_in != CURRENT_LXID || !SchemaCacheCurrent())
+	{
+		if (!LockSchemaRegistry(AccessShareLock))
+			PG_RETURN_HEAPTUPLEHEADER(event);
+		call->locked_in = CURRENT_LXID;
+	}
 	tuple.t_len = HeapTupleHeaderGetDatumLength(event);
 	ItemPointerSetInvalid(&tuple.t_self);
 	tuple.t_tableOid = InvalidOid;
 	tuple.t_data = event;
-	type = DatumGetTextPP(heap_getattr(&tuple, EVENTS_EVENT_TYPE, desc, &isnull));
-	if (isnull || !LockSchemaRegistry(AccessShareLock) ||
+	type = DatumGetTextPP(heap_getattr(&tuple, EVENTS_EVENT_TYPE, call->desc, &isnull));
+	if (isnull ||
 		(t = FindRegisteredType(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type))) == NULL)
-	{
-		ReleaseTupleDesc(desc);
 		PG_RETURN_HEAPTUPLEHEADER(event);
-	}
-	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, desc, &isnull);
+	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, call->desc, &isnull);
 	version = isnull ? 1 : DatumGetInt32(version_datum);
 	if (version == t->latest && !isnull)
-	{
-		ReleaseTupleDesc(desc);
 		PG_RETURN_HEAPTUPLEHEADER(event);
-	}
 	if (version > t->latest || version < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("the event was written with version %d of event type \"%s\", which has versions 1 to %d",
 						version, t->type, t->latest),
 				 errhint("Register the type's missing versions again (a restore of the log without eventstore.event_schema_versions?).")));
-	values[0] = heap_getattr(&tuple, EVENTS_DATA, desc, &isnull);
+	values[0] = heap_getattr(&tuple, EVENTS_DATA, call->desc, &isnull);
 	if (isnull)
 		elog(ERROR, "an event without data");
 	values[1] = Int32GetDatum(t->latest);
+	/* the upcasters' owner code finds the API's search_path set: kept */
+	nestlevel = PinApiSearchPath();
 	values[0] = JsonbPGetDatum(UpcastData(t, version, DatumGetJsonbP(values[0])));
-	upcast = heap_modify_tuple_by_cols(&tuple, desc, 2, columns, values, nulls);
-	result = heap_copy_tuple_as_datum(upcast, desc);
-	ReleaseTupleDesc(desc);
-	PG_RETURN_DATUM(result);
+	AtEOXact_GUC(true, nestlevel);
+	PG_RETURN_DATUM(heap_copy_tuple_as_datum(heap_modify_tuple_by_cols(&tuple, call->desc, 2,
+																	   columns, values, nulls),
+											 call->desc));
 }
