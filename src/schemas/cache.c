@@ -61,6 +61,7 @@ CompilingContext(void *arg)
 	errcontext("compiling the registered schema version %d", v->version);
 }
 
+/* Order of registered types: their names' (len, bytes), as CompareKeys. */
 static int
 CompareTypes(const void *a, const void *b)
 {

@@ -36,6 +36,7 @@ CompareKeys(const char *a, int alen, const char *b, int blen)
 	return memcmp(a, b, alen);
 }
 
+/* qsort order of properties: CompareKeys of their names. */
 static int
 ComparePropertyNames(const void *a, const void *b)
 {

@@ -6,6 +6,7 @@
 
 #include "schemas/schemas.h"
 
+/* Is c a hexadecimal digit, in either case? */
 static bool
 IsHex(char c)
 {
@@ -61,6 +62,7 @@ Char(const char *s, int len, int *at, char c)
 	return true;
 }
 
+/* The days of a month of the Gregorian calendar, leap years counted. */
 static int
 DaysInMonth(int year, int month)
 {

@@ -90,6 +90,7 @@ typedef struct SampleEvent
 	int32		version;
 } SampleEvent;
 
+/* Error context: which stored event the check was upcasting. */
 static void
 SampleContext(void *arg)
 {

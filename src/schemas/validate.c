@@ -188,6 +188,7 @@ CompareNumbers(Numeric a, Numeric b)
 											 NumericGetDatum(b)));
 }
 
+/* A number as text, for a failure's rule. */
 static char *
 NumberText(Numeric n)
 {
