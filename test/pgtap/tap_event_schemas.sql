@@ -6,7 +6,7 @@ DROP EXTENSION IF EXISTS dblink CASCADE;
 CREATE EXTENSION dblink;
 CALL pg_temp.drop_roles(ARRAY['schema_admin', 'schema_reader']);
 
-SELECT plan(22);
+SELECT plan(24);
 
 -- Version 1: {"name": "Ada Lovelace"}; version 2 splits the name; version 3
 -- renames "first" to "given" and adds a default country.
@@ -90,6 +90,19 @@ SELECT eventstore.append_event('other-1', 'Untyped', '{"x": 1}');
 SELECT is((SELECT (eventstore.upcast(e)).data FROM eventstore.events e WHERE stream_id = 'other-1'),
 	'{"x": 1}'::jsonb, 'an event of a type without a schema is returned as it is');
 
+-- an event stored before its type had a schema is taken as of version 1
+SELECT eventstore.append_event('late-1', 'Late', '{"n": 1}');
+SELECT eventstore.register_event_schema('Late', 1, '{"required": ["n"]}');
+CREATE FUNCTION public.late_v2(d jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+	SELECT jsonb_build_object('count', d->'n')
+$$;
+SELECT eventstore.register_event_schema('Late', 2, '{"required": ["count"]}', 'public.late_v2(jsonb)');
+SELECT is((SELECT e.schema_version FROM eventstore.read_stream('late-1') e), NULL::integer,
+	'an event appended before its type had a schema has no schema version');
+SELECT is((SELECT row(u.data, u.schema_version)::text FROM eventstore.read_stream('late-1') e, eventstore.upcast(e) u),
+	row('{"count": 1}'::jsonb, 2)::text,
+	'upcast takes it as of version 1 and brings it to version 2');
+
 -- another session sees a new version at once (the cache is invalidated)
 SELECT dblink_connect('other', format('dbname=%L port=%s host=%L', current_database(), current_setting('port'),
 	COALESCE(NULLIF(split_part(current_setting('unix_socket_directories'), ',', 1), ''), 'localhost')));
@@ -134,7 +147,7 @@ SELECT is((pg_temp.error_of($$SELECT eventstore.upcast(e) FROM eventstore.events
 
 SELECT * FROM finish();
 
-DROP FUNCTION public.person_v2(jsonb), public.person_v3(jsonb), public.person_v3_bad(jsonb), public.who_v2(jsonb);
+DROP FUNCTION public.person_v2(jsonb), public.person_v3(jsonb), public.person_v3_bad(jsonb), public.who_v2(jsonb), public.late_v2(jsonb);
 CALL pg_temp.drop_roles(ARRAY['schema_admin', 'schema_reader']);
 DROP EXTENSION dblink CASCADE;
 DROP EXTENSION pgtap CASCADE;
