@@ -51,6 +51,9 @@ CREATE TABLE eventstore.events (
 	data			jsonb NOT NULL,
 	metadata		jsonb NOT NULL,
 	created_at		timestamptz NOT NULL,
+	-- the version of its type's registered schema it was checked against
+	-- (NULL: its type had none); last, as the upgrade from 0.2.0 adds it
+	schema_version	integer,
 	UNIQUE (stream_id, revision)
 );
 ALTER SEQUENCE eventstore.global_position_seq
@@ -1041,3 +1044,96 @@ SELECT pg_catalog.pg_extension_config_dump('eventstore.read_models', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_checks', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions_promotion_id_seq', '');
+
+--
+-- Event schemas: the registry of each event type's versions
+--
+
+-- One row per (event_type, version).  Appends validate an event of a
+-- registered type against its latest version; upcast() brings older data
+-- to it through each later version's upcaster.  Appends read the registry
+-- through a per-backend cache that every change invalidates (the trigger
+-- below).  The upcaster, its owner and the registrant are kept by name (a
+-- schema-qualified signature, role names), as eventstore.projections
+-- keeps its handlers: a restore into another cluster or pg_upgrade keeps
+-- every row, and one whose function or role is missing stays, its
+-- upcasting failing with an error that names what is missing.
+CREATE TABLE eventstore.event_schema_versions (
+	event_type		text NOT NULL,
+	version			integer NOT NULL CHECK (version >= 1),
+	schema			jsonb NOT NULL,
+	upcast			text,	-- e.g. app.cart_v2(jsonb); NULL: data as is
+	upcast_owner	text,	-- the upcaster's owner at registration
+	registered_by	text NOT NULL,	-- a role name: upcasters run as it
+	registered_at	timestamptz NOT NULL,
+	PRIMARY KEY (event_type, version),
+	CHECK (version > 1 OR upcast IS NULL),
+	CHECK ((upcast IS NULL) = (upcast_owner IS NULL))
+);
+
+-- Every change to the registry, whoever makes it (the API, a restore's
+-- COPY, a superuser), invalidates the backends' caches at commit.
+CREATE FUNCTION eventstore.event_schemas_changed() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'eventstore_event_schemas_changed';
+CREATE TRIGGER event_schema_versions_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON eventstore.event_schema_versions
+	FOR EACH STATEMENT EXECUTE FUNCTION eventstore.event_schemas_changed();
+ALTER TABLE eventstore.event_schema_versions
+	ENABLE ALWAYS TRIGGER event_schema_versions_changed;
+REVOKE ALL ON FUNCTION eventstore.event_schemas_changed() FROM PUBLIC;
+
+-- Not SECURITY DEFINER: the caller is recorded as the registrant, whom the
+-- upcaster runs as; the bookkeeping is done as the extension's owner.
+CREATE FUNCTION eventstore.register_event_schema(
+	event_type text,
+	version integer,
+	schema jsonb,
+	upcast regprocedure DEFAULT NULL)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_register_event_schema';
+
+CREATE FUNCTION eventstore.drop_event_schema(event_type text, version integer)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_drop_event_schema';
+
+-- No SET search_path, which would cost every call (one a row of a read):
+-- it pins the API's itself where it looks anything up, and runs upcasters
+-- as owner code, which has it too.
+CREATE FUNCTION eventstore.upcast(event eventstore.events)
+RETURNS eventstore.events
+	LANGUAGE c STABLE STRICT
+	AS 'MODULE_PATHNAME', 'eventstore_upcast';
+
+-- The registry as users read it: the upcaster as a function (NULL when it
+-- is missing), and which version appends validate against.
+CREATE VIEW eventstore.event_schemas AS
+SELECT s.event_type,
+	   s.version,
+	   s.version = max(s.version) OVER (PARTITION BY s.event_type) AS latest,
+	   s.schema,
+	   to_regprocedure(s.upcast) AS upcast,
+	   s.upcast AS upcast_signature,
+	   to_regrole(s.registered_by) AS registered_by,
+	   s.registered_at
+FROM eventstore.event_schema_versions s;
+
+-- Who may register, drop and upcast is granted (see README).
+REVOKE ALL ON FUNCTION
+	eventstore.register_event_schema(text, integer, jsonb, regprocedure),
+	eventstore.drop_event_schema(text, integer),
+	eventstore.upcast(eventstore.events)
+FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('eventstore.event_schema_versions', '');
+
+COMMENT ON COLUMN eventstore.events.schema_version IS 'The version of its type''s registered schema the event was validated against; NULL when its type had none';
+COMMENT ON TABLE eventstore.event_schema_versions IS 'Registered JSON Schemas, one row per (event_type, version), with the upcaster from the previous version';
+COMMENT ON FUNCTION eventstore.event_schemas_changed() IS 'Invalidate the backends'' caches of the event schema registry';
+COMMENT ON FUNCTION eventstore.register_event_schema(text, integer, jsonb, regprocedure) IS 'Register the next version of an event type''s JSON Schema, with the upcaster from the previous version';
+COMMENT ON FUNCTION eventstore.drop_event_schema(text, integer) IS 'Remove the latest version of an event type''s schema, when no stored event was written with it';
+COMMENT ON FUNCTION eventstore.upcast(eventstore.events) IS 'The event with its data brought to its type''s latest schema version through the upcasters';
+COMMENT ON VIEW eventstore.event_schemas IS 'Each registered event schema version, its upcaster and whether appends validate against it';

@@ -28,6 +28,14 @@ int			ProjectionBatchSize = 1000;
 int			WorkerPollInterval = 1000;
 int			WorkerRebuildThrottle = 0;
 int			WorkerRetryInterval = 10000;
+int			UnregisteredTypes = UNREGISTERED_ALLOW;
+
+static const struct config_enum_entry unregistered_types_options[] = {
+	{"allow", UNREGISTERED_ALLOW, false},
+	{"warn", UNREGISTERED_WARN, false},
+	{"refuse", UNREGISTERED_REFUSE, false},
+	{NULL, 0, false}
+};
 
 /* Refuse a pg_eventstore.databases that is not a list of names. */
 static bool
@@ -93,6 +101,13 @@ DefineSettings(void)
 							10000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("pg_eventstore.unregistered_types",
+							 "What an append does with an event of a type that has no registered schema: allow, warn or refuse.",
+							 "Superusers (and roles granted SET on it) may SET it; ALTER DATABASE or ALTER ROLE ... SET and a reload apply it to new sessions.",
+							 &UnregisteredTypes,
+							 UNREGISTERED_ALLOW, unregistered_types_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_eventstore");
 }
 

@@ -66,6 +66,14 @@ RequireName(FunctionCallInfo fcinfo, int argno, const char *argname)
 						  "Pass a name, for example 'order-summary'.");
 }
 
+/* An event type argument (the key of the schema registry). */
+text *
+RequireEventType(FunctionCallInfo fcinfo, int argno)
+{
+	return RequireKeyText(fcinfo, argno, "event_type",
+						  "Pass the event's type, for example 'ItemAdded'.");
+}
+
 /* The words as a message lists them: 'a', 'b' or 'c'. */
 static char *
 ChoiceList(const char *const *choices, int n)

@@ -12,6 +12,7 @@ extern void RequireArgNotNull(FunctionCallInfo fcinfo, int argno,
 							  const char *argname, const char *hint);
 extern text *RequireStreamId(FunctionCallInfo fcinfo, int argno);
 extern text *RequireName(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern text *RequireEventType(FunctionCallInfo fcinfo, int argno);
 extern const char *RequireChoice(FunctionCallInfo fcinfo, int argno,
 								 const char *argname, const char *a,
 								 const char *b);

@@ -21,5 +21,6 @@
 #define ERRCODE_ES_CHECK_FAILED				MAKE_SQLSTATE('S','E','0','1','1')
 #define ERRCODE_ES_NOT_AT_HEAD				MAKE_SQLSTATE('S','E','0','1','2')
 #define ERRCODE_ES_VIEW_INCOMPATIBLE		MAKE_SQLSTATE('S','E','0','1','3')
+#define ERRCODE_ES_SCHEMA_VIOLATION			MAKE_SQLSTATE('S','E','0','1','6')
 
 #endif							/* ES_ERRORS_H */

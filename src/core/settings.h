@@ -15,5 +15,14 @@ extern int	ProjectionBatchSize;	/* pg_eventstore.batch_size */
 extern int	WorkerPollInterval; /* pg_eventstore.poll_interval, ms */
 extern int	WorkerRebuildThrottle;	/* pg_eventstore.rebuild_throttle */
 extern int	WorkerRetryInterval;	/* pg_eventstore.retry_interval, ms */
+extern int	UnregisteredTypes;	/* pg_eventstore.unregistered_types */
+
+/* What an append does with an event of a type that has no schema. */
+typedef enum UnregisteredTypesValue
+{
+	UNREGISTERED_ALLOW,
+	UNREGISTERED_WARN,
+	UNREGISTERED_REFUSE
+} UnregisteredTypesValue;
 
 #endif							/* ES_SETTINGS_H */

@@ -25,6 +25,7 @@
 #include "log/log.h"
 #include "log/log_writer.h"
 #include "projections/projections.h"
+#include "schemas/schemas.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -377,6 +378,8 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 
 	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
 	RefuseAppendOnSubscriber(LogWriterEvents(writer));
+	/* every event matches its type's schema before anything is written */
+	CheckBatchSchemas(batch);
 	/* before any stream is locked: see LogOffsetForWrite */
 	offset = LogOffsetForWrite(false);
 	first_revision = LockAndCheckStream(writer, stream_id, batch, expect, now,

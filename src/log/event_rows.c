@@ -39,28 +39,37 @@ struct EventRows
 #define ROWS_DATA_OFFSET ARR_OVERHEAD_NONULLS(1)
 
 /*
- * The row type of eventstore.events, kept for the life of the backend: the
- * extension's table never changes shape, and a re-created extension comes
- * with a new type oid.
+ * The row type of eventstore.events, kept for the life of the backend
+ * until it changes: a re-created extension comes with a new type oid, and
+ * the update to 0.3.0 adds a column to the same type (the type cache's
+ * identifier of its descriptor tells).
  */
 static TupleDesc
 EventsRowDesc(void)
 {
 	static TupleDesc desc = NULL;
+	static uint64 desc_identifier = 0;
 	Oid			rowtype = get_rel_type_id(EventstoreRelid("events"));
+	TypeCacheEntry *type = lookup_type_cache(rowtype, TYPECACHE_TUPDESC);
 
-	if (desc == NULL || desc->tdtypeid != rowtype)
+	if (desc == NULL || desc->tdtypeid != rowtype ||
+		desc_identifier != type->tupDesc_identifier)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 		TupleDesc	fresh = lookup_rowtype_tupdesc_copy(rowtype, -1);
 
 		MemoryContextSwitchTo(old);
-		if (fresh->natts != EVENTS_NATTS)
+		/*
+		 * a table before 0.3.0, which this library serves until the update,
+		 * has no schema_version
+		 */
+		if (fresh->natts != EVENTS_NATTS && fresh->natts != EVENTS_SCHEMA_VERSION - 1)
 			elog(ERROR, EVENTSTORE_SCHEMA ".events does not have the %d columns this library reads",
 				 EVENTS_NATTS);
 		if (desc != NULL)
 			FreeTupleDesc(desc);
 		desc = fresh;
+		desc_identifier = type->tupDesc_identifier;
 	}
 	return desc;
 }
@@ -125,7 +134,7 @@ AddValues(EventRows *rows, Datum *values, bool *nulls)
 	HeapTuple	tuple;
 	Size		at;
 
-	for (int i = 0; i < EVENTS_NATTS; i++)
+	for (int i = 0; i < desc->natts; i++)
 	{
 		flat[i] = values[i];
 		if (!nulls[i] && TupleDescAttr(desc, i)->attlen == -1 &&
@@ -146,7 +155,7 @@ EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc)
 	Datum		values[EVENTS_NATTS];
 	bool		nulls[EVENTS_NATTS];
 
-	if (desc->natts != EVENTS_NATTS)
+	if (desc->natts != rows->desc->natts)
 		elog(ERROR, "a query for event rows must return eventstore.events' columns");
 	heap_deform_tuple(tuple, desc, values, nulls);
 	AddValues(rows, values, nulls);
@@ -154,10 +163,8 @@ EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc)
 
 /* Add an event from the column values an append inserted. */
 void
-EventRowsAddValues(EventRows *rows, Datum *values)
+EventRowsAddValues(EventRows *rows, Datum *values, bool *nulls)
 {
-	bool		nulls[EVENTS_NATTS] = {false};
-
 	AddValues(rows, values, nulls);
 }
 
@@ -181,7 +188,7 @@ ReceiveEventRow(TupleTableSlot *slot, DestReceiver *self)
 static void
 StartupEventRows(DestReceiver *self, int operation, TupleDesc desc)
 {
-	if (desc->natts != EVENTS_NATTS)
+	if (desc->natts != ((EventRowsReceiver *) self)->rows->desc->natts)
 		elog(ERROR, "a query for event rows must return eventstore.events' columns");
 }
 

@@ -15,7 +15,7 @@ typedef struct EventRows EventRows;
 
 extern EventRows *EventRowsCreate(int capacity);
 extern void EventRowsAdd(EventRows *rows, HeapTuple tuple, TupleDesc desc);
-extern void EventRowsAddValues(EventRows *rows, Datum *values);
+extern void EventRowsAddValues(EventRows *rows, Datum *values, bool *nulls);
 extern DestReceiver *EventRowsDest(EventRows *rows);
 extern void EventRowsCopy(EventRows *rows, EventRows *from, int i);
 extern void EventRowsReset(EventRows *rows);

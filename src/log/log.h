@@ -23,6 +23,7 @@ typedef struct EventInput
 	text	   *type;
 	Jsonb	   *data;
 	Jsonb	   *metadata;
+	int32		schema_version; /* validated against; 0: its type has none */
 } EventInput;
 
 /* A validated batch of events for one stream. */

@@ -30,6 +30,7 @@ struct LogWriter
 	TableWriter *tables;
 	Oid			sequence;
 	bool		stream_keys;	/* streams keeps its last key (0.3.0 on) */
+	bool		schema_versions;	/* events keep their schema version (0.3.0 on) */
 };
 
 /* Open the log's tables for one append by SQL function `operation`. */
@@ -44,7 +45,13 @@ LogWriterOpen(const char *operation)
 	w->stream_keys = get_attnum(EventstoreRelid("streams"), "transaction_id") ==
 		STREAMS_TRANSACTION_ID;
 	natts[0] = w->stream_keys ? STREAMS_NATTS : STREAMS_TRANSACTION_ID - 1;
-	natts[1] = EVENTS_NATTS;
+	/*
+	 * nor its events a schema_version: the update to 0.3.0 adds both (a
+	 * table with one and not the other fails TableWriterOpen's check of the
+	 * column count, never misread)
+	 */
+	w->schema_versions = w->stream_keys;
+	natts[1] = w->schema_versions ? EVENTS_NATTS : EVENTS_SCHEMA_VERSION - 1;
 	w->tables = TableWriterOpen(operation, 2, names, natts);
 	w->sequence = EventstoreRelid("global_position_seq");
 	return w;
@@ -157,8 +164,13 @@ LogWriterInsertEvent(LogWriter *w, FullTransactionId xid, text *stream_id,
 	row->tts_values[EVENTS_DATA - 1] = JsonbPGetDatum(event->data);
 	row->tts_values[EVENTS_METADATA - 1] = JsonbPGetDatum(event->metadata);
 	row->tts_values[EVENTS_CREATED_AT - 1] = TimestampTzGetDatum(now);
+	if (w->schema_versions)
+	{
+		row->tts_values[EVENTS_SCHEMA_VERSION - 1] = Int32GetDatum(event->schema_version);
+		row->tts_isnull[EVENTS_SCHEMA_VERSION - 1] = event->schema_version == 0;
+	}
 	if (rows != NULL)
-		EventRowsAddValues(rows, row->tts_values);
+		EventRowsAddValues(rows, row->tts_values, row->tts_isnull);
 	if (!event->id_given)
 		TableWriterInsert(w->tables, EVENTS_TABLE, row);
 	else

@@ -1,6 +1,6 @@
-# Shared by test/bench/run.sh, projections.sh and worker.sh: build and
-# install the extension from a copy of this checkout, start a watchdog, and
-# initialise a private cluster that is stopped and removed on every way out.
+# Shared by test/bench/run.sh, compare.sh, projections.sh, schemas.sh and
+# worker.sh: build and install the extension from a copy of this checkout,
+# start a watchdog, and initialise a private cluster that is stopped and removed on every way out.
 # Sourced after scripts/common.sh, with PORT set; the caller configures the
 # cluster with bench_configure and then calls bench_start_cluster.
 
@@ -119,4 +119,58 @@ bench_cleanup() {
 		rm -rf "$CLUSTER"
 	fi
 	exit $rc
+}
+
+# The CPU time (user + system, seconds) of the cluster's backends that have
+# exited: the postmaster's cutime + cstime, which grow as it reaps them.
+# Each pgbench run has its own connections, so the difference over a run,
+# once its backends are gone, is what they used: less stretched by the
+# machine's other load than wall time, though not free of it.
+postmaster_pid() { head -1 "$DATA/postmaster.pid"; }
+reaped_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+# Wait (up to 10 s) until the postmaster has no more children than before a
+# run (its backends have exited and been reaped).
+wait_reaped() {
+	local pm=$1 before=$2 i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(ps --ppid "$pm" --no-headers | wc -l)" -gt "$before" ] || return 0
+		sleep 0.1
+	done
+	echo "   backends of $CLUSTER still running 10 s after pgbench" >&2
+}
+
+# Callgrind (compare.sh, schemas.sh): the instructions one single-user
+# session of the stopped cluster executes, the statements of
+# $OUT/cg-<case>-<k>.sql (k executions of a case); leaves the output file
+# in $OUT/cg-<case>-<k>.out.
+cg_run() {
+	local case=$1 k=$2 file=$OUT/cg-$1-$2.out log=$OUT/cg-$1-$2.log
+	timeout 1200 $RUN valgrind --tool=callgrind --toggle-collect=proc_exit --collect-atstart=yes \
+		--callgrind-out-file="$file" postgres --single -D "$DATA" \
+		-c full_page_writes=off postgres \
+		<"$OUT/cg-$case-$k.sql" >"$log" 2>&1 ||
+		{ echo "   callgrind run $case x $k failed: $log" >&2; tail -5 "$log" >&2; return 1; }
+	if grep -q 'ERROR' "$log"; then
+		echo "   errors in callgrind run $case x $k:" >&2
+		grep -m3 'ERROR' "$log" >&2
+		return 1
+	fi
+	sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file"
+}
+# Inclusive instructions of every function in a callgrind file, by name
+# ("function count", the first entry of a name; sorted by name).
+cg_inclusive() {
+	callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
+		sed -n 's/^ *\([0-9,]*\) ([ 0-9.]*%) *\([^ ]*\) .*/\1 \2/p' |
+		awk '{ gsub(/,/, "", $1); f = $2; sub(/.*:/, "", f); if (f ~ /^[A-Za-z_]/ && !(f in seen)) { seen[f] = 1; print f, $1 } }' |
+		LC_ALL=C sort -k1,1
+}
+# The same per event, from the runs of K1 and K2 executions of a case.
+cg_per_event() {
+	local case=$1 k1=$2 k2=$3 per=$4
+	LC_ALL=C join -a2 -e0 -o 0,1.2,2.2 <(cg_inclusive "$OUT/cg-$case-$k1.out") \
+		<(cg_inclusive "$OUT/cg-$case-$k2.out") |
+		awk -v k=$((k2 - k1)) -v p="$per" '{ printf "%s %.0f\n", $1, ($3 - $2) / k / p }'
 }

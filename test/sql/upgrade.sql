@@ -87,6 +87,15 @@ SELECT * FROM upgrade_counts;
 SELECT status, lag_events, handler, owner = current_user::regrole AS owned_by_me
 FROM eventstore.projection_status WHERE name = 'upgrade-counts';
 
+-- event schemas arrive with 0.3.0, in this same session: the events
+-- written before have no schema version (the column was added to the
+-- catalog only), and a registered type is checked from then on
+SELECT revision, event_type, schema_version FROM eventstore.read_stream('upgrade-1');
+SELECT eventstore.register_event_schema('Closed', 1, '{"required": ["n"]}');
+SELECT eventstore.append_event('upgrade-1', 'Closed', '{}');
+SELECT (eventstore.append_event('upgrade-1', 'Closed', '{"n": 4}')).next_expected_revision;
+SELECT revision, schema_version FROM eventstore.read_stream('upgrade-1') WHERE event_type = 'Closed';
+
 SELECT eventstore.drop_projection('upgrade-counts');
 DROP FUNCTION upgrade_count(eventstore.events);
 DROP TABLE upgrade_counts;
