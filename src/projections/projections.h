@@ -136,7 +136,7 @@ extern int64 RecordDeadLetter(Projection *p, EventRows *rows, int i,
 extern void RecordParked(Projection *p, EventRows *rows, int i,
 						 int64 dead_letter_id);
 extern bool RegistryParks(void);
-extern List *ParkedStreams(Projection *p);
+extern List *ParkedStreams(Projection *p, EventRows *rows, int n);
 extern void ResolveDeadLetter(Projection *p, int64 dead_letter_id,
 							  const char *resolution, const char *by);
 extern void RecordRetryFailure(int64 dead_letter_id, ErrorData *error);

@@ -866,23 +866,30 @@ RecordParked(Projection *p, EventRows *rows, int i, int64 dead_letter_id)
 }
 
 /*
- * The streams the projection has parked behind a dead letter, as text
- * datums in the current memory context, seen with this transaction's own
- * writes.  The caller is connected to SPI.
+ * The streams of rows[0 .. n) that the projection has parked behind a dead
+ * letter, as text datums in the current memory context, seen with this
+ * transaction's own writes.  The caller is connected to SPI.
  */
 List *
-ParkedStreams(Projection *p)
+ParkedStreams(Projection *p, EventRows *rows, int n)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(p->id)};
+	Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
+	Datum		values[2];
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	List	   *streams = NIL;
 	MemoryContext context = CurrentMemoryContext;
 
+	/* only the batch's streams: a bug may park thousands of others */
+	for (int i = 0; i < n; i++)
+		ids[i] = EventRowsColumn(rows, i, EVENTS_STREAM_ID);
+	values[0] = Int32GetDatum(p->id);
+	values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false,
+												TYPALIGN_INT));
 	QueryLatest(KeptPlan(&parked_streams_plan,
 						 "SELECT DISTINCT stream_id FROM eventstore.projection_skips"
 						 " WHERE projection_id = $1 AND drained_at IS NULL"
-						 " AND dead_letter_id IS NOT NULL",
-						 1, argtypes),
+						 " AND dead_letter_id IS NOT NULL AND stream_id = ANY ($2)",
+						 2, argtypes),
 				values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

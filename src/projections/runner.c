@@ -263,7 +263,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		fetched = FetchBatch(p, rows, limit, snapshot, horizon, types,
 							 types_null);
 		if (p->park_errors && fetched > 0)
-			parking.streams = ParkedStreams(p);
+			parking.streams = ParkedStreams(p, rows, fetched);
 		never_applied = NeverAppliedInline(p, rows, fetched, snapshot, &n_never);
 		done = ApplyInLogOrder(p, rows, fetched, !p->caught_up, never_applied,
 							   n_never, &parking, &error);
