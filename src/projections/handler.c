@@ -10,6 +10,8 @@
  * ROLE, no temporary objects left behind in the caller's session, and
  * nothing they SET outlives the call.  They run with the settings captured
  * from the creator's session (owner_settings.c), whoever drives them.
+ * Unless the projection was created with upcast => false, they receive
+ * events upcast to their type's latest schema version (UpcastRows).
  */
 #include "postgres.h"
 
