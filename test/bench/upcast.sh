@@ -22,8 +22,8 @@
 # benchmark fails.  The per-event cost of upcasting: (seconds at v1 -
 # seconds at v3) / events.  The worker is off; synchronous_commit is off.
 #
-# Environment: UPCAST_EVENTS (1000000; a multiple of 1,000,000 / 1,000 is
-# not needed, but of 10,000), UPCAST_ROUNDS (3), UPCAST_PORT (5495),
+# Environment: UPCAST_EVENTS (1000000; a multiple of 10,000, the streams),
+# UPCAST_ROUNDS (3), UPCAST_PORT (5495),
 # UPCAST_WORKDIR (the root's work copy, /tmp/pg_eventstore-upcastbench),
 # UPCAST_KEEP=1 (keep the cluster directory), UPCAST_TIME_LIMIT (seconds
 # after the build before a watchdog stops the run, 3600).  --quick: 20,000
