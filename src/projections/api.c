@@ -277,7 +277,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	promote = PG_NARGS() > 7
 		? RequireChoice(fcinfo, 7, "promote", PROMOTE_MANUAL, PROMOTE_AUTO)
 		: PROMOTE_MANUAL;
-	/* upcast: neither has a 0.2.0 schema's (nor its log any schemas) */
+	/* upcast: nor has a 0.2.0 schema's (whose log has no schemas either) */
 	if (PG_NARGS() > 8)
 		RequireArgNotNull(fcinfo, 8, "upcast",
 						  "Pass true for handlers to receive events upcast to their type's latest schema version, false for them as stored.");

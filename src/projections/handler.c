@@ -241,7 +241,10 @@ UpcastRows(Projection *p, EventRows *rows, int first, int count)
 	TupleDesc	desc = EventRowsRowType(rows);
 	Datum	   *events = NULL;
 
-	/* the usual case of a store without schemas costs a lock already held */
+	/*
+	 * the usual case of a store without schemas costs the registry's lock
+	 * (after the first, a look in the local lock table) and a cache look
+	 */
 	if (!p->upcast || desc->natts < EVENTS_SCHEMA_VERSION ||
 		!LockSchemaRegistry(AccessShareLock) || RegisteredTypeCount() == 0)
 		return NULL;
@@ -258,8 +261,13 @@ UpcastRows(Projection *p, EventRows *rows, int first, int count)
 			for (int k = first; k < i; k++)
 				events[k - first] = EventRowsDatum(rows, k);
 		}
-		events[i - first] = upcast == NULL ? EventRowsDatum(rows, i)
-			: heap_copy_tuple_as_datum(upcast, desc);
+		if (upcast == NULL)
+			events[i - first] = EventRowsDatum(rows, i);
+		else
+		{
+			events[i - first] = heap_copy_tuple_as_datum(upcast, desc);
+			heap_freetuple(upcast);
+		}
 	}
 	return events;
 }
