@@ -591,7 +591,7 @@ COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply
 COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
 COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';
 
--- create_projection gains promote, last.  A new signature is a new
+-- create_projection gains promote and upcast, last.  A new signature is a new
 -- function: the EXECUTE grants users made on the old one are given to the
 -- new one, and kept out of pg_init_privs (where grants made by this script
 -- would land), so that pg_dump still dumps them as the users' own.
@@ -609,17 +609,18 @@ CREATE FUNCTION eventstore.create_projection(
 	version integer DEFAULT 1,
 	on_reset text DEFAULT NULL,
 	on_error text DEFAULT 'stop',
-	promote text DEFAULT 'manual')
+	promote text DEFAULT 'manual',
+	upcast boolean DEFAULT true)
 RETURNS void
 	LANGUAGE c VOLATILE
 	-- no SET search_path: it captures its caller's, then pins the API's
 	AS 'MODULE_PATHNAME', 'eventstore_create_projection';
-REVOKE ALL ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text) FROM PUBLIC;
-COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text) IS 'Register a projection; its handler runs as the calling role';
+REVOKE ALL ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean) IS 'Register a projection; its handler runs as the calling role and, unless upcast is false, receives events upcast to their type''s latest schema version';
 DO $$
 DECLARE
 	fn CONSTANT pg_catalog.regprocedure :=
-		'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text)';
+		'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)';
 	initial pg_catalog.aclitem[];
 	g record;
 BEGIN
@@ -670,6 +671,14 @@ SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_promotions_pro
 ALTER TABLE eventstore.projections
 	ADD COLUMN replayed_xid xid8,
 	ADD COLUMN replayed_position bigint;
+
+-- Whether a projection's handler receives upcast events: true for the
+-- existing ones (filled by an UPDATE rather than a default on ADD COLUMN,
+-- which would leave a missing value a fresh install does not have).
+ALTER TABLE eventstore.projections ADD COLUMN upcast boolean;
+ALTER TABLE eventstore.projections ALTER COLUMN upcast SET DEFAULT true;
+UPDATE eventstore.projections SET upcast = true;
+ALTER TABLE eventstore.projections ALTER COLUMN upcast SET NOT NULL;
 
 
 -- The schema version of each event: a nullable column without a default,
@@ -835,7 +844,8 @@ SELECT p.name,
 	   rm.checked_at,
 	   CASE WHEN who.is_member THEN rm.checks_passed END AS checks_passed,
 	   CASE WHEN who.is_member THEN rm.check_results END AS check_results,
-	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error
+	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error,
+	   p.upcast
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),

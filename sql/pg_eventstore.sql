@@ -442,6 +442,9 @@ CREATE TABLE eventstore.projections (
 	-- applied; NULL: those committed before replay_until (a first build)
 	replayed_xid	xid8,
 	replayed_position bigint,
+	-- the handler receives events upcast to their type's latest schema
+	-- version (eventstore.upcast), or as stored when false
+	upcast			boolean NOT NULL DEFAULT true,
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
@@ -660,7 +663,8 @@ CREATE FUNCTION eventstore.create_projection(
 	version integer DEFAULT 1,
 	on_reset text DEFAULT NULL,
 	on_error text DEFAULT 'stop',
-	promote text DEFAULT 'manual')
+	promote text DEFAULT 'manual',
+	upcast boolean DEFAULT true)
 RETURNS void
 	LANGUAGE c VOLATILE
 	-- no SET search_path: it captures its caller's, then pins the API's
@@ -954,7 +958,8 @@ SELECT p.name,
 	   rm.checked_at,
 	   CASE WHEN who.is_member THEN rm.checks_passed END AS checks_passed,
 	   CASE WHEN who.is_member THEN rm.check_results END AS check_results,
-	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error
+	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error,
+	   p.upcast
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
@@ -988,7 +993,7 @@ FROM eventstore.projections p
 
 -- Who may manage projections is granted (see README).
 REVOKE ALL ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text),
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
 	eventstore.drop_projection(text, integer),
 	eventstore.rebuild_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),
@@ -1007,7 +1012,7 @@ COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per 
 COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
 COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
 COMMENT ON VIEW eventstore.projection_status IS 'Each projection''s status, checkpoint, lag, pending skips, dead letters and last error';
-COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text) IS 'Register a projection; its handler runs as the calling role';
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean) IS 'Register a projection; its handler runs as the calling role and, unless upcast is false, receives events upcast to their type''s latest schema version';
 COMMENT ON FUNCTION eventstore.drop_projection(text, integer) IS 'Remove a projection (one version, or all of them)';
 COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer) IS 'Run on_reset and replay the log from the start into a projection';
 COMMENT ON FUNCTION eventstore.run_projection(text, integer, bigint) IS 'Apply the events a projection has not applied yet, in batches; returns how many';

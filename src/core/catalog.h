@@ -96,7 +96,8 @@ enum
 	PROJECTIONS_SETTINGS,		/* since 0.3.0 */
 	PROJECTIONS_REPLAYED_XID,	/* since 0.3.0 */
 	PROJECTIONS_REPLAYED_POSITION,	/* since 0.3.0 */
-	PROJECTIONS_NATTS = PROJECTIONS_REPLAYED_POSITION
+	PROJECTIONS_UPCAST,			/* since 0.3.0 */
+	PROJECTIONS_NATTS = PROJECTIONS_UPCAST
 };
 
 /*
@@ -104,8 +105,8 @@ enum
  * columns a later version adds (a backend still running an older library
  * after ALTER EXTENSION UPDATE reads the new table).  A 0.2.0 registry, which
  * this library reads until ALTER EXTENSION UPDATE, has no handler_owner,
- * settings, replayed_xid or replayed_position: PROJECTIONS_COLUMN_LIST_0_2
- * reads them as NULL.
+ * settings, replayed_xid, replayed_position or upcast: PROJECTIONS_COLUMN_LIST_0_2
+ * reads them as NULL (upcast as true: a 0.2.0 log has no schemas anyway).
  */
 #define PROJECTIONS_COMMON_COLUMNS \
 	"projection_id, name, version, handler, batch_handler, event_types, mode," \
@@ -114,9 +115,9 @@ enum
 	" error_sqlstate, error_position, error_event_id, failed_at," \
 	" rebuild_started_at, caught_up_at, created_at, updated_at"
 #define PROJECTIONS_COLUMN_LIST PROJECTIONS_COMMON_COLUMNS \
-	", handler_owner, settings, replayed_xid, replayed_position"
+	", handler_owner, settings, replayed_xid, replayed_position, upcast"
 #define PROJECTIONS_COLUMN_LIST_0_2 PROJECTIONS_COMMON_COLUMNS \
-	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint"
+	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint, true"
 
 /* eventstore.projection_skips */
 enum

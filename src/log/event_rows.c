@@ -313,8 +313,25 @@ EventRowsArray(EventRows *rows, int first, int count)
 	elems = palloc(sizeof(Datum) * count);
 	for (int i = 0; i < count; i++)
 		elems[i] = EventRowsDatum(rows, first + i);
-	return PointerGetDatum(construct_array(elems, count, rows->desc->tdtypeid,
+	return EventsArray(rows, elems, count);
+}
+
+/*
+ * Composite datums of rows' row type (rows of the set, or rows made from
+ * them) as a new eventstore.events[] datum.
+ */
+Datum
+EventsArray(EventRows *rows, Datum *events, int count)
+{
+	return PointerGetDatum(construct_array(events, count, rows->desc->tdtypeid,
 										   -1, false, TYPALIGN_DOUBLE));
+}
+
+/* The set's row type: eventstore.events'. */
+TupleDesc
+EventRowsRowType(EventRows *rows)
+{
+	return rows->desc;
 }
 
 /* Row i's event id, for a failure record. */

@@ -8,6 +8,7 @@
 #define ES_EVENT_ROWS_H
 
 #include "access/htup.h"
+#include "access/tupdesc.h"
 #include "log/log.h"
 #include "tcop/dest.h"
 
@@ -23,6 +24,8 @@ extern int	EventRowsCount(EventRows *rows);
 extern Datum EventRowsDatum(EventRows *rows, int i);
 extern Datum EventRowsColumn(EventRows *rows, int i, int attno);
 extern Datum EventRowsArray(EventRows *rows, int first, int count);
+extern Datum EventsArray(EventRows *rows, Datum *events, int count);
+extern TupleDesc EventRowsRowType(EventRows *rows);
 extern int64 EventRowsPosition(EventRows *rows, int i);
 extern LogPlace EventRowsPlace(EventRows *rows, int i);
 extern text *EventRowsType(EventRows *rows, int i);

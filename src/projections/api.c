@@ -239,7 +239,7 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 
 /*
  * SQL: create_projection(name, handler, event_types, mode, version,
- *						  on_reset, on_error, promote)
+ *						  on_reset, on_error, promote, upcast)
  * Over an empty log the projection starts active; otherwise it starts
  * rebuilding, to be backfilled from the start.
  */
@@ -277,6 +277,11 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	promote = PG_NARGS() > 7
 		? RequireChoice(fcinfo, 7, "promote", PROMOTE_MANUAL, PROMOTE_AUTO)
 		: PROMOTE_MANUAL;
+	/* upcast: nor has a 0.2.0 schema's (whose log has no schemas either) */
+	if (PG_NARGS() > 8)
+		RequireArgNotNull(fcinfo, 8, "upcast",
+						  "Pass true for handlers to receive events upcast to their type's latest schema version, false for them as stored.");
+	np.upcast = PG_NARGS() > 8 ? PG_GETARG_BOOL(8) : true;
 	RequireArgNotNull(fcinfo, 1, "handler",
 					  "Pass a function such as 'my_schema.apply_event'::regproc.");
 	np.handler = PG_GETARG_OID(1);

@@ -10,17 +10,23 @@
  * ROLE, no temporary objects left behind in the caller's session, and
  * nothing they SET outlives the call.  They run with the settings captured
  * from the creator's session (owner_settings.c), whoever drives them.
+ * Unless the projection was created with upcast => false, they receive
+ * events upcast to their type's latest schema version (UpcastRows).
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_proc.h"
 #include "consumers/consumers.h"
+#include "core/catalog.h"
 #include "core/role.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/inval.h"
 #include "projections/projections.h"
+#include "schemas/schemas.h"
+#include "storage/lockdefs.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -219,21 +225,77 @@ CallVoid(FmgrInfo *call, Datum arg)
 }
 
 /*
- * Call the handler on rows[first .. first + count), as the projection's
- * owner: once per event, or once with them all for a batch handler.
+ * rows[first .. first + count) as the projection's handler receives them,
+ * when it receives upcast events: each event of a type with versions after
+ * its own made anew at the latest (schemas/upcast.c: data and
+ * schema_version replaced, the rest as it is), the others the rows
+ * themselves; NULL when none needs it, or the projection takes events as
+ * stored (upcast => false).  Done before the handler runs, outside its
+ * owner's code: each upcaster runs as its registrant.  An upcaster's error
+ * is the event's, as the handler's would be (on_error deals with it).  The
+ * registry is locked as upcast() locks it, to the transaction's end.
+ */
+static Datum *
+UpcastRows(Projection *p, EventRows *rows, int first, int count)
+{
+	TupleDesc	desc = EventRowsRowType(rows);
+	Datum	   *events = NULL;
+
+	/*
+	 * the usual case of a store without schemas costs the registry's lock
+	 * (after the first, a look in the local lock table) and a cache look
+	 */
+	if (!p->upcast || desc->natts < EVENTS_SCHEMA_VERSION ||
+		!LockSchemaRegistry(AccessShareLock) || RegisteredTypeCount() == 0)
+		return NULL;
+	for (int i = first; i < first + count; i++)
+	{
+		HeapTuple	upcast = UpcastEvent((HeapTupleHeader) DatumGetPointer(EventRowsDatum(rows, i)),
+										 desc);
+
+		if (upcast == NULL && events == NULL)
+			continue;
+		if (events == NULL)
+		{
+			events = palloc(sizeof(Datum) * count);
+			for (int k = first; k < i; k++)
+				events[k - first] = EventRowsDatum(rows, k);
+		}
+		if (upcast == NULL)
+			events[i - first] = EventRowsDatum(rows, i);
+		else
+		{
+			events[i - first] = heap_copy_tuple_as_datum(upcast, desc);
+			heap_freetuple(upcast);
+		}
+	}
+	return events;
+}
+
+/*
+ * Call the handler on rows[first .. first + count), upcast (UpcastRows),
+ * as the projection's owner: once per event, or once with them all for a
+ * batch handler.
  */
 void
 CallHandler(Projection *p, EventRows *rows, int first, int count)
 {
 	FmgrInfo   *call = HandlerCall(p);
-	RoleSwitch	saved = EnterProjectionOwner(p);
+	Datum	   *upcast = UpcastRows(p, rows, first, count);
+	Datum		batch = (Datum) 0;
+	RoleSwitch	saved;
 
 	if (p->batch_handler)
-		CallVoid(call, EventRowsArray(rows, first, count));
+		batch = upcast != NULL ? EventsArray(rows, upcast, count)
+			: EventRowsArray(rows, first, count);
+	saved = EnterProjectionOwner(p);
+	if (p->batch_handler)
+		CallVoid(call, batch);
 	else
 	{
 		for (int i = first; i < first + count; i++)
-			CallVoid(call, EventRowsDatum(rows, i));
+			CallVoid(call, upcast != NULL ? upcast[i - first]
+					 : EventRowsDatum(rows, i));
 	}
 	LeaveProjectionOwner(saved);
 }

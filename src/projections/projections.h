@@ -29,6 +29,7 @@ typedef struct Projection
 	char	   *handler_owner;	/* its owner's name at creation; NULL: not
 								 * recorded (a 0.2.0 registry) */
 	bool		batch_handler;	/* takes eventstore.events[] */
+	bool		upcast;			/* receives events upcast (handler.c) */
 	int			ntypes;			/* 0: every event type */
 	char	  **types;
 	bool		inline_mode;
@@ -85,6 +86,7 @@ typedef struct NewProjection
 	const char *on_error;
 	Oid			owner;
 	Datum		settings;		/* text[]: CaptureCreatorSettings */
+	bool		upcast;
 	FullTransactionId replay_until; /* invalid: the log is empty */
 } NewProjection;
 

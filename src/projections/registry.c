@@ -161,6 +161,7 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 		p->handler_owner = SPI_getvalue(row, desc, PROJECTIONS_HANDLER_OWNER);
 	}
 	p->batch_handler = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_BATCH_HANDLER, &isnull));
+	p->upcast = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_UPCAST, &isnull));
 	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
 	if (!isnull)
 	{
@@ -377,10 +378,11 @@ void
 InsertProjection(NewProjection *np)
 {
 	bool		by_oid = RegistryKeepsOids();
-	Oid			argtypes[13] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TEXTOID, TEXTARRAYOID};
-	Datum		values[13];
-	char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[14] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TEXTOID, TEXTARRAYOID,
+	BOOLOID};
+	Datum		values[14];
+	char		nulls[14] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		empty = !FullTransactionIdIsValid(np->replay_until);
 
 	values[0] = PointerGetDatum(np->name);
@@ -398,6 +400,7 @@ InsertProjection(NewProjection *np)
 	values[10] = FullTransactionIdGetDatum(np->replay_until);
 	values[11] = CStringGetTextDatum(GetUserNameFromId(np->handler_owner, false));
 	values[12] = np->settings;
+	values[13] = BoolGetDatum(np->upcast);
 	if (by_oid)
 	{
 		argtypes[2] = REGPROCOID;
@@ -420,7 +423,8 @@ InsertProjection(NewProjection *np)
 				 ? KeptPlan(&insert_by_oid_plan, INSERT_PROJECTION("", ""), 11,
 							argtypes)
 				 : KeptPlan(&insert_plan,
-							INSERT_PROJECTION(", handler_owner, settings", ", $12, $13"), 13,
+							INSERT_PROJECTION(", handler_owner, settings, upcast",
+											  ", $12, $13, $14"), 14,
 							argtypes),
 				 values, nulls, false, 0);
 	NoteProjectionsChanged();

@@ -9,6 +9,8 @@
 #ifndef ES_SCHEMAS_H
 #define ES_SCHEMAS_H
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "log/log.h"
@@ -116,6 +118,7 @@ extern RegisteredType *FindRegisteredType(const char *type, int len);
 extern int	RegisteredTypeCount(void);
 
 /* upcast.c */
+extern HeapTuple UpcastEvent(HeapTupleHeader event, TupleDesc desc);
 extern Jsonb *UpcastData(RegisteredType *t, int32 from_version, Jsonb *data);
 extern Jsonb *CallUpcaster(Oid upcaster, const char *name, const char *run_as,
 						   Jsonb *data);

@@ -241,6 +241,63 @@ UpcastData(RegisteredType *t, int32 from_version, Jsonb *data)
 }
 
 /*
+ * The event, a composite datum of row type desc (eventstore.events'), with
+ * its data brought to its type's latest version and schema_version saying
+ * so, as a new tuple in the current memory context; NULL when it stays as
+ * it is: a type without a schema, or an event at the latest version.  An
+ * event written before its type's first version (schema_version NULL) is
+ * taken as of version 1.  The caller has locked the registry in this
+ * transaction (LockSchemaRegistry); a cache found stale since (an upcaster
+ * may have processed invalidations) is loaded again.
+ */
+HeapTuple
+UpcastEvent(HeapTupleHeader event, TupleDesc desc)
+{
+	HeapTupleData tuple;
+	bool		isnull;
+	text	   *type;
+	Datum		version_datum;
+	int32		version;
+	RegisteredType *t;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			columns[2] = {EVENTS_DATA, EVENTS_SCHEMA_VERSION};
+	int			nestlevel;
+
+	if (desc->natts < EVENTS_SCHEMA_VERSION)
+		elog(ERROR, "eventstore.events has no schema_version column");
+	if (!SchemaCacheCurrent() && !LockSchemaRegistry(AccessShareLock))
+		return NULL;
+	tuple.t_len = HeapTupleHeaderGetDatumLength(event);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = event;
+	type = DatumGetTextPP(heap_getattr(&tuple, EVENTS_EVENT_TYPE, desc, &isnull));
+	if (isnull ||
+		(t = FindRegisteredType(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type))) == NULL)
+		return NULL;
+	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, desc, &isnull);
+	version = isnull ? 1 : DatumGetInt32(version_datum);
+	if (version == t->latest && !isnull)
+		return NULL;
+	if (version > t->latest || version < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("the event was written with version %d of event type \"%s\", which has versions 1 to %d",
+						version, t->type, t->latest),
+				 errhint("Register the type's missing versions again (a restore of the log without eventstore.event_schema_versions?).")));
+	values[0] = heap_getattr(&tuple, EVENTS_DATA, desc, &isnull);
+	if (isnull)
+		elog(ERROR, "an event without data");
+	values[1] = Int32GetDatum(t->latest);
+	/* the upcasters' owner code finds the API's search_path set: kept */
+	nestlevel = PinApiSearchPath();
+	values[0] = JsonbPGetDatum(UpcastData(t, version, DatumGetJsonbP(values[0])));
+	AtEOXact_GUC(true, nestlevel);
+	return heap_modify_tuple_by_cols(&tuple, desc, 2, columns, values, nulls);
+}
+
+/*
  * What upcast() keeps between the calls of one query: the row type, and
  * the transaction in which it last locked the registry (the lock is held
  * to its end; until the cache is found stale, the query's later rows need
@@ -258,28 +315,13 @@ typedef struct UpcastCall
 #define CURRENT_LXID (MyProc->lxid)
 #endif
 
-/*
- * SQL: upcast(event eventstore.events): the event with its data at its
- * type's latest version and schema_version saying so; an event of a type
- * without a schema, or at the latest version, as it is.  An event written
- * before its type's first version (schema_version NULL) is taken as of
- * version 1.
- */
+/* SQL: upcast(event eventstore.events): see UpcastEvent. */
 Datum
 eventstore_upcast(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader event = PG_GETARG_HEAPTUPLEHEADER(0);
 	UpcastCall *call = fcinfo->flinfo->fn_extra;
-	HeapTupleData tuple;
-	bool		isnull;
-	text	   *type;
-	Datum		version_datum;
-	int32		version;
-	RegisteredType *t;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	int			columns[2] = {EVENTS_DATA, EVENTS_SCHEMA_VERSION};
-	int			nestlevel;
+	HeapTuple	upcast;
 
 	if (call == NULL || call->desc->tdtypeid != HeapTupleHeaderGetTypeId(event))
 	{
@@ -289,8 +331,6 @@ eventstore_upcast(PG_FUNCTION_ARGS)
 		call->desc = lookup_rowtype_tupdesc_copy(HeapTupleHeaderGetTypeId(event),
 												 HeapTupleHeaderGetTypMod(event));
 		MemoryContextSwitchTo(old);
-		if (call->desc->natts < EVENTS_SCHEMA_VERSION)
-			elog(ERROR, "eventstore.events has no schema_version column");
 		fcinfo->flinfo->fn_extra = call;
 	}
 	if (call->locked_in != CURRENT_LXID || !SchemaCacheCurrent())
@@ -299,33 +339,8 @@ eventstore_upcast(PG_FUNCTION_ARGS)
 			PG_RETURN_HEAPTUPLEHEADER(event);
 		call->locked_in = CURRENT_LXID;
 	}
-	tuple.t_len = HeapTupleHeaderGetDatumLength(event);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = event;
-	type = DatumGetTextPP(heap_getattr(&tuple, EVENTS_EVENT_TYPE, call->desc, &isnull));
-	if (isnull ||
-		(t = FindRegisteredType(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type))) == NULL)
+	upcast = UpcastEvent(event, call->desc);
+	if (upcast == NULL)
 		PG_RETURN_HEAPTUPLEHEADER(event);
-	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, call->desc, &isnull);
-	version = isnull ? 1 : DatumGetInt32(version_datum);
-	if (version == t->latest && !isnull)
-		PG_RETURN_HEAPTUPLEHEADER(event);
-	if (version > t->latest || version < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("the event was written with version %d of event type \"%s\", which has versions 1 to %d",
-						version, t->type, t->latest),
-				 errhint("Register the type's missing versions again (a restore of the log without eventstore.event_schema_versions?).")));
-	values[0] = heap_getattr(&tuple, EVENTS_DATA, call->desc, &isnull);
-	if (isnull)
-		elog(ERROR, "an event without data");
-	values[1] = Int32GetDatum(t->latest);
-	/* the upcasters' owner code finds the API's search_path set: kept */
-	nestlevel = PinApiSearchPath();
-	values[0] = JsonbPGetDatum(UpcastData(t, version, DatumGetJsonbP(values[0])));
-	AtEOXact_GUC(true, nestlevel);
-	PG_RETURN_DATUM(heap_copy_tuple_as_datum(heap_modify_tuple_by_cols(&tuple, call->desc, 2,
-																	   columns, values, nulls),
-											 call->desc));
+	PG_RETURN_DATUM(heap_copy_tuple_as_datum(upcast, call->desc));
 }

@@ -1,4 +1,4 @@
-# Shared by test/bench/run.sh, compare.sh, projections.sh, schemas.sh and
+# Shared by test/bench/run.sh, compare.sh, projections.sh, schemas.sh, upcast.sh and
 # worker.sh: build and install the extension from a copy of this checkout,
 # start a watchdog, and initialise a private cluster that is stopped and removed on every way out.
 # Sourced after scripts/common.sh, with PORT set; the caller configures the

@@ -320,7 +320,7 @@ SELECT eventstore.create_projection('p', 'es_proj.count_event', on_reset => 'TRU
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.create_projection('p', 'es_proj.count_event', on_reset => ' ; ');
 \echo :LAST_ERROR_SQLSTATE
--- mode, version, on_error
+-- mode, version, on_error, upcast
 SELECT eventstore.create_projection('p', 'es_proj.count_event', mode => NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.create_projection('p', 'es_proj.count_event', mode => 'sync');
@@ -333,6 +333,8 @@ SELECT eventstore.create_projection('p', 'es_proj.count_event', on_error => NULL
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventstore.create_projection('p', 'es_proj.count_event', on_error => 'retry');
 \echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.create_projection('p', 'es_proj.count_event', upcast => NULL);
+\echo :LAST_ERROR_SQLSTATE
 -- already there
 SELECT eventstore.create_projection('totals', 'es_proj.count_event');
 \echo :LAST_ERROR_SQLSTATE
@@ -340,7 +342,7 @@ SELECT eventstore.create_projection('totals', 'es_proj.count_event');
 -- not own, a function it was not granted
 CREATE ROLE es_proj_role;
 GRANT USAGE ON SCHEMA es_proj TO es_proj_role;
-GRANT EXECUTE ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text),
+GRANT EXECUTE ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
                           eventstore.drop_projection(text, integer) TO es_proj_role;
 REVOKE EXECUTE ON FUNCTION es_proj.count_event(eventstore.events) FROM PUBLIC;
 SET ROLE es_proj_role;

@@ -304,7 +304,7 @@ sql(qq{
 	CREATE ROLE r_owner NOLOGIN;
 	GRANT USAGE, CREATE ON SCHEMA owned TO r_owner;
 	GRANT EXECUTE ON FUNCTION
-		eventstore.create_projection(text, regproc, text[], text, integer, text, text, text),
+		eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
 		eventstore.run_projection(text, integer, bigint)
 	TO r_owner;
 	CALL app.load(12, 0);
@@ -378,7 +378,8 @@ is(join("\n", @commands), join("\n",
 	'ALTER TABLE owned.items OWNER TO r_owner;',
 	'GRANT ALL ON SCHEMA owned TO r_owner;',
 	'GRANT ALL ON FUNCTION eventstore.create_projection(name text, handler regproc, '
-	  . 'event_types text[], mode text, version integer, on_reset text, on_error text, promote text) TO r_owner;',
+	  . 'event_types text[], mode text, version integer, on_reset text, on_error text, '
+	  . 'promote text, upcast boolean) TO r_owner;',
 	'GRANT ALL ON FUNCTION eventstore.run_projection(name text, version integer, '
 	  . 'max_events bigint) TO r_owner;'),
 	'pg_restore: the statements that failed are those giving r_owner ownership or a privilege');
