@@ -5,7 +5,7 @@
 # of a type registered with the schema.
 #
 # Claims proven here:
-# - On 1,500 cases over every supported keyword (type and arrays of types,
+# - On 10,000 cases over every supported keyword (type and arrays of types,
 #   integer vs number, properties, required, additionalProperties boolean
 #   and schema, items, enum, const, minimum, maximum and the exclusive ones,
 #   minLength and maxLength in characters, pattern, format uuid, boolean
@@ -27,7 +27,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $seed = $ENV{PG_EVENTSTORE_FUZZ_SEED} // 20261201;
-my $count = 1500;
+my $count = 10000;
 my $generator = File::Spec->catfile(dirname(__FILE__), '..', 'fuzz', 'schema_cases.py');
 my $cases = PostgreSQL::Test::Utils::tempdir() . '/cases.tsv';
 
