@@ -5,18 +5,19 @@
 PG_MAJOR=15
 PACKAGES="make gcc libc6-dev postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
 postgresql-contrib postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl
-libipc-run-perl perl python3-psycopg python3-jsonschema"
+libipc-run-perl perl python3-jsonschema"
 
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Install the Debian packages above that are missing (apt-get update only
-# when something is).
+# Install the Debian packages above, and those named as arguments (what a
+# benchmark needs besides), that are missing (apt-get update only when
+# something is).
 install_dependencies() {
 	local missing=()
-	for p in $PACKAGES; do
+	for p in $PACKAGES "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then

@@ -27,7 +27,8 @@ bench_prepare_cluster() {
 	[ -z "$(git status --porcelain -- src sql Makefile pg_eventstore.control 2>/dev/null)" ] ||
 		REVISION="$REVISION with local changes"
 
-	install_dependencies
+	# the benchmarks' own extra: the test command does not need psycopg
+	install_dependencies ${python:+python3-psycopg}
 	[ -z "$python" ] || "$python" -c 'import psycopg' 2>/dev/null ||
 		{ echo "$python cannot import psycopg (Debian package python3-psycopg)" >&2; exit 2; }
 	export PG_EVENTSTORE_WORKDIR=$3
