@@ -33,12 +33,15 @@ IsPoison(ErrorData *error)
 }
 
 /*
- * Call the handler on rows[first .. first + count) in a subtransaction of
- * its own; returns NULL when it succeeded, else the error, with whatever
- * the handler did rolled back.
+ * Do work(p, arg) in a subtransaction of its own; returns NULL when it
+ * succeeded, else its error, with whatever it did rolled back.  What it did
+ * is kept when it succeeded and keep, else rolled back too.  Owner code
+ * that dropped the session's claims and then failed (or was rolled back)
+ * has them taken again.  Which errors must not be caught is the caller's
+ * to say: it raises them on (ReThrowError).
  */
-static ErrorData *
-TryCallHandler(Projection *p, EventRows *rows, int first, int count)
+ErrorData *
+TrySubtransaction(Projection *p, ProjectionWork work, void *arg, bool keep)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -48,8 +51,9 @@ TryCallHandler(Projection *p, EventRows *rows, int first, int count)
 	MemoryContextSwitchTo(context);
 	PG_TRY();
 	{
-		CallHandler(p, rows, first, count);
-		ReleaseCurrentSubTransaction();
+		work(p, arg);
+		if (keep)
+			ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
@@ -57,17 +61,47 @@ TryCallHandler(Projection *p, EventRows *rows, int first, int count)
 		error = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-		/* a handler that dropped the session's claims and then failed */
-		KeepClaimsThroughOwnerCode();
-		/* not the event's fault: the batch fails and is tried again later */
-		if (!IsPoison(error))
-			ReThrowError(error);
 	}
 	PG_END_TRY();
+	if (error == NULL && !keep)
+		RollbackAndReleaseCurrentSubTransaction();
 	MemoryContextSwitchTo(context);
 	CurrentResourceOwner = owner;
+	if (error != NULL || !keep)
+		KeepClaimsThroughOwnerCode();
+	return error;
+}
+
+/* The rows a handler is called on, for TryCallHandler. */
+typedef struct HandlerRows
+{
+	EventRows  *rows;
+	int			first;
+	int			count;
+} HandlerRows;
+
+static void
+CallHandlerOn(Projection *p, void *arg)
+{
+	HandlerRows *h = (HandlerRows *) arg;
+
+	CallHandler(p, h->rows, h->first, h->count);
+}
+
+/*
+ * Call the handler on rows[first .. first + count) in a subtransaction of
+ * its own; returns NULL when it succeeded, else the error, with whatever
+ * the handler did rolled back.
+ */
+static ErrorData *
+TryCallHandler(Projection *p, EventRows *rows, int first, int count)
+{
+	HandlerRows h = {rows, first, count};
+	ErrorData  *error = TrySubtransaction(p, CallHandlerOn, &h, true);
+
+	/* not the event's fault: the batch fails and is tried again later */
+	if (error != NULL && !IsPoison(error))
+		ReThrowError(error);
 	return error;
 }
 

@@ -174,6 +174,9 @@ extern void EnteredOwnerCode(void);
 extern void LeftOwnerCode(void);
 
 /* apply.c */
+typedef void (*ProjectionWork) (Projection *p, void *arg);
+extern ErrorData *TrySubtransaction(Projection *p, ProjectionWork work,
+									void *arg, bool keep);
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
 						bool isolate, ErrorData **error);
 extern int	ApplyEventsParking(Projection *p, EventRows *rows, int first,

@@ -49,6 +49,23 @@ static SPIPlanPtr insert_check_plan;
 static SPIPlanPtr delete_check_plan;
 static SPIPlanPtr load_checks_plan;
 
+/* Work to do as the projection's owner, for TryWorkKeeping. */
+typedef struct OwnerWorkCall
+{
+	ProjectionWork work;
+	void	   *arg;
+} OwnerWorkCall;
+
+static void
+AsOwner(Projection *p, void *arg)
+{
+	OwnerWorkCall *call = (OwnerWorkCall *) arg;
+	RoleSwitch	saved = EnterProjectionOwner(p);
+
+	call->work(p, call->arg);
+	LeaveProjectionOwner(saved);
+}
+
 /*
  * Do `work` in a subtransaction, as the projection's owner with its captured
  * settings when as_owner; returns NULL when it succeeded, else its error,
@@ -57,63 +74,28 @@ static SPIPlanPtr load_checks_plan;
  * caller's memory first).  A cancel (a statement timeout too) or a shutdown
  * is raised on, unless cancels_fail: the runner's automatic promotion takes
  * a check cancelled by a statement timeout for a failed one rather than
- * roll back the batch and meet the timeout again at the next turn.  The
- * caller is connected to SPI.
+ * roll back the batch and meet the timeout again at the next turn
+ * (TrySubtransaction does the rest).  The caller is connected to SPI.
  */
 static ErrorData *
-TryWorkKeeping(Projection *p, OwnerWork work, void *arg, bool as_owner,
+TryWorkKeeping(Projection *p, ProjectionWork work, void *arg, bool as_owner,
 			   bool cancels_fail, bool keep)
 {
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *volatile error = NULL;
+	OwnerWorkCall call = {work, arg};
+	ErrorData  *error = as_owner
+		? TrySubtransaction(p, AsOwner, &call, keep)
+		: TrySubtransaction(p, work, arg, keep);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
-	{
-		if (as_owner)
-		{
-			RoleSwitch	saved = EnterProjectionOwner(p);
-
-			work(p, arg);
-			LeaveProjectionOwner(saved);
-		}
-		else
-			work(p, arg);
-		if (keep)
-			ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(context);
-		error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-		/* owner code that dropped the session's claims and then failed */
-		KeepClaimsThroughOwnerCode();
-		if (ERRCODE_TO_CATEGORY(error->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION &&
-			!(cancels_fail && error->sqlerrcode == ERRCODE_QUERY_CANCELED))
-			ReThrowError(error);
-	}
-	PG_END_TRY();
-	if (!keep && error == NULL)
-	{
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-		KeepClaimsThroughOwnerCode();
-	}
-	MemoryContextSwitchTo(context);
-	CurrentResourceOwner = owner;
+	if (error != NULL &&
+		ERRCODE_TO_CATEGORY(error->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION &&
+		!(cancels_fail && error->sqlerrcode == ERRCODE_QUERY_CANCELED))
+		ReThrowError(error);
 	return error;
 }
 
 /* TryWorkKeeping that keeps what the work did when it succeeded. */
 ErrorData *
-TryWork(Projection *p, OwnerWork work, void *arg, bool as_owner,
+TryWork(Projection *p, ProjectionWork work, void *arg, bool as_owner,
 		bool cancels_fail)
 {
 	return TryWorkKeeping(p, work, arg, as_owner, cancels_fail, true);

@@ -22,11 +22,8 @@ typedef struct CheckResult
 	char	   *sqlstate;		/* and its SQLSTATE */
 } CheckResult;
 
-/* Work done in a subtransaction, as a projection's owner or not (TryWork). */
-typedef void (*OwnerWork) (Projection *p, void *arg);
-
 /* checks.c */
-extern ErrorData *TryWork(Projection *p, OwnerWork work, void *arg,
+extern ErrorData *TryWork(Projection *p, ProjectionWork work, void *arg,
 						  bool as_owner, bool cancels_fail);
 extern Projection *ProjectionAtHead(Projection *p);
 extern List *RunProjectionChecks(Projection *p, bool cancels_fail);

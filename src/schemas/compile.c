@@ -489,13 +489,6 @@ CompileSchema(Jsonb *schema)
 
 	initStringInfo(&path);
 	appendStringInfoChar(&path, '$');
-	if (JB_ROOT_IS_SCALAR(schema))
-		JsonbExtractScalar(&schema->root, &root);
-	else
-	{
-		root.type = jbvBinary;
-		root.val.binary.data = &schema->root;
-		root.val.binary.len = VARSIZE(schema) - VARHDRSZ;
-	}
+	JsonbRootValue(schema, &root);
 	return CompileValue(&root, &path);
 }

@@ -87,6 +87,7 @@ extern void AppendPathKey(StringInfo path, const char *key, int len);
 extern bool ValidateJsonb(SchemaNode *schema, Jsonb *document,
 						  char **path, char **rule);
 extern bool JsonValuesEqual(JsonbValue *a, JsonbValue *b);
+extern void JsonbRootValue(Jsonb *jsonb, JsonbValue *root);
 
 /* format.c */
 extern bool IsUuidText(const char *s, int len);

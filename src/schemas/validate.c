@@ -433,6 +433,23 @@ Check(SchemaNode *s, JsonbValue *v, Walk *w)
 }
 
 /*
+ * A jsonb datum as the value at its root, which the walks of compile.c and
+ * validate.c take: a scalar as itself, a container as a binary value.
+ */
+void
+JsonbRootValue(Jsonb *jsonb, JsonbValue *root)
+{
+	if (JB_ROOT_IS_SCALAR(jsonb))
+		JsonbExtractScalar(&jsonb->root, root);
+	else
+	{
+		root->type = jbvBinary;
+		root->val.binary.data = &jsonb->root;
+		root->val.binary.len = VARSIZE(jsonb) - VARHDRSZ;
+	}
+}
+
+/*
  * Does the document match the schema?  When it does not, *path is where
  * (for example $.items[2].sku) and *rule the rule it breaks.
  */
@@ -443,14 +460,7 @@ ValidateJsonb(SchemaNode *schema, Jsonb *document, char **path, char **rule)
 	JsonbValue	root;
 	PathStep	steps[16];
 
-	if (JB_ROOT_IS_SCALAR(document))
-		JsonbExtractScalar(&document->root, &root);
-	else
-	{
-		root.type = jbvBinary;
-		root.val.binary.data = &document->root;
-		root.val.binary.len = VARSIZE(document) - VARHDRSZ;
-	}
+	JsonbRootValue(document, &root);
 	w.capacity = lengthof(steps);
 	w.steps = steps;
 	w.depth = 0;
