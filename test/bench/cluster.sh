@@ -175,3 +175,38 @@ cg_per_event() {
 		<(cg_inclusive "$OUT/cg-$case-$k2.out") |
 		awk -v k=$((k2 - k1)) -v p="$per" '{ printf "%s %.0f\n", $1, ($3 - $2) / k / p }'
 }
+
+# bench_load_deposits STREAMS PER_STREAM LOAD_BATCH: the projection
+# benchmark's log (projections.sh, promotion.sh): STREAMS x PER_STREAM
+# events of type Deposited, {"amount": <0.00 .. 999.99>}, appended in rounds
+# of LOAD_BATCH events to every stream (one append_to_stream a stream), so
+# that a stream's events are spread over the log as in real life, each round
+# split among up to 4 psql sessions; then VACUUM (ANALYZE) and a
+# checkpoint.  Needs the caller's psql_run; sets LOAD_SECONDS.
+bench_load_deposits() {
+	local streams=$1 per_stream=$2 load_batch=$3 r k lo hi p pids
+	local rounds=$((per_stream / load_batch)) sessions start
+	sessions=$(nproc)
+	[ "$sessions" -le 4 ] || sessions=4
+	echo "== loading $((streams * per_stream)) events: $streams streams, $rounds round(s) of $load_batch events per stream, $sessions sessions"
+	start=$EPOCHREALTIME
+	for ((r = 0; r < rounds; r++)); do
+		pids=()
+		for ((k = 0; k < sessions; k++)); do
+			lo=$((k * streams / sessions + 1))
+			hi=$(((k + 1) * streams / sessions))
+			psql_run -o /dev/null -c "
+	SELECT count(eventstore.append_to_stream('acct-' || s, b.events))
+	FROM generate_series($lo, $hi) s
+	CROSS JOIN LATERAL (
+		SELECT jsonb_agg(jsonb_build_object('type', 'Deposited', 'data',
+				jsonb_build_object('amount', ((s * 7919 + ($r * $load_batch + i) * 104729) % 100000) * 0.01))
+			ORDER BY i) AS events
+		FROM generate_series(1, $load_batch) i) b" &
+			pids+=($!)
+		done
+		for p in "${pids[@]}"; do wait "$p"; done
+	done
+	LOAD_SECONDS=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+	psql_run -o /dev/null -c 'VACUUM (ANALYZE) eventstore.events, eventstore.streams' -c CHECKPOINT
+}

@@ -165,30 +165,7 @@ EOF
 # events to every stream (append_to_stream, one call per stream), so that a
 # stream's events are spread over the log as in real life.  Each round is
 # split among one psql session per core.
-ROUNDS_LOAD=$((PER_STREAM / LOAD_BATCH))
-SESSIONS=$(nproc)
-[ "$SESSIONS" -le 4 ] || SESSIONS=4
-echo "== loading $EVENTS events: $STREAMS streams, $ROUNDS_LOAD round(s) of $LOAD_BATCH events per stream, $SESSIONS sessions"
-LOAD_START=$EPOCHREALTIME
-for ((r = 0; r < ROUNDS_LOAD; r++)); do
-	pids=()
-	for ((k = 0; k < SESSIONS; k++)); do
-		lo=$((k * STREAMS / SESSIONS + 1))
-		hi=$(((k + 1) * STREAMS / SESSIONS))
-		psql_run -o /dev/null -c "
-SELECT count(eventstore.append_to_stream('acct-' || s, b.events))
-FROM generate_series($lo, $hi) s
-CROSS JOIN LATERAL (
-	SELECT jsonb_agg(jsonb_build_object('type', 'Deposited', 'data',
-			jsonb_build_object('amount', ((s * 7919 + ($r * $LOAD_BATCH + i) * 104729) % 100000) * 0.01))
-		ORDER BY i) AS events
-	FROM generate_series(1, $LOAD_BATCH) i) b" &
-		pids+=($!)
-	done
-	for p in "${pids[@]}"; do wait "$p"; done
-done
-LOAD_SECONDS=$(awk -v a="$LOAD_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-psql_run -o /dev/null -c 'VACUUM (ANALYZE) eventstore.events, eventstore.streams' -c CHECKPOINT
+bench_load_deposits "$STREAMS" "$PER_STREAM" "$LOAD_BATCH"
 read -r N_EVENTS N_STREAMS LOG_MB <<<"$(psql_value -F ' ' -c "
 	SELECT (SELECT count(*) FROM eventstore.events), (SELECT count(*) FROM eventstore.streams),
 		   pg_total_relation_size('eventstore.events') / 1048576")"
