@@ -610,17 +610,19 @@ CREATE FUNCTION eventstore.create_projection(
 	on_reset text DEFAULT NULL,
 	on_error text DEFAULT 'stop',
 	promote text DEFAULT 'manual',
-	upcast boolean DEFAULT true)
+	upcast boolean DEFAULT true,
+	backfill text DEFAULT NULL,
+	parallel integer DEFAULT 1)
 RETURNS void
 	LANGUAGE c VOLATILE
 	-- no SET search_path: it captures its caller's, then pins the API's
 	AS 'MODULE_PATHNAME', 'eventstore_create_projection';
-REVOKE ALL ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean) FROM PUBLIC;
-COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean) IS 'Register a projection; its handler runs as the calling role and, unless upcast is false, receives events upcast to their type''s latest schema version';
+REVOKE ALL ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer) IS 'Register a projection; its handler runs as the calling role and, unless upcast is false, receives events upcast to their type''s latest schema version; backfill is a set-based first build, parallel the stream-hash partitions of a replay';
 DO $$
 DECLARE
 	fn CONSTANT pg_catalog.regprocedure :=
-		'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)';
+		'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer)';
 	initial pg_catalog.aclitem[];
 	g record;
 BEGIN
@@ -679,6 +681,16 @@ ALTER TABLE eventstore.projections ADD COLUMN upcast boolean;
 ALTER TABLE eventstore.projections ALTER COLUMN upcast SET DEFAULT true;
 UPDATE eventstore.projections SET upcast = true;
 ALTER TABLE eventstore.projections ALTER COLUMN upcast SET NOT NULL;
+
+-- A projection's set-based first build and the partitions of its replays
+-- (see the current schema): none and 1 for the existing ones.
+ALTER TABLE eventstore.projections ADD COLUMN backfill text;
+ALTER TABLE eventstore.projections ADD COLUMN parallel integer;
+ALTER TABLE eventstore.projections ALTER COLUMN parallel SET DEFAULT 1;
+UPDATE eventstore.projections SET parallel = 1;
+ALTER TABLE eventstore.projections ALTER COLUMN parallel SET NOT NULL;
+ALTER TABLE eventstore.projections
+	ADD CONSTRAINT projections_parallel_check CHECK (parallel BETWEEN 1 AND 64);
 
 
 -- The schema version of each event: a nullable column without a default,

@@ -445,6 +445,11 @@ CREATE TABLE eventstore.projections (
 	-- the handler receives events upcast to their type's latest schema
 	-- version (eventstore.upcast), or as stored when false
 	upcast			boolean NOT NULL DEFAULT true,
+	-- one SQL statement building the read model set-based from
+	-- eventstore.backfill_events() when the projection builds from the start
+	backfill		text,
+	-- the stream-hash partitions a replay is split into (1: not split)
+	parallel		integer NOT NULL DEFAULT 1 CHECK (parallel BETWEEN 1 AND 64),
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
@@ -664,7 +669,9 @@ CREATE FUNCTION eventstore.create_projection(
 	on_reset text DEFAULT NULL,
 	on_error text DEFAULT 'stop',
 	promote text DEFAULT 'manual',
-	upcast boolean DEFAULT true)
+	upcast boolean DEFAULT true,
+	backfill text DEFAULT NULL,
+	parallel integer DEFAULT 1)
 RETURNS void
 	LANGUAGE c VOLATILE
 	-- no SET search_path: it captures its caller's, then pins the API's
@@ -993,7 +1000,7 @@ FROM eventstore.projections p
 
 -- Who may manage projections is granted (see README).
 REVOKE ALL ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer),
 	eventstore.drop_projection(text, integer),
 	eventstore.rebuild_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),
@@ -1012,7 +1019,7 @@ COMMENT ON TABLE eventstore.projections IS 'Registered projections, one row per 
 COMMENT ON TABLE eventstore.projection_skips IS 'Events an inline projection skipped while rebuilding or locked, events parked behind a dead letter, and how each was drained';
 COMMENT ON TABLE eventstore.projection_dead_letters IS 'Events a projection with on_error = skip or park could not apply, with the error and how each was resolved';
 COMMENT ON VIEW eventstore.projection_status IS 'Each projection''s status, checkpoint, lag, pending skips, dead letters and last error';
-COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean) IS 'Register a projection; its handler runs as the calling role and, unless upcast is false, receives events upcast to their type''s latest schema version';
+COMMENT ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer) IS 'Register a projection; its handler runs as the calling role and, unless upcast is false, receives events upcast to their type''s latest schema version; backfill is a set-based first build, parallel the stream-hash partitions of a replay';
 COMMENT ON FUNCTION eventstore.drop_projection(text, integer) IS 'Remove a projection (one version, or all of them)';
 COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer) IS 'Run on_reset and replay the log from the start into a projection';
 COMMENT ON FUNCTION eventstore.run_projection(text, integer, bigint) IS 'Apply the events a projection has not applied yet, in batches; returns how many';

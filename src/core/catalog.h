@@ -97,7 +97,9 @@ enum
 	PROJECTIONS_REPLAYED_XID,	/* since 0.3.0 */
 	PROJECTIONS_REPLAYED_POSITION,	/* since 0.3.0 */
 	PROJECTIONS_UPCAST,			/* since 0.3.0 */
-	PROJECTIONS_NATTS = PROJECTIONS_UPCAST
+	PROJECTIONS_BACKFILL,		/* since 0.3.0 */
+	PROJECTIONS_PARALLEL,		/* since 0.3.0 */
+	PROJECTIONS_NATTS = PROJECTIONS_PARALLEL
 };
 
 /*
@@ -105,7 +107,8 @@ enum
  * columns a later version adds (a backend still running an older library
  * after ALTER EXTENSION UPDATE reads the new table).  A 0.2.0 registry, which
  * this library reads until ALTER EXTENSION UPDATE, has no handler_owner,
- * settings, replayed_xid, replayed_position or upcast: PROJECTIONS_COLUMN_LIST_0_2
+ * settings, replayed_xid, replayed_position, upcast, backfill or parallel:
+ * PROJECTIONS_COLUMN_LIST_0_2
  * reads them as NULL (upcast as true: a 0.2.0 log has no schemas anyway).
  */
 #define PROJECTIONS_COMMON_COLUMNS \
@@ -115,9 +118,11 @@ enum
 	" error_sqlstate, error_position, error_event_id, failed_at," \
 	" rebuild_started_at, caught_up_at, created_at, updated_at"
 #define PROJECTIONS_COLUMN_LIST PROJECTIONS_COMMON_COLUMNS \
-	", handler_owner, settings, replayed_xid, replayed_position, upcast"
+	", handler_owner, settings, replayed_xid, replayed_position, upcast," \
+	" backfill, parallel"
 #define PROJECTIONS_COLUMN_LIST_0_2 PROJECTIONS_COMMON_COLUMNS \
-	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint, true"
+	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint, true," \
+	" NULL::text, 1"
 
 /* eventstore.projection_skips */
 enum

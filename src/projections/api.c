@@ -137,26 +137,39 @@ CheckHandler(Oid handler, Oid caller, Oid *handler_owner)
  * Parse on_reset now rather than first at a rebuild: SQL statements, none
  * of them transaction control (it runs inside the rebuild's transaction).
  */
-static void
-OnResetErrorContext(void *arg)
+/* SQL of the projection's owner checked at creation: on_reset or backfill */
+typedef struct OwnerSql
 {
+	const char *sql;
+	const char *argname;
+} OwnerSql;
+
+static void
+OwnerSqlErrorContext(void *arg)
+{
+	OwnerSql   *owner_sql = (OwnerSql *) arg;
 	int			position = geterrposition();
 
-	/* a syntax error points into on_reset, not into the caller's query */
+	/* a syntax error points into the argument, not into the caller's query */
 	if (position > 0)
 	{
 		errposition(0);
 		internalerrposition(position);
-		internalerrquery((const char *) arg);
+		internalerrquery(owner_sql->sql);
 	}
-	errcontext("on_reset of the projection");
+	errcontext("%s of the projection", owner_sql->argname);
 }
 
+/*
+ * Parse on_reset (SQL statements) or backfill (one statement): they run
+ * inside the transaction that rebuilds or builds the projection.
+ */
 static void
-CheckOnReset(const char *sql)
+CheckOwnerSql(const char *sql, const char *argname, bool one_statement)
 {
-	ErrorContextCallback context = {error_context_stack, OnResetErrorContext,
-	(void *) sql};
+	OwnerSql	owner_sql = {sql, argname};
+	ErrorContextCallback context = {error_context_stack, OwnerSqlErrorContext,
+	(void *) &owner_sql};
 	List	   *statements;
 	ListCell   *lc;
 
@@ -164,11 +177,14 @@ CheckOnReset(const char *sql)
 	statements = raw_parser(sql, RAW_PARSE_DEFAULT);
 	error_context_stack = context.previous;
 
-	if (statements == NIL)
+	if (statements == NIL || (one_statement && list_length(statements) != 1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("on_reset must be NULL or SQL statements"),
-				 errhint("For example 'TRUNCATE my_schema.my_table', or NULL for nothing to reset.")));
+				 errmsg(one_statement ? "%s must be NULL or one SQL statement"
+						: "%s must be NULL or SQL statements", argname),
+				 one_statement
+				 ? errhint("For example 'INSERT INTO my_schema.totals SELECT stream_id, count(*) FROM eventstore.backfill_events() GROUP BY stream_id', or NULL to build with the handler.")
+				 : errhint("For example 'TRUNCATE my_schema.my_table', or NULL for nothing to reset.")));
 	foreach(lc, statements)
 	{
 		Node	   *statement = lfirst_node(RawStmt, lc)->stmt;
@@ -176,8 +192,8 @@ CheckOnReset(const char *sql)
 		if (IsA(statement, TransactionStmt))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
-					 errmsg("on_reset may not control transactions"),
-					 errdetail("It runs inside the transaction of rebuild_projection."),
+					 errmsg("%s may not control transactions", argname),
+					 errdetail("It runs inside the transaction that builds or rebuilds the projection."),
 					 errhint("Leave out BEGIN, COMMIT, ROLLBACK and SAVEPOINT.")));
 	}
 }
@@ -239,7 +255,8 @@ GetVersion(FunctionCallInfo fcinfo, int argno, bool null_ok)
 
 /*
  * SQL: create_projection(name, handler, event_types, mode, version,
- *						  on_reset, on_error, promote, upcast)
+ *						  on_reset, on_error, promote, upcast, backfill,
+ *						  parallel)
  * Over an empty log the projection starts active; otherwise it starts
  * rebuilding, to be backfilled from the start.
  */
@@ -270,7 +287,7 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 	np.version = GetVersion(fcinfo, 4, false);
 	np.on_reset = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 	if (np.on_reset != NULL)
-		CheckOnReset(text_to_cstring(np.on_reset));
+		CheckOwnerSql(text_to_cstring(np.on_reset), "on_reset", false);
 	np.on_error = RequireOneOf(fcinfo, 6, "on_error", on_error_choices,
 							   lengthof(on_error_choices));
 	/* promote: a 0.2.0 schema's create_projection has no such argument */
@@ -282,6 +299,23 @@ eventstore_create_projection(PG_FUNCTION_ARGS)
 		RequireArgNotNull(fcinfo, 8, "upcast",
 						  "Pass true for handlers to receive events upcast to their type's latest schema version, false for them as stored.");
 	np.upcast = PG_NARGS() > 8 ? PG_GETARG_BOOL(8) : true;
+	/* backfill and parallel: nor has a 0.2.0 schema's */
+	np.backfill = PG_NARGS() > 9 && !PG_ARGISNULL(9) ? PG_GETARG_TEXT_PP(9) : NULL;
+	if (np.backfill != NULL)
+		CheckOwnerSql(text_to_cstring(np.backfill), "backfill", true);
+	np.parallel = 1;
+	if (PG_NARGS() > 10)
+	{
+		RequireArgNotNull(fcinfo, 10, "parallel",
+						  "Pass 1 for replays in one piece, or the number of stream-hash partitions to apply concurrently.");
+		np.parallel = PG_GETARG_INT32(10);
+		if (np.parallel < 1 || np.parallel > MAX_REPLAY_PARTITIONS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("parallel must be between 1 and %d", MAX_REPLAY_PARTITIONS),
+					 errdetail("parallel is the number of stream-hash partitions a replay is split into."),
+					 errhint("Pass 1 for replays in one piece, or about the number of workers that can apply it at once.")));
+	}
 	RequireArgNotNull(fcinfo, 1, "handler",
 					  "Pass a function such as 'my_schema.apply_event'::regproc.");
 	np.handler = PG_GETARG_OID(1);

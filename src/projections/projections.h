@@ -37,6 +37,8 @@ typedef struct Projection
 								 * event becomes a dead letter */
 	bool		park_errors;	/* on_error = 'park': and parks its stream */
 	char	   *on_reset;		/* NULL: none */
+	char	   *backfill;		/* the set-based first build; NULL: none */
+	int			parallel;		/* stream-hash partitions of a replay */
 	char	   *owner_name;		/* as the registry keeps it */
 	Oid			owner;			/* InvalidOid: no such role now */
 	ProjectionStatus status;
@@ -72,6 +74,9 @@ typedef struct Parking
 	bool	   *parked;
 } Parking;
 
+/* The most stream-hash partitions a replay is split into (parallel). */
+#define MAX_REPLAY_PARTITIONS 64
+
 /* A new registry row, as create_projection checked its arguments. */
 typedef struct NewProjection
 {
@@ -87,6 +92,8 @@ typedef struct NewProjection
 	Oid			owner;
 	Datum		settings;		/* text[]: CaptureCreatorSettings */
 	bool		upcast;
+	text	   *backfill;		/* NULL: none */
+	int32		parallel;
 	FullTransactionId replay_until; /* invalid: the log is empty */
 } NewProjection;
 

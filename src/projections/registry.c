@@ -162,6 +162,8 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	}
 	p->batch_handler = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_BATCH_HANDLER, &isnull));
 	p->upcast = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_UPCAST, &isnull));
+	p->backfill = SPI_getvalue(row, desc, PROJECTIONS_BACKFILL);
+	p->parallel = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_PARALLEL, &isnull));
 	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
 	if (!isnull)
 	{
@@ -378,11 +380,11 @@ void
 InsertProjection(NewProjection *np)
 {
 	bool		by_oid = RegistryKeepsOids();
-	Oid			argtypes[14] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
+	Oid			argtypes[16] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, TEXTARRAYOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TEXTOID, TEXTARRAYOID,
-	BOOLOID};
-	Datum		values[14];
-	char		nulls[14] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	BOOLOID, TEXTOID, INT4OID};
+	Datum		values[16];
+	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		empty = !FullTransactionIdIsValid(np->replay_until);
 
 	values[0] = PointerGetDatum(np->name);
@@ -401,6 +403,9 @@ InsertProjection(NewProjection *np)
 	values[11] = CStringGetTextDatum(GetUserNameFromId(np->handler_owner, false));
 	values[12] = np->settings;
 	values[13] = BoolGetDatum(np->upcast);
+	values[14] = PointerGetDatum(np->backfill);
+	nulls[14] = np->backfill == NULL ? 'n' : ' ';
+	values[15] = Int32GetDatum(np->parallel);
 	if (by_oid)
 	{
 		argtypes[2] = REGPROCOID;
@@ -423,8 +428,9 @@ InsertProjection(NewProjection *np)
 				 ? KeptPlan(&insert_by_oid_plan, INSERT_PROJECTION("", ""), 11,
 							argtypes)
 				 : KeptPlan(&insert_plan,
-							INSERT_PROJECTION(", handler_owner, settings, upcast",
-											  ", $12, $13, $14"), 14,
+							INSERT_PROJECTION(", handler_owner, settings, upcast,"
+											  " backfill, parallel",
+											  ", $12, $13, $14, $15, $16"), 16,
 							argtypes),
 				 values, nulls, false, 0);
 	NoteProjectionsChanged();

@@ -14,7 +14,7 @@ CREATE ROLE es_tap_icowner NOLOGIN;
 CREATE ROLE es_tap_icgroup NOLOGIN;
 GRANT es_tap_icgroup TO es_tap_icowner;
 GRANT EXECUTE ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer)
 TO es_tap_icowner;
 CREATE SCHEMA es_tap_ic;
 GRANT USAGE ON SCHEMA es_tap_ic TO PUBLIC;

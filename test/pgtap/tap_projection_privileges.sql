@@ -13,7 +13,7 @@ CREATE ROLE es_tap_pmember NOLOGIN IN ROLE es_tap_powner;
 CREATE ROLE es_tap_pother NOLOGIN;
 CREATE ROLE es_tap_pnobody NOLOGIN;
 GRANT EXECUTE ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer),
 	eventstore.drop_projection(text, integer),
 	eventstore.rebuild_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),

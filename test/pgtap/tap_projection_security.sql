@@ -12,7 +12,7 @@ CREATE ROLE es_tap_sowner NOLOGIN;
 CREATE ROLE es_tap_sother NOLOGIN;
 CREATE ROLE es_tap_slender NOLOGIN;
 GRANT EXECUTE ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer),
 	eventstore.drop_projection(text, integer),
 	eventstore.run_projection(text, integer, bigint),
 	eventstore.start_projection(text, integer),

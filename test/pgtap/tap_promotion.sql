@@ -23,7 +23,7 @@ CREATE ROLE es_tap_pr_mallory;
 GRANT USAGE, CREATE ON SCHEMA es_tap_pr TO es_tap_pr_alice;
 GRANT USAGE ON SCHEMA es_tap_pr TO es_tap_pr_reader, es_tap_pr_mallory;
 GRANT EXECUTE ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer),
 	eventstore.run_projection(text, integer, bigint),
 	eventstore.add_projection_check(text, integer, text, text),
 	eventstore.drop_projection_check(text, integer, text),

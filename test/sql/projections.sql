@@ -342,7 +342,7 @@ SELECT eventstore.create_projection('totals', 'es_proj.count_event');
 -- not own, a function it was not granted
 CREATE ROLE es_proj_role;
 GRANT USAGE ON SCHEMA es_proj TO es_proj_role;
-GRANT EXECUTE ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
+GRANT EXECUTE ON FUNCTION eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer),
                           eventstore.drop_projection(text, integer) TO es_proj_role;
 REVOKE EXECUTE ON FUNCTION es_proj.count_event(eventstore.events) FROM PUBLIC;
 SET ROLE es_proj_role;

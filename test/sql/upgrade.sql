@@ -63,15 +63,15 @@ FROM eventstore.projections WHERE name = 'upgrade-counts';
 SELECT has_table_privilege('upgrade_watcher', 'eventstore.projection_status', 'SELECT')
        AS watcher_still_reads;
 SELECT has_function_privilege('upgrade_watcher',
-         'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)',
+         'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer)',
          'EXECUTE WITH GRANT OPTION') AS watcher_still_creates,
        has_function_privilege('public',
-         'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)',
+         'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer)',
          'EXECUTE') AS public_creates;
 -- ... as the users' own grant, not the extension's: pg_dump dumps it
 SELECT i.initprivs::text NOT LIKE '%upgrade_watcher%' AS not_initial
 FROM pg_init_privs i
-WHERE i.objoid = 'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)'::regprocedure;
+WHERE i.objoid = 'eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer)'::regprocedure;
 -- the log's clock starts in the update with this cluster's row at offset 0:
 -- the keys written so far are its own transaction ids, and so are the next
 SELECT xid_offset, reason,
@@ -101,6 +101,6 @@ DROP FUNCTION upgrade_count(eventstore.events);
 DROP TABLE upgrade_counts;
 REVOKE SELECT ON eventstore.projection_status FROM upgrade_watcher;
 REVOKE EXECUTE ON FUNCTION
-	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean)
+	eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer)
 FROM upgrade_watcher CASCADE;
 DROP ROLE upgrade_watcher;

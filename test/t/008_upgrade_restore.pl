@@ -304,7 +304,7 @@ sql(qq{
 	CREATE ROLE r_owner NOLOGIN;
 	GRANT USAGE, CREATE ON SCHEMA owned TO r_owner;
 	GRANT EXECUTE ON FUNCTION
-		eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean),
+		eventstore.create_projection(text, regproc, text[], text, integer, text, text, text, boolean, text, integer),
 		eventstore.run_projection(text, integer, bigint)
 	TO r_owner;
 	CALL app.load(12, 0);
