@@ -1149,3 +1149,25 @@ COMMENT ON FUNCTION eventstore.register_event_schema(text, integer, jsonb, regpr
 COMMENT ON FUNCTION eventstore.drop_event_schema(text, integer) IS 'Remove the latest version of an event type''s schema, when no stored event was written with it';
 COMMENT ON FUNCTION eventstore.upcast(eventstore.events) IS 'The event with its data brought to its type''s latest schema version through the upcasters';
 COMMENT ON VIEW eventstore.event_schemas IS 'Each registered event schema version, its upcaster and whether appends validate against it';
+
+-- Removal from the log (archival, retention, deletion, redaction) happens
+-- only through the maintenance functions, each call recorded here: who,
+-- when, what, how many, why.  A row is written when the work starts and
+-- finished when it ends, so that work spread over several transactions
+-- shows as running (finished_at NULL) with its count so far.
+CREATE TABLE eventstore.maintenance_log (
+	maintenance_id	bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	action			text NOT NULL,	-- the function or the retention run
+	target			text,			-- a stream id, a prefix, a time
+	events			bigint NOT NULL DEFAULT 0,
+	reason			text,
+	performed_by	text NOT NULL,	-- a role name
+	started_at		timestamptz NOT NULL,
+	finished_at		timestamptz,
+	details			jsonb
+);
+CREATE INDEX maintenance_log_started_at_idx
+	ON eventstore.maintenance_log (started_at);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.maintenance_log', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.maintenance_log_maintenance_id_seq', '');
+COMMENT ON TABLE eventstore.maintenance_log IS 'Every removal from the event log: archival, retention, stream deletion and redaction, with who, when, what, how many and why';

@@ -1,12 +1,14 @@
 /*
  * log/append_only.c
- *		The trigger that keeps the event log append-only for every role.
+ *		The trigger that keeps the event log append-only for every role: only
+ *		the maintenance functions of retention/ get past it.
  */
 #include "postgres.h"
 
 #include "commands/trigger.h"
 #include "core/errors.h"
 #include "fmgr.h"
+#include "retention/retention.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_log_change);
 
@@ -20,10 +22,19 @@ eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "refuse_log_change must be called as a trigger");
 
+	/* only a maintenance function's own statements pass (log_guard.c) */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		if (LogChangeAllowed(LOG_CHANGE_UPDATE))
+			PG_RETURN_NULL();
 		operation = "UPDATE";
+	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		if (LogChangeAllowed(LOG_CHANGE_DELETE))
+			PG_RETURN_NULL();
 		operation = "DELETE";
+	}
 	else
 		operation = "TRUNCATE";
 
