@@ -1171,3 +1171,14 @@ CREATE INDEX maintenance_log_started_at_idx
 SELECT pg_catalog.pg_extension_config_dump('eventstore.maintenance_log', '');
 SELECT pg_catalog.pg_extension_config_dump('eventstore.maintenance_log_maintenance_id_seq', '');
 COMMENT ON TABLE eventstore.maintenance_log IS 'Every removal from the event log: archival, retention, stream deletion and redaction, with who, when, what, how many and why';
+
+-- The place in log order of every event removed from eventstore.events
+-- (archived, removed by retention, or hard-deleted with its stream), so that
+-- a cursor or checkpoint at one still resumes where it was.  Its first two
+-- columns are those of the log.
+CREATE TABLE eventstore.removed_log_places (
+	global_position	bigint NOT NULL PRIMARY KEY,
+	transaction_id	xid8 NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.removed_log_places', '');
+COMMENT ON TABLE eventstore.removed_log_places IS 'The log place (transaction_id, global_position) of each event removed from the log, for cursors and checkpoints at it';

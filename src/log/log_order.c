@@ -25,41 +25,62 @@ static SPIPlanPtr last_xid_plan;
 const LogPlace LogStart = {{0}, 0};
 
 /*
- * The place of the event at `position`, seen through `snapshot`; false when
- * no event has that position.  Position 0 is the start of the log.
+ * The place of the row at `position` in `relation` (the log, or the places
+ * of removed events), through its primary key; false when it has none.
  */
 static bool
-LookupLogPlace(Relation events, int64 position, Snapshot snapshot,
-			   LogPlace *place)
+LookupPlaceIn(Relation relation, int64 position, Snapshot snapshot,
+			  LogPlace *place)
 {
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	bool		found = false;
 
+	ScanKeyInit(&key, EVENTS_GLOBAL_POSITION, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(position));
+	scan = systable_beginscan(relation, RelationGetPrimaryKeyIndex(relation),
+							  true, snapshot, 1, &key);
+	tuple = systable_getnext(scan);
+	if (tuple != NULL)
+	{
+		*place = LogPlaceOfRow(tuple, RelationGetDescr(relation));
+		found = true;
+	}
+	systable_endscan(scan);
+	return found;
+}
+
+/*
+ * The place of the event at `position`, seen through `snapshot`; false when
+ * no event has that position.  Position 0 is the start of the log.  An event
+ * removed by archival, retention or hard deletion keeps its place in
+ * eventstore.removed_log_places, so that a cursor or checkpoint at it still
+ * resumes where it was.
+ */
+static bool
+LookupLogPlace(Relation events, int64 position, Snapshot snapshot,
+			   LogPlace *place)
+{
+	Oid			removed_relid;
+	Relation	removed;
+	bool		found;
+
 	if (position == 0)
 	{
 		*place = LogStart;
 		return true;
 	}
+	if (LookupPlaceIn(events, position, snapshot, place))
+		return true;
 
-	ScanKeyInit(&key, EVENTS_GLOBAL_POSITION, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(position));
-	scan = systable_beginscan(events, RelationGetPrimaryKeyIndex(events), true,
-							  snapshot, 1, &key);
-	tuple = systable_getnext(scan);
-	if (tuple != NULL)
-	{
-		bool		isnull;
-
-		place->xid = DatumGetFullTransactionId(heap_getattr(tuple,
-															EVENTS_TRANSACTION_ID,
-															RelationGetDescr(events),
-															&isnull));
-		place->position = position;
-		found = true;
-	}
-	systable_endscan(scan);
+	/* a 0.2.0 schema, read until ALTER EXTENSION UPDATE, has removed none */
+	removed_relid = OptionalEventstoreRelid("removed_log_places");
+	if (!OidIsValid(removed_relid))
+		return false;
+	removed = table_open(removed_relid, AccessShareLock);
+	found = LookupPlaceIn(removed, position, snapshot, place);
+	table_close(removed, AccessShareLock);
 	return found;
 }
 
