@@ -379,7 +379,7 @@ is(join("\n", @commands), join("\n",
 	'GRANT ALL ON SCHEMA owned TO r_owner;',
 	'GRANT ALL ON FUNCTION eventstore.create_projection(name text, handler regproc, '
 	  . 'event_types text[], mode text, version integer, on_reset text, on_error text, '
-	  . 'promote text, upcast boolean) TO r_owner;',
+	  . 'promote text, upcast boolean, backfill text, parallel integer) TO r_owner;',
 	'GRANT ALL ON FUNCTION eventstore.run_projection(name text, version integer, '
 	  . 'max_events bigint) TO r_owner;'),
 	'pg_restore: the statements that failed are those giving r_owner ownership or a privilege');
