@@ -39,8 +39,7 @@ BEGIN
 END $$;
 
 SELECT eventstore.create_projection('cart-summary', 'demo.apply_cart_summary',
-	mode => 'inline', on_reset => 'TRUNCATE demo.cart_summary');
-
+	mode => 'inline', on_reset => 'TRUNCATE demo.cart_summary') \g /dev/null
 CREATE TABLE demo.sku_sales (
 	sku				text PRIMARY KEY,
 	units			bigint NOT NULL,
@@ -61,14 +60,12 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 SELECT eventstore.create_projection('sku-sales', 'demo.apply_sku_sales',
-	event_types => ARRAY['ItemAdded'], on_reset => 'TRUNCATE demo.sku_sales');
-
+	event_types => ARRAY['ItemAdded'], on_reset => 'TRUNCATE demo.sku_sales') \g /dev/null
 -- Consumers never query demo.sku_sales itself: they query the stable view
 -- demo.sales, which each promotion re-points at the promoted version's
 -- table (checked first: see demo/promotion.sql).
-SELECT eventstore.set_read_model('sku-sales', 1, 'demo.sku_sales', 'demo.sales');
-SELECT eventstore.promote_projection('sku-sales', 1);
-
+SELECT eventstore.set_read_model('sku-sales', 1, 'demo.sku_sales', 'demo.sales') \g /dev/null
+SELECT eventstore.promote_projection('sku-sales', 1) \g /dev/null
 -- Version 2's read model: removals counted too, in a column added at the
 -- end, so the view can stand on it.  Its first handler has a bug: it takes
 -- removals off the units sold.  A check catches it before promotion.
@@ -124,4 +121,4 @@ END $$;
 
 SELECT eventstore.create_projection('checkout-mails', 'demo.on_checkout',
 	ARRAY['CheckedOut'], mode => 'inline',
-	on_reset => 'TRUNCATE demo.checkouts_per_cart');
+	on_reset => 'TRUNCATE demo.checkouts_per_cart') \g /dev/null

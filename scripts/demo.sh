@@ -82,39 +82,49 @@ run pg_ctl -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
 
 psql_demo -c "CREATE EXTENSION pg_eventstore"
 psql_demo <demo/workload.sql
+psql_demo <demo/monitor.sql
 psql_demo <demo/projections.sql
+psql_void() { psql_demo -o /dev/null "$@"; }
 
-status() {
-	psql_demo -P footer=off -c "SELECT name, version, mode, status, checkpoint, head,
-		lag_events, skips_pending AS skips, worker_pid,
-		round(events_per_second::numeric, 1) AS events_per_s
-		FROM eventstore.projection_status ORDER BY name, version"
+# The progress line: a sample a second (kept for the report's plots), also
+# printed while $DEMO_DIR/monitor.quiet does not exist.
+rm -f "$DEMO_DIR/monitor.stop" "$DEMO_DIR/monitor.quiet"
+(
+	while [ ! -e "$DEMO_DIR/monitor.stop" ]; do
+		line=$(psql_demo -At -c "SELECT demo.sample()" 2>/dev/null || true)
+		[ -e "$DEMO_DIR/monitor.quiet" ] || [ -z "$line" ] || echo "$line"
+		sleep 1
+	done
+) &
+monitor=$!
+stop_monitor() {
+	touch "$DEMO_DIR/monitor.stop"
+	wait "$monitor" || true
 }
+trap 'touch "$DEMO_DIR/monitor.stop"' EXIT
 
-echo "== $CLIENTS clients handling shopping-cart commands for $SECONDS_TO_RUN s"
+echo "== $CLIENTS clients handle shopping-cart commands for $SECONDS_TO_RUN s; a line a second shows"
+echo "   the events appended, the append rate and every projection behind the head"
 echo "SELECT demo.handle_command((1 + floor(random() * 3000))::int);" >"$DEMO_DIR/command.sql"
 chmod a+r "$DEMO_DIR/command.sql"
+psql_void -c "SELECT demo.mark('workload started')"
 run pgbench -n -h "$DEMO_DIR" -p "$PORT" -c "$CLIENTS" -j 2 -T "$SECONDS_TO_RUN" \
 	-f "$DEMO_DIR/command.sql" postgres >"$DEMO_DIR/pgbench.out" 2>&1 &
 workload=$!
 third=$((SECONDS_TO_RUN / 3))
 sleep "$third"
-echo "== after ${third} s: projections as the worker keeps them"
-status
 echo "== blue/green: sku-sales version 2 builds from the start while version 1 serves"
-psql_demo -c "SELECT eventstore.create_projection('sku-sales', 'demo.apply_sku_sales_v2',
+psql_void -c "SELECT eventstore.create_projection('sku-sales', 'demo.apply_sku_sales_v2',
 	ARRAY['ItemAdded', 'ItemRemoved'], version => 2,
-	on_reset => 'TRUNCATE demo.sku_sales_v2')"
-psql_demo -P footer=off -c "SELECT eventstore.current_version('sku-sales') AS serving_version"
+	on_reset => 'TRUNCATE demo.sku_sales_v2')" -c "SELECT demo.mark('sku-sales v2 created')"
 echo "== rebuilding the inline cart-summary and checkout-mails under load: appends record skips meanwhile"
-psql_demo -c "SELECT eventstore.rebuild_projection('cart-summary')"
-psql_demo -c "SELECT eventstore.rebuild_projection('checkout-mails')"
-for _ in 1 2 3; do
-	sleep 1
-	status
-done
+psql_void -c "SELECT eventstore.rebuild_projection('cart-summary')" \
+	-c "SELECT eventstore.rebuild_projection('checkout-mails')" \
+	-c "SELECT demo.mark('cart-summary and checkout-mails rebuilt')"
 wait "$workload"
-grep -E "^(number of transactions actually processed|tps)" "$DEMO_DIR/pgbench.out"
+psql_void -c "SELECT demo.mark('workload ended')"
+commands=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$DEMO_DIR/pgbench.out")
+echo "== the workload stopped after ${commands:-0} commands; the projections catch up"
 
 # Wait (up to 60 s) until the query $1 returns t.
 wait_until() {
@@ -127,11 +137,9 @@ wait_until() {
 }
 all_at_head="SELECT count(*) = 0 FROM eventstore.projection_status
 	WHERE status <> 'active' OR lag_events > 0 OR skips_pending > 0"
-
-echo "== the workload stopped; waiting for the projections to reach the head"
 wait_until "$all_at_head"
-status
-psql_demo -P footer=off -c "SELECT eventstore.current_version('sku-sales') AS serving_version"
+sleep 1.2	# one more progress line, at the head
+touch "$DEMO_DIR/monitor.quiet"
 
 # A consumer reading the stable view in a loop through every promotion
 # below, a connection a read: every read must succeed.
@@ -155,18 +163,25 @@ wait_until "$all_at_head"
 psql_demo <demo/promotion_2.sql
 echo "== waiting for version 3 to build and promote itself"
 wait_until "SELECT eventstore.current_version('sku-sales') = 3"
+psql_void -c "SELECT demo.mark('sku-sales v3 promoted itself')"
 psql_demo <demo/promotion_3.sql
+psql_void -c "SELECT demo.mark('rolled back to sku-sales v2')"
 
 touch "$DEMO_DIR/reader.stop"
 wait "$reader"
 read -r reads failed <"$DEMO_DIR/reader.out"
 echo "== a consumer read demo.sales $reads times during the promotions; $failed of them failed"
-if [ "$failed" != 0 ]; then
-	head -3 "$DEMO_DIR/reader.err"
-	exit 1
-fi
+[ "$failed" = 0 ] || head -3 "$DEMO_DIR/reader.err"
 
 psql_demo <demo/show.sql
+stop_monitor
+
+# The closing report, as text here and as an HTML page with plots.
+psql_demo -v clients="$CLIENTS" -v commands="${commands:-0}" -v reads="$reads" \
+	-v failed_reads="$failed" <demo/report.sql | tee "$DEMO_DIR/report.txt"
+psql_demo -At -c "SELECT demo.report_json()" >"$DEMO_DIR/report.json"
+python3 demo/report_html.py "$DEMO_DIR/report.json" "$DEMO_DIR/report.txt" "$DEMO_DIR/report.html"
+echo "== the report as an HTML page with plots: $DEMO_DIR/report.html"
 
 cat <<MSG
 
@@ -176,3 +191,4 @@ cat <<MSG
 == stop it with
    scripts/demo.sh stop
 MSG
+grep -q '^verdict      PASS' "$DEMO_DIR/report.txt"

@@ -22,8 +22,30 @@ build_and_install COPT='-Werror -DUSE_ASSERT_CHECKING'
 echo "== running the tests"
 status=0
 $RUN make -s installcheck >installcheck.log 2>&1 || status=$?
-cat installcheck.log
 
+# The demo, short: its closing report must say PASS (every read model equals
+# the log, every projection active at the head), and its HTML report must
+# open in a headless browser with its plots (PG_EVENTSTORE_SKIP_BROWSER=1
+# skips that part, which installs chromium).
+demo_test() {
+	local log=$1 name=$2
+	shift 2
+	if "$@" >"$log" 2>&1; then
+		echo "test demo: $name ... ok" >>installcheck.log
+	else
+		echo "test demo: $name ... FAILED" >>installcheck.log
+		tail -40 "$log" >>installcheck.log
+	fi
+}
+echo "== running the demo, short"
+demo_test demo.log "closing report says PASS" \
+	env DEMO_PORT=5499 DEMO_SECONDS=6 scripts/demo.sh
+env DEMO_PORT=5499 scripts/demo.sh stop >/dev/null
+if [ "${PG_EVENTSTORE_SKIP_BROWSER:-0}" != 1 ]; then
+	demo_test demo-browser.log "HTML report in headless chromium" \
+		scripts/check_demo_report.sh
+fi
+cat installcheck.log
 for f in regression.diffs output_iso/regression.diffs; do
 	if [ -s "$f" ]; then
 		echo "== $f"
