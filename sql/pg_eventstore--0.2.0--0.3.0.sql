@@ -826,6 +826,10 @@ CREATE TABLE eventstore.removed_log_places (
 SELECT pg_catalog.pg_extension_config_dump('eventstore.removed_log_places', '');
 COMMENT ON TABLE eventstore.removed_log_places IS 'The log place (transaction_id, global_position) of each event removed from the log, for cursors and checkpoints at it';
 
+
+COMMENT ON FUNCTION eventstore.refuse_log_change() IS 'Trigger keeping eventstore.events append-only: refuses UPDATE, DELETE and TRUNCATE, except a maintenance function''s own';
+COMMENT ON FUNCTION eventstore.take_replicated_event() IS 'Trigger of a subscriber''s log: gives each replicated event this node''s own place in the log order and keeps its stream''s row';
+
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).
 CREATE OR REPLACE VIEW eventstore.projection_status AS
