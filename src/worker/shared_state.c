@@ -24,8 +24,10 @@ PG_FUNCTION_INFO_V1(eventstore_worker_activity);
 
 /* The projections whose throughput is kept, across all databases. */
 #define MAX_TRACKED_PROJECTIONS 1024
-/* Throughput is summed over this many one-second buckets. */
+/* Throughput is kept in this many one-second buckets... */
 #define RATE_SECONDS 60
+/* ...and shown over the last this many of them (or fewer, since it began). */
+#define RATE_WINDOW_SECONDS 10
 
 /* A worker serving a database. */
 typedef struct WorkerSlot
@@ -43,6 +45,7 @@ typedef struct ProjectionRate
 	pid_t		pid;			/* the worker that applied them */
 	int64		second[RATE_SECONDS];	/* events in second s % RATE_SECONDS */
 	int64		latest;			/* the last second with events counted */
+	int64		since;			/* the first second of this run of activity */
 } ProjectionRate;
 
 typedef struct WorkerShared
@@ -256,6 +259,7 @@ RateEntry(int32 projection_id, int64 now)
 		memset(free_entry, 0, sizeof(ProjectionRate));
 		free_entry->database = MyDatabaseId;
 		free_entry->projection_id = projection_id;
+		free_entry->since = now;
 	}
 	return free_entry;
 }
@@ -274,6 +278,9 @@ CountWorkerEvents(int32 projection_id, int64 events)
 		/* clear the buckets of the seconds that passed without events */
 		for (int64 s = Max(r->latest + 1, now - RATE_SECONDS + 1); s <= now; s++)
 			r->second[s % RATE_SECONDS] = 0;
+		/* idle for a whole window: the rate starts again from now */
+		if (r->latest <= now - RATE_WINDOW_SECONDS)
+			r->since = now;
 		r->latest = Max(r->latest, now);
 		r->second[now % RATE_SECONDS] += events;
 		r->pid = MyProcPid;
@@ -284,7 +291,9 @@ CountWorkerEvents(int32 projection_id, int64 events)
 /*
  * SQL: worker_activity(): per projection of this database that a worker
  * drove in the last minute, the worker's pid and the events per second it
- * applied over that minute.
+ * applied over the last RATE_WINDOW_SECONDS seconds, or over the seconds
+ * since it began applying when that is less (so a projection busy for 3 s
+ * shows its rate, not a tenth of it); 0 once it has been idle that long.
  */
 Datum
 eventstore_worker_activity(PG_FUNCTION_ARGS)
@@ -301,15 +310,17 @@ eventstore_worker_activity(PG_FUNCTION_ARGS)
 		ProjectionRate *r = &shared->rates[i];
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
+		int64		first = Max(now - RATE_WINDOW_SECONDS + 1, r->since);
 		int64		total = 0;
 
 		if (r->database != MyDatabaseId || r->latest <= now - RATE_SECONDS)
 			continue;
-		for (int64 s = now - RATE_SECONDS + 1; s <= Min(now, r->latest); s++)
+		for (int64 s = first; s <= Min(now, r->latest); s++)
 			total += r->second[s % RATE_SECONDS];
 		values[0] = Int32GetDatum(r->projection_id);
 		values[1] = Int32GetDatum(r->pid);
-		values[2] = Float8GetDatum((double) total / RATE_SECONDS);
+		/* the current second counts as a whole one: a slight underestimate */
+		values[2] = Float8GetDatum((double) total / (now - first + 1));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(shared->lock);
