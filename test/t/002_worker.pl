@@ -253,6 +253,33 @@ my ($fast_pid) = sql(q(SELECT worker_pid FROM eventstore.projection_status WHERE
 ok((grep { $_ eq $fast_pid } split /,/, $pg_workers),
 	'latency: that pid is one of the workers');
 
+# events_per_second is the rate of the last seconds, not a minute's average:
+# a projection that applied n events within t seconds of its creation shows
+# at least n / (t + 2) events per second (a minute's average showed n / 60).
+{
+	my $n = 3000;
+	sql(qq(SELECT eventstore.append_to_stream('rate-1',
+		(SELECT jsonb_agg(jsonb_build_object('type', 'Rate')) FROM generate_series(1, $n)))));
+	my $t0 = time;
+	logging_projection('postgres', 'rate', q(ARRAY['Rate']));
+	my $s = session();
+	my $took = seconds_until($s, q(
+		SELECT status = 'active' AND lag_events = 0 FROM eventstore.projection_status
+		WHERE name = 'rate'), $t0, $woken_within);
+	my $rate = $s->query_safe(q(
+		SELECT events_per_second FROM eventstore.projection_status WHERE name = 'rate'));
+	my $elapsed = time - $t0;
+	$s->quit;
+	note sprintf('rate: %d events in %.2f s, events_per_second %s', $n, $elapsed, $rate);
+  SKIP:
+	{
+		skip 'the build took longer than the rate window (10 s)', 1
+		  if !defined $took || $elapsed > 8;
+		cmp_ok($rate, '>=', $n / ($elapsed + 2),
+			'latency: events_per_second is the rate of the last seconds');
+	}
+}
+
 # --- A failing handler (on_error = 'stop') ---------------------------------
 
 my $log_offset = -s $node->logfile;
