@@ -10,7 +10,8 @@
  * (U+202A-U+202E, U+2066-U+2069), which make an id display unlike its
  * bytes.  Outside UTF-8 databases only the ASCII characters are checked.
  *
- * One pass over the bytes, no allocation unless an error is raised.
+ * One pass over the bytes, no allocation unless an error is raised; a name
+ * of printable ASCII without spaces needs no more than that pass.
  */
 #include "postgres.h"
 
@@ -65,7 +66,7 @@ RequireMeaningfulName(const char *bytes, int len, const char *what, int index)
 {
 	const unsigned char *p = (const unsigned char *) bytes;
 	const unsigned char *end = p + len;
-	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
+	bool		utf8;
 	bool		visible = false;
 	int			n = 0;
 
@@ -77,6 +78,12 @@ RequireMeaningfulName(const char *bytes, int len, const char *what, int index)
 				 errdetail("It has %d bytes.", len),
 				 errhint("It is an index key: use a short name, or a hash of a long one.")));
 
+	/* the usual name: printable ASCII with something but spaces */
+	for (const unsigned char *q = p; q < end && *q > ' ' && *q < 0x7F; q++)
+		if (q == end - 1)
+			return;
+
+	utf8 = (GetDatabaseEncoding() == PG_UTF8);
 	while (p < end)
 	{
 		pg_wchar	c = *p;
