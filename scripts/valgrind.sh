@@ -2,8 +2,8 @@
 # Run the pg_regress suite (test/sql, expected/) against a private cluster
 # whose every process runs under valgrind's memcheck, and report the errors
 # (invalid reads and writes, uses of uninitialised values, definite leaks)
-# whose stack passes through pg_eventstore's code.  Slow (about 15 minutes
-# for the whole suite on two cores), so not part of scripts/test.sh:
+# whose stack passes through pg_eventstore's code.  Slow (about 11 minutes
+# for the whole suite on two busy cores), so not part of scripts/test.sh:
 #
 #   scripts/valgrind.sh [TEST...]     (default: every test/sql/*.sql)
 #
