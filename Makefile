@@ -73,3 +73,19 @@ installcheck: installcheck-pgtap
 installcheck-pgtap:
 	test/run_pgtap.sh '$(bindir)' tmp_check_pgtap $(PGTAP_TESTS)
 .PHONY: installcheck-pgtap
+
+# make dist: the PGXN archive $(DIST).zip of HEAD's tracked files under one
+# top directory $(DIST)/, with the current version's install script (what
+# META.json's provides names, built here from HEAD's sql/$(EXTENSION).sql)
+# added, written into DISTDIR (default: here).  Needs a git checkout.
+DIST = $(EXTENSION)-$(EXTVERSION)
+DISTDIR ?= .
+DIST_SQL = $(abspath $(DISTDIR))/$(DIST).tmp/$(EXTENSION)--$(EXTVERSION).sql
+dist:
+	rm -rf $(dir $(DIST_SQL)) $(DISTDIR)/$(DIST).zip
+	mkdir -p $(dir $(DIST_SQL))
+	git -C $(srcdir) show HEAD:sql/$(EXTENSION).sql >$(DIST_SQL)
+	git -C $(srcdir) archive --format=zip --prefix=$(DIST)/sql/ --add-file=$(DIST_SQL) \
+		--prefix=$(DIST)/ -o $(abspath $(DISTDIR))/$(DIST).zip HEAD
+	rm -rf $(dir $(DIST_SQL))
+.PHONY: dist

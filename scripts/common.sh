@@ -4,7 +4,7 @@
 
 PG_MAJOR=15
 PACKAGES="make gcc libc6-dev postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-postgresql-contrib postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl
+postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl
 libipc-run-perl perl python3-jsonschema"
 
 # Run a command as root: directly when we are root, through sudo otherwise.

@@ -11,6 +11,20 @@ cd "$(dirname "$0")/.."
 
 install_dependencies
 prepare_workdir test
+# META.json against the PGXN Meta Spec and the tree; in a git checkout, the
+# PGXN archive of HEAD (make dist), checked the same way and built,
+# installed and tested from by test/t/025_dist_upgrade.pl
+echo "== checking META.json and the release archive"
+python3 scripts/check_meta.py
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	make -s dist DISTDIR="$WORKDIR" >/dev/null
+	export PG_EVENTSTORE_DIST
+	PG_EVENTSTORE_DIST=$(echo "$WORKDIR"/pg_eventstore-*.zip)
+	python3 scripts/check_meta.py "$PG_EVENTSTORE_DIST"
+	[ "$(id -u)" -ne 0 ] || chown postgres: "$PG_EVENTSTORE_DIST"
+else
+	echo "not a git checkout: no archive (make dist needs git)"
+fi
 cd "$WORKDIR"
 
 # The build under test: warnings are errors and assertions are on.  That

@@ -443,6 +443,8 @@ eventstore_append_to_stream(PG_FUNCTION_ARGS)
 	text	   *stream_id = RequireStreamId(fcinfo, 0);
 	EventBatch *batch;
 
+	RequireMeaningfulName(VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+						  "stream_id", -1);
 	RequireArgNotNull(fcinfo, 1, "events", "Pass a JSON array of event objects.");
 	batch = EventBatchFromJsonb(PG_GETARG_JSONB_P(1));
 	PG_RETURN_DATUM(AppendBatch(fcinfo, stream_id, batch,
@@ -460,6 +462,8 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 	Jsonb	   *data;
 	EventBatch *batch;
 
+	RequireMeaningfulName(VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id),
+						  "stream_id", -1);
 	RequireArgNotNull(fcinfo, 1, "event_type",
 					  "Pass the event's type, for example 'ItemAdded'.");
 	data = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);

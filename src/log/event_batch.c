@@ -136,6 +136,8 @@ ParseEvent(JsonbContainer *object, int index, EventInput *event)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event %d has a \"type\" that is not a non-empty string", index),
 				 errhint("Every event needs a non-empty string \"type\", for example \"ItemAdded\".")));
+	RequireMeaningfulName(value.val.string.val, value.val.string.len,
+						  "event_type", index);
 	event->type = cstring_to_text_with_len(value.val.string.val,
 										   value.val.string.len);
 
@@ -235,6 +237,8 @@ EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata, pg_uuid_t *id)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event_type must not be empty"),
 				 errhint("Pass the event's type, for example 'ItemAdded'.")));
+	RequireMeaningfulName(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type),
+						  "event_type", -1);
 	if (metadata != NULL &&
 		(JB_ROOT_IS_SCALAR(metadata) || !JB_ROOT_IS_OBJECT(metadata)))
 		ereport(ERROR,

@@ -40,6 +40,10 @@ extern EventBatch *EventBatchFromJsonb(Jsonb *events);
 extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,
 									 pg_uuid_t *id);
 
+/* names.c */
+extern void RequireMeaningfulName(const char *bytes, int len, const char *what,
+								  int index);
+
 /* A place in the global log's order: (transaction_id, global_position). */
 typedef struct LogPlace
 {
