@@ -51,7 +51,7 @@ DO $do$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['sk', 'pk', 'st', 'il', 'v'] LOOP
+	FOREACH t IN ARRAY ARRAY['sk', 'pk', 'st', 'il', 'v', 'cj'] LOOP
 		EXECUTE format($f$
 			CREATE FUNCTION es_tap_par.%I(e eventstore.events) RETURNS void
 			LANGUAGE sql AS $b$ SELECT es_tap_par.apply(%L, e) $b$$f$, t, t);
@@ -98,7 +98,7 @@ SELECT max(global_position) AS logged_head FROM eventstore.events \gset
 SELECT min(stream_id) AS pk_stream FROM eventstore.events
 WHERE eventstore.stream_partition(stream_id, 2) = 0 AND revision = 1 \gset
 
-SELECT plan(47);
+SELECT plan(50);
 
 -- a split first build
 SELECT eventstore.create_projection('m3', 'es_tap_par.m3', parallel => 3,
@@ -180,6 +180,20 @@ SELECT eventstore.run_projection('m3', 2);
 SELECT is(es_tap_par.missing('v', ARRAY['B']), 0::bigint, 'the new version applied every event of its type');
 SELECT is((SELECT count(*) FROM es_tap_par.applied WHERE tag = 'v'),
 		  (SELECT count(*) FROM eventstore.events WHERE event_type = 'B'), '... and no other');
+
+-- a partition done before events are appended: the join brings it on
+SELECT count(*) + 1 AS p0_and_one FROM eventstore.events
+WHERE eventstore.stream_partition(stream_id, 2) = 0 \gset
+SELECT eventstore.create_projection('cj', 'es_tap_par.cj', parallel => 2);
+SELECT eventstore.run_projection('cj', max_events => :p0_and_one);
+SELECT results_eq($$SELECT partition, done FROM eventstore.projection_partitions
+					ORDER BY partition$$,
+				  $$VALUES (0, true), (1, false)$$, 'partition 0 done, 1 not');
+SELECT count(eventstore.append_event('s-' || g, 'A', '{"after": 0}')) FROM generate_series(1, 30) g;
+SELECT eventstore.run_projection('cj');
+SELECT is(es_tap_par.missing('cj'), 0::bigint,
+		  'the join applied what partition 0 had not seen');
+SELECT is(es_tap_par.doubled('cj'), 0::bigint, '... once');
 
 -- on_error = 'skip' within partitions
 INSERT INTO es_tap_par.poison VALUES ('sk', 's-7', 1), ('pk', :'pk_stream', 1), ('st', 's-9', 1);
