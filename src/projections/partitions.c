@@ -55,6 +55,7 @@ static SPIPlanPtr is_split_plan;
 static SPIPlanPtr load_plan;
 static SPIPlanPtr save_plan;
 static SPIPlanPtr join_plan;
+static SPIPlanPtr mark_plan;
 
 /*
  * Start the replay from the start of a rebuilding projection with
@@ -106,6 +107,30 @@ ReplayIsSplit(Projection *p)
 								  1, argtypes),
 						 values, NULL, GetLatestSnapshot(), 1);
 	return GetFirstResult(&exists) && DatumGetBool(exists);
+}
+
+/*
+ * Where the projection's replay stands, as one number that moves whenever
+ * it applies something: its checkpoint's position, or, while its replay is
+ * split, the sum of its partitions' (the worker's record of the batch in
+ * flight: worker/in_flight.c).
+ */
+int64
+ReplayMark(Projection *p)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(p->id)};
+	Datum		sum;
+
+	if (!ReplayIsSplit(p))
+		return p->checkpoint.position;
+	QueryKeptPlanThrough(KeptPlan(&mark_plan,
+								  "SELECT sum(\"position\")::bigint"
+								  " FROM eventstore.projection_partitions"
+								  " WHERE projection_id = $1",
+								  1, argtypes),
+						 values, NULL, GetLatestSnapshot(), 1);
+	return GetFirstResult(&sum) ? DatumGetInt64(sum) : p->checkpoint.position;
 }
 
 /* The projection's partitions as they are now; *n of them. */

@@ -230,6 +230,7 @@ extern int64 Replay(Projection *p, int64 max_events, ReplayPartition *part,
 /* partitions.c: replays split in stream-hash partitions (parallel) */
 extern void SplitReplay(int32 projection_id);
 extern bool ReplayIsSplit(Projection *p);
+extern int64 ReplayMark(Projection *p);
 extern bool RunPartitions(Projection *p, int64 max_events, bool wait,
 						  int first, int64 *applied, bool *busy,
 						  bool *exhausted);

@@ -6,7 +6,8 @@
  *		worker down again after each restart.
  *
  * Before each batch a worker writes pg_eventstore/<database>.<projection>.<pid>
- * in the data directory with the projection's checkpoint and how many
+ * in the data directory with the projection's checkpoint (ReplayMark: for
+ * a replay split in partitions, the sum of theirs) and how many
  * workers died there already; after the batch, whatever its outcome, it
  * removes the file.  A file left behind names a batch during which a worker
  * died.  A worker starting takes the files of its database: a projection

@@ -148,7 +148,7 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
 								   psprintf("pg_eventstore: %s projection %s version %d",
 											d->rebuilding ? "rebuilding" : "applying",
 											p->name, p->version));
-			NoteBatchStarts(p->id, p->checkpoint.position);
+			NoteBatchStarts(p->id, ReplayMark(p));
 			applied = RunProjection(p, limit, false,
 									share_rank + (int) (turns % MAX_REPLAY_PARTITIONS) * share_count,
 									&held, &exhausted);
@@ -250,7 +250,7 @@ FailCasualties(MemoryContext context)
 
 				ConnectSpi();
 				p = ReloadProjection(c->projection_id);
-				if (p != NULL && p->checkpoint.position == c->position &&
+				if (p != NULL && ReplayMark(p) == c->position &&
 					(p->status == PROJECTION_ACTIVE ||
 					 p->status == PROJECTION_REBUILDING))
 				{
