@@ -90,24 +90,20 @@ CREATE TABLE bench.rm_a (stream_id text PRIMARY KEY, events bigint NOT NULL,
 CREATE TABLE bench.rm_1 (LIKE bench.rm_a INCLUDING ALL);
 CREATE TABLE bench.rm_2 (LIKE bench.rm_a INCLUDING ALL);
 -- one upsert per event, as projections.sh's (b): the same for both
-CREATE FUNCTION bench.apply_1(e eventstore.events) RETURNS void
-LANGUAGE plpgsql AS $$
+DO $do$
 BEGIN
-	INSERT INTO bench.rm_1 AS r (stream_id, events, amount)
-	VALUES (e.stream_id, 1, (e.data->>'amount')::numeric)
-	ON CONFLICT (stream_id) DO UPDATE
-	SET events = r.events + 1, amount = r.amount + excluded.amount;
-END
-$$;
-CREATE FUNCTION bench.apply_2(e eventstore.events) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO bench.rm_2 AS r (stream_id, events, amount)
-	VALUES (e.stream_id, 1, (e.data->>'amount')::numeric)
-	ON CONFLICT (stream_id) DO UPDATE
-	SET events = r.events + 1, amount = r.amount + excluded.amount;
-END
-$$;
+	FOR n IN 1 .. 2 LOOP
+		EXECUTE format($f$
+			CREATE FUNCTION bench.apply_%s(e eventstore.events) RETURNS void
+			LANGUAGE plpgsql AS $b$
+			BEGIN
+				INSERT INTO bench.rm_%s AS r (stream_id, events, amount)
+				VALUES (e.stream_id, 1, (e.data->>'amount')::numeric)
+				ON CONFLICT (stream_id) DO UPDATE
+				SET events = r.events + 1, amount = r.amount + excluded.amount;
+			END $b$$f$, n, n);
+	END LOOP;
+END $do$;
 CREATE FUNCTION bench.differences(rm regclass, expected regclass) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
