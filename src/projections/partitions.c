@@ -339,6 +339,13 @@ RunPartitions(Projection *p, int64 max_events, bool wait, int first,
 		{
 			bool		done;
 
+			/*
+			 * What its last runner committed before we got its lock counts:
+			 * read the partitions again (its row as read above may be older).
+			 */
+			rows = LoadPartitions(p, &n);
+			if (take >= n || rows[take].done)
+				continue;
 			ran = true;
 			*applied += ReplayPartitionOf(p, rows, take, n,
 										  max_events > 0 ? max_events - *applied : 0,
@@ -362,6 +369,13 @@ RunPartitions(Projection *p, int64 max_events, bool wait, int first,
 									ExclusiveLock, false);
 			if (*busy)
 				return false;
+			/* as they are now that nobody else runs one */
+			rows = LoadPartitions(p, &n);
+			for (int k = 0; k < n; k++)
+				if (!rows[k].done)
+					n = -1;
+			if (n <= 0)
+				continue;
 			*applied += JoinPartitions(p, rows, n);
 			return p->status != PROJECTION_FAILED;
 		}
