@@ -351,6 +351,7 @@ DECLARE
 	head bigint;
 	target bigint;
 	ranks bigint[];
+	parts bigint[];
 BEGIN
 	SELECT * INTO p FROM eventstore.projections r
 	WHERE r.projection_id = projection_progress_of.projection_id;
@@ -393,9 +394,18 @@ BEGIN
 		IF target IS NULL THEN
 			rebuild_progress := 1;
 		ELSE
-			ranks := eventstore.log_ranks(ARRAY[p."position", target]);
-			rebuild_progress := CASE WHEN ranks[2] > 0
-				THEN LEAST(ranks[1]::double precision / ranks[2], 1) ELSE 1 END;
+			-- a replay split in partitions (parallel): their mean share
+			SELECT array_agg(CASE WHEN q.done THEN target
+								  ELSE GREATEST(q."position", p."position") END)
+			INTO parts
+			FROM eventstore.projection_partitions q
+			WHERE q.projection_id = p.projection_id;
+			ranks := eventstore.log_ranks(ARRAY[target]
+										  || COALESCE(parts, ARRAY[p."position"]));
+			rebuild_progress := CASE WHEN ranks[1] > 0
+				THEN LEAST((SELECT avg(r::double precision) FROM unnest(ranks[2:]) r)
+						   / ranks[1], 1)
+				ELSE 1 END;
 		END IF;
 		IF rebuild_progress > 0 THEN
 			rebuild_time_left := (now() - p.rebuild_started_at)
@@ -829,6 +839,26 @@ COMMENT ON TABLE eventstore.removed_log_places IS 'The log place (transaction_id
 
 COMMENT ON FUNCTION eventstore.refuse_log_change() IS 'Trigger keeping eventstore.events append-only: refuses UPDATE, DELETE and TRUNCATE, except a maintenance function''s own';
 COMMENT ON FUNCTION eventstore.take_replicated_event() IS 'Trigger of a subscriber''s log: gives each replicated event this node''s own place in the log order and keeps its stream''s row';
+-- The stream-hash partitions of a projection's replay from the start
+-- (parallel > 1): partition k applies the events of the streams whose
+-- stream_partition(stream_id, parallel) is k, from its own checkpoint;
+-- done once it has passed the replay's horizon (replay_until).  The rows
+-- exist from the start of the replay until its partitions are joined at
+-- the head, when the projection's checkpoint becomes the join point and
+-- they are deleted.
+CREATE TABLE eventstore.projection_partitions (
+	projection_id	integer NOT NULL
+		REFERENCES eventstore.projections (projection_id) ON DELETE CASCADE,
+	partition		integer NOT NULL CHECK (partition BETWEEN 0 AND 63),
+	"position"		bigint NOT NULL DEFAULT 0,
+	transaction_id	xid8 NOT NULL DEFAULT '0',
+	done			boolean NOT NULL DEFAULT false,
+	events_applied	bigint NOT NULL DEFAULT 0,
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	PRIMARY KEY (projection_id, partition)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE eventstore.projection_partitions IS 'The stream-hash partitions of a parallel replay from the start, each with its checkpoint, until they are joined at the head';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_partitions', '');
 
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).
@@ -896,7 +926,11 @@ SELECT p.name,
 	   CASE WHEN who.is_member THEN rm.checks_passed END AS checks_passed,
 	   CASE WHEN who.is_member THEN rm.check_results END AS check_results,
 	   CASE WHEN who.is_member THEN rm.promotion_error END AS promotion_error,
-	   p.upcast
+	   p.upcast,
+	   -- a replay split in stream-hash partitions (parallel): how many, and
+	   -- how many have reached the head; NULL when not split
+	   part.partitions,
+	   part.partitions_done
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
@@ -926,4 +960,9 @@ FROM eventstore.projections p
 							  pr.forced
 					   FROM eventstore.projection_promotions pr
 					   WHERE pr.projection_id = p.projection_id
-					   ORDER BY pr.promotion_id DESC LIMIT 1) last_to ON true;
+					   ORDER BY pr.promotion_id DESC LIMIT 1) last_to ON true
+	LEFT JOIN LATERAL (SELECT count(*)::integer AS partitions,
+							  (count(*) FILTER (WHERE q.done))::integer AS partitions_done
+					   FROM eventstore.projection_partitions q
+					   WHERE q.projection_id = p.projection_id
+					   HAVING count(*) > 0) part ON true;

@@ -456,7 +456,7 @@ eventstore_run_projection(PG_FUNCTION_ARGS)
 		bool		exhausted;
 
 		applied += RunProjection((Projection *) lfirst(lc), max_events, true,
-								 &busy, &exhausted);
+								 0, &busy, &exhausted);
 	}
 	LeaveOwner(caller);
 	PG_RETURN_INT64(applied);

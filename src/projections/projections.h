@@ -60,6 +60,7 @@ typedef struct DueProjection
 {
 	int32		id;
 	bool		rebuilding;
+	int			parallel;		/* its replay's partitions (parallel) */
 } DueProjection;
 
 /*
@@ -105,6 +106,29 @@ typedef struct NewProjection
  */
 #define PROJECTION_APPLY_LOCK	0x5041
 #define PROJECTION_RUNNER_LOCK	0x5052
+
+/*
+ * A replay split in stream-hash partitions (partitions.c): each runner of a
+ * partition holds the projection's RUNNER lock shared and the partition's
+ * own lock (objid the projection_id, objsubid this, the partition number
+ * + 1 in the lock's third field) exclusive; whoever joins the partitions,
+ * and everyone else who takes RUNNER exclusive, waits for them all.
+ */
+#define PROJECTION_PARTITION_LOCK	0x5050
+
+/*
+ * The part of the log a replay applies: a stream-hash partition of it
+ * (index of count), no further than `through` when bounded.  Replay sets
+ * done when the partition has passed the replay's horizon.
+ */
+typedef struct ReplayPartition
+{
+	int			index;
+	int			count;
+	bool		bounded;
+	LogPlace	through;
+	bool		done;
+} ReplayPartition;
 
 /*
  * SQL: the pending skip row `s` (an alias of eventstore.projection_skips)
@@ -199,7 +223,19 @@ extern void ApplyInlineProjections(EventRows *rows);
 
 /* runner.c */
 extern int64 RunProjection(Projection *p, int64 max_events, bool wait,
-						   bool *busy, bool *exhausted);
+						   int first_partition, bool *busy, bool *exhausted);
+extern int64 Replay(Projection *p, int64 max_events, ReplayPartition *part,
+					bool *at_head);
+
+/* partitions.c: replays split in stream-hash partitions (parallel) */
+extern void SplitReplay(int32 projection_id);
+extern bool ReplayIsSplit(Projection *p);
+extern int64 ReplayMark(Projection *p);
+extern bool RunPartitions(Projection *p, int64 max_events, bool wait,
+						  int first, int64 *applied, bool *busy,
+						  bool *exhausted);
+extern void SavePartitionProgress(Projection *p, ReplayPartition *part,
+								  int64 applied);
 extern int64 ResolveDeadLetters(Projection *p, text *stream_id, bool retry,
 								const char *by);
 

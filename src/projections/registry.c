@@ -312,8 +312,10 @@ LoadAllProjections(MemoryContext context)
 /*
  * The projections a worker serving projection_id % members == member should
  * look at now: rebuilds, active async ones, and active inline ones with
- * skips to drain or an automatic promotion pending; DueProjections
- * allocated in `context`.  The caller is connected to SPI.
+ * skips to drain or an automatic promotion pending; and, whatever its
+ * projection_id, every replay split in partitions with one still to do
+ * (each worker takes a partition: partitions.c).  DueProjections allocated
+ * in `context`.  The caller is connected to SPI.
  */
 List *
 ReadDueProjections(int member, int members, MemoryContext context)
@@ -328,9 +330,9 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	 * missing, with no append needed first.  (A 0.2.0 registry keeps oids,
 	 * whose functions and roles were checked when they were stored.)
 	 */
-#define DUE(columns, drainable, also) \
+#define DUE(columns, drainable, also, split) \
 	"SELECT " columns " FROM eventstore.projections p" \
-	" WHERE projection_id % $2 = $1" \
+	" WHERE (projection_id % $2 = $1" split ")" \
 	" AND (status = '" STATUS_REBUILDING "'" \
 	"  OR (status = '" STATUS_ACTIVE "' AND (mode = '" MODE_ASYNC "'" \
 	"   OR EXISTS (SELECT FROM eventstore.projection_skips s" \
@@ -338,7 +340,7 @@ ReadDueProjections(int member, int members, MemoryContext context)
 	"      AND s.drained_at IS NULL" drainable ")" also ")))" \
 	" ORDER BY projection_id"
 	ExecKeptPlan(RegistryKeepsOids()
-				 ? KeptPlan(&due_plans[1], DUE(PROJECTIONS_COLUMN_LIST_0_2, "", ""),
+				 ? KeptPlan(&due_plans[1], DUE(PROJECTIONS_COLUMN_LIST_0_2, "", "", ""),
 							2, argtypes)
 				 : KeptPlan(&due_plans[0],
 							DUE(PROJECTIONS_COLUMN_LIST,
@@ -350,7 +352,11 @@ ReadDueProjections(int member, int members, MemoryContext context)
 								"   OR to_regrole(quote_ident(owner)) IS NULL"
 								"   OR (SELECT pg_get_userbyid(f.proowner) FROM pg_proc f"
 								"       WHERE f.oid = to_regprocedure(handler))"
-								"      IS DISTINCT FROM handler_owner"),
+								"      IS DISTINCT FROM handler_owner",
+								" OR (parallel > 1 AND EXISTS (SELECT"
+								"  FROM eventstore.projection_partitions q"
+								"  WHERE q.projection_id = p.projection_id"
+								"  AND NOT q.done))"),
 							2, argtypes),
 				 values, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -366,6 +372,10 @@ ReadDueProjections(int member, int members, MemoryContext context)
 											SPI_tuptable->tupdesc,
 											PROJECTIONS_STATUS),
 							   STATUS_REBUILDING) == 0;
+		d->parallel = RegistryKeepsOids() ? 1 :
+			DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+										SPI_tuptable->tupdesc,
+										PROJECTIONS_PARALLEL, &isnull));
 		due = lappend(due, d);
 		MemoryContextSwitchTo(old);
 	}
@@ -430,9 +440,19 @@ InsertProjection(NewProjection *np)
 				 : KeptPlan(&insert_plan,
 							INSERT_PROJECTION(", handler_owner, settings, upcast,"
 											  " backfill, parallel",
-											  ", $12, $13, $14, $15, $16"), 16,
+											  ", $12, $13, $14, $15, $16")
+							" RETURNING projection_id", 16,
 							argtypes),
 				 values, nulls, false, 0);
+	/* its build from the start is split in partitions (parallel) */
+	if (!by_oid && !empty && np->parallel > 1)
+	{
+		bool		isnull;
+
+		SplitReplay(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1,
+												&isnull)));
+	}
 	NoteProjectionsChanged();
 }
 
@@ -598,6 +618,9 @@ ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until)
 							  RESET_PROJECTION(", replayed_xid = $3, replayed_position = $4"),
 							  4, argtypes),
 					 values, nulls, false, 0);
+	/* a parallel projection's replay is split in partitions afresh */
+	if (p->parallel > 1)
+		SplitReplay(p->id);
 	NoteProjectionsChanged();
 }
 

@@ -27,6 +27,7 @@
 #include "utils/xid8.h"
 
 static SPIPlanPtr batch_plan;
+static SPIPlanPtr partition_batch_plan;
 static SPIPlanPtr head_plan;
 static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr skipped_events_plan;
@@ -52,30 +53,58 @@ TypesDatum(Projection *p, char *null_flag)
 
 /*
  * Read into rows up to `limit` events of the projection's types after its
- * checkpoint and below the horizon of `snapshot`, in log order.
+ * checkpoint and below the horizon of `snapshot`, in log order; of the
+ * streams of partition `part` only, when not NULL.
  */
 static int
-FetchBatch(Projection *p, EventRows *rows, int limit, Snapshot snapshot,
-		   FullTransactionId horizon, Datum types, char types_null)
+FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
+		   Snapshot snapshot, FullTransactionId horizon, Datum types,
+		   char types_null)
 {
-	Oid			argtypes[5] = {XID8OID, INT8OID, XID8OID, TEXTARRAYOID, INT8OID};
-	Datum		values[5] = {
+	Oid			argtypes[9] = {XID8OID, INT8OID, XID8OID, TEXTARRAYOID, INT8OID,
+	XID8OID, INT8OID, INT4OID, INT4OID};
+	Datum		values[9] = {
 		FullTransactionIdGetDatum(p->checkpoint.xid),
 		Int64GetDatum(p->checkpoint.position),
 		FullTransactionIdGetDatum(horizon),
 		types,
 		Int64GetDatum(limit)
 	};
-	char		nulls[5] = {' ', ' ', ' ', types_null, ' '};
-
-	SPIPlanPtr	plan = KeptPlan(&batch_plan,
-								"SELECT * FROM eventstore.events"
-								" WHERE (transaction_id, global_position) > ($1, $2)"
-								" AND transaction_id < $3"
-								" AND ($4 IS NULL OR event_type = ANY ($4))"
-								" ORDER BY transaction_id, global_position LIMIT $5",
-								5, argtypes);
+	char		nulls[9] = {' ', ' ', ' ', types_null, ' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
 	DestReceiver *dest = EventRowsDest(rows);
+
+	if (part == NULL)
+		plan = KeptPlan(&batch_plan,
+						"SELECT * FROM eventstore.events"
+						" WHERE (transaction_id, global_position) > ($1, $2)"
+						" AND transaction_id < $3"
+						" AND ($4 IS NULL OR event_type = ANY ($4))"
+						" ORDER BY transaction_id, global_position LIMIT $5",
+						5, argtypes);
+	else
+	{
+		LogPlace	through = part->through;
+
+		if (!part->bounded)
+		{
+			through.xid = FullTransactionIdFromU64(PG_UINT64_MAX);
+			through.position = PG_INT64_MAX;
+		}
+		values[5] = FullTransactionIdGetDatum(through.xid);
+		values[6] = Int64GetDatum(through.position);
+		values[7] = Int32GetDatum(part->count);
+		values[8] = Int32GetDatum(part->index);
+		plan = KeptPlan(&partition_batch_plan,
+						"SELECT * FROM eventstore.events"
+						" WHERE (transaction_id, global_position) > ($1, $2)"
+						" AND transaction_id < $3"
+						" AND ($4 IS NULL OR event_type = ANY ($4))"
+						" AND (transaction_id, global_position) <= ($6, $7)"
+						" AND eventstore.stream_partition(stream_id, $8) = $9"
+						" ORDER BY transaction_id, global_position LIMIT $5",
+						9, argtypes);
+	}
 
 	/* read-only SPI runs in the active snapshot: the batch's own */
 	PushActiveSnapshot(snapshot);
@@ -212,6 +241,16 @@ NeverAppliedInline(Projection *p, EventRows *rows, int n, Snapshot snapshot,
 	return positions;
 }
 
+/* Save the checkpoint of the projection, or of the partition replayed. */
+static void
+SaveReplayProgress(Projection *p, ReplayPartition *part, int64 applied)
+{
+	if (part != NULL)
+		SavePartitionProgress(p, part, applied);
+	else
+		SaveProjectionProgress(p, applied);
+}
+
 /*
  * Apply up to max_events (<= 0: no limit) events after the checkpoint, a
  * batch at a time, until the log below the read horizon is exhausted.  Sets
@@ -220,11 +259,13 @@ NeverAppliedInline(Projection *p, EventRows *rows, int n, Snapshot snapshot,
  * failure under on_error = 'stop' marks the projection failed and ends the
  * run.  Under 'park', the events of a stream parked behind a dead letter
  * are recorded as parked and passed.  Until the projection has caught up,
- * this is its build from the start (see ApplyInLogOrder).  Returns the
- * events dealt with.
+ * this is its build from the start (see ApplyInLogOrder).  With `part`,
+ * only the events of that partition's streams, from p->checkpoint as the
+ * partition's checkpoint, saved as the partition's (partitions.c).
+ * Returns the events dealt with.
  */
-static int64
-Replay(Projection *p, int64 max_events, bool *at_head)
+int64
+Replay(Projection *p, int64 max_events, ReplayPartition *part, bool *at_head)
 {
 	MemoryContext batch_context = AllocSetContextCreate(CurrentMemoryContext,
 														"projection batch",
@@ -248,6 +289,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		Parking		parking = {NIL, NULL};
 		int64	   *never_applied;
 		int			n_never;
+		bool		finished = false;	/* the partition is done now */
 
 		LogPlace	before = p->checkpoint;
 
@@ -260,7 +302,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
 		horizon = LogHorizonOf(snapshot);
 		EventRowsReset(rows);
-		fetched = FetchBatch(p, rows, limit, snapshot, horizon, types,
+		fetched = FetchBatch(p, part, rows, limit, snapshot, horizon, types,
 							 types_null);
 		if (p->park_errors && fetched > 0)
 			parking.streams = ParkedStreams(p, rows, fetched);
@@ -271,7 +313,7 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 			p->checkpoint = EventRowsPlace(rows, done - 1);
 		if (error != NULL)
 		{
-			SaveProjectionProgress(p, done);
+			SaveReplayProgress(p, part, done);
 			RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
 									EventRowsId(rows, done));
 			UnregisterSnapshot(snapshot);
@@ -280,16 +322,20 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		}
 		if (fetched < limit)
 		{
-			AdvanceToHead(p, snapshot, horizon);
+			/* (a bounded partition stops at its bound: partitions.c) */
+			if (part == NULL || !part->bounded)
+				AdvanceToHead(p, snapshot, horizon);
 			/*
 			 * Everything below the horizon is applied; the replay is done
 			 * once that covers every event committed before it started.
 			 */
 			*at_head = FullTransactionIdFollows(horizon, p->replay_until);
+			if (part != NULL && *at_head && !part->done)
+				part->done = finished = true;
 		}
 		/* an idle turn writes nothing (no xid, no commit to flush) */
-		if (done > 0 || CompareLogPlaces(p->checkpoint, before) != 0)
-			SaveProjectionProgress(p, done);
+		if (done > 0 || finished || CompareLogPlaces(p->checkpoint, before) != 0)
+			SaveReplayProgress(p, part, done);
 		UnregisterSnapshot(snapshot);
 		total += done;
 		if (fetched < limit)
@@ -446,13 +492,16 @@ Activate(Projection *p)
  * run_projection's work for one projection, also the worker's: apply what
  * the projection has not applied yet.  Takes the projection's runner lock,
  * waiting for it when `wait`, else returning 0 at once with *busy set when
- * another transaction has it.  The caller is connected to SPI and runs as
- * the extension's owner.  Returns the events applied (and dead-lettered,
- * and drained); *exhausted when max_events ended the run.
+ * another transaction has it.  A replay split in partitions (parallel) is
+ * run by RunPartitions, starting with partition first_partition (modulo
+ * their number), then, once they are joined, as one.  The caller is
+ * connected to SPI and runs as the extension's owner.  Returns the events
+ * applied (and dead-lettered, and drained); *exhausted when max_events
+ * ended the run.
  */
 int64
-RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
-			  bool *exhausted)
+RunProjection(Projection *p, int64 max_events, bool wait, int first_partition,
+			  bool *busy, bool *exhausted)
 {
 	int64		applied = 0;
 	int64		budget_used;
@@ -461,23 +510,44 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	ErrorData  *missing;
 
 	*exhausted = false;
-	*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock, wait);
-	if (*busy)
-		return 0;
-	/* what another runner did before we got the lock counts */
-	p = ReloadProjection(p->id);
-	if (p == NULL || p->status == PROJECTION_FAILED ||
-		p->status == PROJECTION_STOPPED)
-		return 0;
+	if (!ReplayIsSplit(p))
+	{
+		*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock,
+								wait);
+		if (*busy)
+			return 0;
+		/* what another runner did before we got the lock counts */
+		p = ReloadProjection(p->id);
+		if (p == NULL)
+			return 0;
+	}
+	/* (or a rebuild that committed while we waited split it) */
+	if (ReplayIsSplit(p))
+	{
+		if (!RunPartitions(p, max_events, wait, first_partition, &applied,
+						   busy, exhausted))
+			return applied;
+		/* joined: on as one, holding RUNNER exclusive */
+		p = ReloadProjection(p->id);
+		if (p == NULL)
+			return applied;
+	}
+	if (p->status == PROJECTION_FAILED || p->status == PROJECTION_STOPPED)
+		return applied;
 	if ((missing = MissingOwnerCode(p)) != NULL)
 	{
 		/* not any event's fault: no error position */
 		RecordProjectionFailure(p, missing, -1, NULL);
-		return 0;
+		return applied;
 	}
-
+	if (max_events > 0 && applied >= max_events)
+	{
+		*exhausted = true;
+		return applied;
+	}
 	if (!(p->inline_mode && p->caught_up))
-		applied = Replay(p, max_events, &at_head);
+		applied += Replay(p, max_events > 0 ? max_events - applied : 0, NULL,
+						  &at_head);
 	budget_used = applied;
 	if (p->status == PROJECTION_FAILED)
 		return applied;

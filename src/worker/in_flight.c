@@ -5,8 +5,9 @@
  *		FATAL error, a termination, a crash) is failed instead of taking the
  *		worker down again after each restart.
  *
- * Before each batch a worker writes pg_eventstore/<database>.<projection>
- * in the data directory with the projection's checkpoint and how many
+ * Before each batch a worker writes pg_eventstore/<database>.<projection>.<pid>
+ * in the data directory with the projection's checkpoint (ReplayMark: for
+ * a replay split in partitions, the sum of theirs) and how many
  * workers died there already; after the batch, whatever its outcome, it
  * removes the file.  A file left behind names a batch during which a worker
  * died.  A worker starting takes the files of its database: a projection
@@ -41,7 +42,9 @@ static char in_flight_path[MAXPGPATH] = "";
 static void
 InFlightPath(char *path, int32 projection_id)
 {
-	snprintf(path, MAXPGPATH, IN_FLIGHT_DIR "/%u.%d", MyDatabaseId, projection_id);
+	/* the pid too: several workers may run partitions of one projection */
+	snprintf(path, MAXPGPATH, IN_FLIGHT_DIR "/%u.%d.%d", MyDatabaseId,
+			 projection_id, (int) MyProcPid);
 }
 
 /* The deaths already counted at the projection's checkpoint `position`. */

@@ -7,7 +7,13 @@
  * batch and its checkpoint in a transaction of their own, so one slow
  * projection delays the others by at most one batch.  A database served by
  * n running workers gives the k-th of them the projections whose
- * projection_id % n == k (WorkerShare).
+ * projection_id % n == k (WorkerShare).  A replay split in stream-hash
+ * partitions (parallel) is listed by every worker: each takes a batch of a
+ * partition nobody else runs, worker k starting its search at partition
+ * k + turn * n, so that the workers spread over the partitions and, when
+ * there are more partitions than workers, rotate through them.  So a
+ * parallel => p replay is applied by min(p, n) workers at once; no worker
+ * is started for it.
  * An append that touches an async projection sets the workers' latches at
  * commit; otherwise they wake every poll_interval.
  */
@@ -35,6 +41,11 @@
 /* Rebuild throttle: events a rebuild may still apply now (token bucket). */
 static double rebuild_tokens = 0;
 static TimestampTz tokens_at = 0;
+
+/* This worker's share of its database (WorkerShare) and its turns. */
+static int share_rank = 0;
+static int share_count = 1;
+static uint32 turns = 0;
 
 /* Top the bucket up for the time passed; it holds one second's worth. */
 static void
@@ -84,6 +95,8 @@ ListDueProjections(WorkerAssignment *a, MemoryContext context)
 			int			count;
 
 			WorkerShare(a->slot, &rank, &count);
+			share_rank = rank;
+			share_count = count;
 			ConnectSpi();
 			due = ReadDueProjections(rank, count, context);
 			SPI_finish();
@@ -135,8 +148,10 @@ RunOneBatch(DueProjection *d, int limit, MemoryContext context, bool *busy,
 								   psprintf("pg_eventstore: %s projection %s version %d",
 											d->rebuilding ? "rebuilding" : "applying",
 											p->name, p->version));
-			NoteBatchStarts(p->id, p->checkpoint.position);
-			applied = RunProjection(p, limit, false, &held, &exhausted);
+			NoteBatchStarts(p->id, ReplayMark(p));
+			applied = RunProjection(p, limit, false,
+									share_rank + (int) (turns % MAX_REPLAY_PARTITIONS) * share_count,
+									&held, &exhausted);
 			taken = held;
 			full = exhausted;
 		}
@@ -196,12 +211,17 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 		applied = RunOneBatch(d, limit, context, &busy, &full);
 		if (busy)
 			*retry_soon = true;
+		/*
+		 * Each of the workers that share a split replay keeps to its part
+		 * of the throttle.
+		 */
 		if (d->rebuilding && WorkerRebuildThrottle > 0)
-			rebuild_tokens -= applied;
+			rebuild_tokens -= (double) applied * Max(Min(d->parallel, share_count), 1);
 		if (full)
 			more = true;
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
+	turns++;
 	return more;
 }
 
@@ -230,7 +250,7 @@ FailCasualties(MemoryContext context)
 
 				ConnectSpi();
 				p = ReloadProjection(c->projection_id);
-				if (p != NULL && p->checkpoint.position == c->position &&
+				if (p != NULL && ReplayMark(p) == c->position &&
 					(p->status == PROJECTION_ACTIVE ||
 					 p->status == PROJECTION_REBUILDING))
 				{

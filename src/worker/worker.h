@@ -22,7 +22,7 @@ typedef struct WorkerAssignment
 typedef struct WorkerCasualty
 {
 	int32		projection_id;
-	int64		position;		/* its checkpoint when the batch started */
+	int64		position;		/* its ReplayMark when the batch started */
 	int			deaths;			/* workers that died there */
 } WorkerCasualty;
 
