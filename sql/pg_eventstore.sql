@@ -38,7 +38,14 @@ CREATE TABLE eventstore.streams (
 	updated_at	timestamptz NOT NULL,
 	-- the log key of its last event: the next append's key is at least
 	-- this (NULL: not written since 0.3.0; the append looks it up)
-	transaction_id xid8
+	transaction_id xid8,
+	-- delete_stream: its events up to this revision read as deleted (NULL:
+	-- never deleted); while revision = deleted_revision the stream itself
+	-- reads as deleted, until an append re-creates it
+	deleted_revision bigint,
+	deleted_at		timestamptz,	-- its last deletion
+	-- deleted for good: its events are gone and its id is never used again
+	hard_deleted	boolean NOT NULL DEFAULT false
 ) WITH (fillfactor = 25);
 
 CREATE TABLE eventstore.events (
@@ -1182,3 +1189,36 @@ CREATE TABLE eventstore.removed_log_places (
 );
 SELECT pg_catalog.pg_extension_config_dump('eventstore.removed_log_places', '');
 COMMENT ON TABLE eventstore.removed_log_places IS 'The log place (transaction_id, global_position) of each event removed from the log, for cursors and checkpoints at it';
+
+-- Stream deletion and erasure (README: Retention and erasure).  Not
+-- SECURITY DEFINER: the caller is recorded in maintenance_log as who did
+-- it; the work is done as the extension's owner.  Nobody may call them
+-- until granted.
+CREATE FUNCTION eventstore.delete_stream(
+	stream_id text,
+	hard boolean DEFAULT false,
+	expected_revision bigint DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_delete_stream';
+
+CREATE FUNCTION eventstore.redact_events(
+	stream_id text,
+	keys text[] DEFAULT NULL,
+	reason text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_redact_events';
+
+REVOKE ALL ON FUNCTION
+	eventstore.delete_stream(text, boolean, bigint),
+	eventstore.redact_events(text, text[], text)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION eventstore.delete_stream(text, boolean, bigint) IS 'Delete a stream: soft (a tombstone; it reads as deleted and may be re-created, its revisions continuing) or hard (its events removed from the log, its id never used again); returns the events deleted';
+COMMENT ON FUNCTION eventstore.redact_events(text, text[], text) IS 'Replace the data of a stream''s events, or only the given top-level keys, with the redaction marker {"$redacted": true}, keeping the envelope; returns the events changed';
+COMMENT ON COLUMN eventstore.streams.deleted_revision IS 'delete_stream: the stream''s events up to this revision read as deleted; NULL when never deleted';
+COMMENT ON COLUMN eventstore.streams.deleted_at IS 'When delete_stream last deleted the stream';
+COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again';
