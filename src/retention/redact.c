@@ -27,6 +27,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(eventstore_redact_events);
 
@@ -43,6 +45,29 @@ static SPIPlanPtr redact_plan;
 	"  (SELECT jsonb_object_agg(k, '" REDACTION_MARKER "'::jsonb)" \
 	"   FROM unnest($2::text[]) k WHERE data ? k), data)" \
 	" ELSE data END"
+
+/*
+ * Is `data` the redaction marker, what redact_events leaves of an event's
+ * whole data?  (Upcasters leave it as it is: it is the marker at every
+ * version.)
+ */
+bool
+JsonbIsRedactionMarker(Jsonb *data)
+{
+	static Jsonb *marker = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_COUNT(data) != 1)
+		return false;
+	if (marker == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		marker = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+													CStringGetDatum(REDACTION_MARKER)));
+		MemoryContextSwitchTo(old);
+	}
+	return compareJsonbContainers(&data->root, &marker->root) == 0;
+}
 
 /* The keys argument: NULL, or a non-empty array without NULL elements. */
 static ArrayType *

@@ -41,6 +41,8 @@ extern LogWriter *LockStreamForMaintenance(const char *operation,
  */
 #define REDACTION_MARKER "{\"$redacted\": true}"
 
+extern bool JsonbIsRedactionMarker(Jsonb *data);
+
 /*
  * SQL saying whether jsonb `data` was redacted (wholly, or a top-level
  * key): such an event need not match its type's schema any more.

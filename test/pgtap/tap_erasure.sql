@@ -56,7 +56,7 @@ LANGUAGE sql AS $$
 	SELECT * FROM eventstore.maintenance_log ORDER BY maintenance_id DESC LIMIT 1
 $$;
 
-SELECT plan(118);
+SELECT plan(121);
 
 ------------------------------------------------------------------------
 -- Soft deletion: a tombstone
@@ -354,6 +354,30 @@ SELECT lives_ok($$SELECT eventstore.register_event_schema('Signed', 2,
                 'the check of a new version against stored events leaves redacted events out');
 SELECT throws_ok($$SELECT eventstore.append_event('signer-2', 'Signed', '{"email": {"$redacted": true}}')$$,
                  'SE016', NULL, 'an append is still validated: the marker is no way past the schema');
+-- data redacted whole passes no upcaster
+CREATE FUNCTION es_tap_er.split_email(data jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF NOT data ? 'email' THEN
+		RAISE EXCEPTION 'no email in %', data;
+	END IF;
+	RETURN data || jsonb_build_object('domain', split_part(data->>'email', '@', 2));
+END $$;
+SELECT eventstore.register_event_schema('Contacted', 1, '{"type": "object", "required": ["email"]}');
+SELECT eventstore.append_to_stream('contact-1', '[{"type": "Contacted", "data": {"email": "kim@example.com"}},
+                                                 {"type": "Contacted", "data": {"email": "kim@example.org"}}]');
+SELECT eventstore.append_to_stream('contact-3', '[{"type": "Contacted", "data": {"email": "lee@example.com"}}]');
+SELECT eventstore.redact_events('contact-1');
+SELECT lives_ok($$SELECT eventstore.register_event_schema('Contacted', 2, '{"type": "object", "required": ["email", "domain"]}',
+                                                          'es_tap_er.split_email(jsonb)')$$,
+                'a version with an upcaster is registered over wholly redacted events');
+SELECT results_eq($$SELECT (eventstore.upcast(e)).data, (eventstore.upcast(e)).schema_version
+                    FROM eventstore.events e WHERE stream_id = 'contact-1' ORDER BY revision$$,
+                  $$VALUES ('{"$redacted": true}'::jsonb, 2), ('{"$redacted": true}'::jsonb, 2)$$,
+                  'upcast gives data redacted whole as it is, at the latest version: no upcaster sees it');
+SELECT is((SELECT (eventstore.upcast(e)).data FROM eventstore.events e WHERE stream_id = 'contact-3'),
+          '{"email": "lee@example.com", "domain": "example.com"}'::jsonb,
+          'an event of the version before that was not redacted goes through the upcaster');
 
 ------------------------------------------------------------------------
 -- Who may delete and redact
