@@ -515,12 +515,12 @@ COMMENT ON TRIGGER projection_skips_pending ON eventstore.projection_skips IS 'A
 -- the log once: nothing is rewritten here.
 ALTER TABLE eventstore.streams ADD COLUMN transaction_id xid8;
 
--- Stream deletion's tombstone (see the current schema): NULLs and a
--- constant default, so nothing is rewritten either.
+-- Stream deletion's tombstone (see the current schema): NULLs, so nothing
+-- is rewritten either.
 ALTER TABLE eventstore.streams
 	ADD COLUMN deleted_revision bigint,
 	ADD COLUMN deleted_at timestamptz,
-	ADD COLUMN hard_deleted boolean NOT NULL DEFAULT false;
+	ADD COLUMN hard_deleted boolean;
 
 
 -- The parity check of a re-implemented read model: whether two relations
@@ -864,7 +864,7 @@ COMMENT ON FUNCTION eventstore.delete_stream(text, boolean, bigint) IS 'Delete a
 COMMENT ON FUNCTION eventstore.redact_events(text, text[], text) IS 'Replace the data of a stream''s events, or only the given top-level keys, with the redaction marker {"$redacted": true}, keeping the envelope; returns the events changed';
 COMMENT ON COLUMN eventstore.streams.deleted_revision IS 'delete_stream: the stream''s events up to this revision read as deleted; NULL when never deleted';
 COMMENT ON COLUMN eventstore.streams.deleted_at IS 'When delete_stream last deleted the stream';
-COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again';
+COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again (NULL until its first deletion)';
 
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).

@@ -45,7 +45,9 @@ CREATE TABLE eventstore.streams (
 	deleted_revision bigint,
 	deleted_at		timestamptz,	-- its last deletion
 	-- deleted for good: its events are gone and its id is never used again
-	hard_deleted	boolean NOT NULL DEFAULT false
+	-- (NULL until its first deletion: no default, which an upgrade would
+	-- keep as the column's missing value)
+	hard_deleted	boolean
 ) WITH (fillfactor = 25);
 
 CREATE TABLE eventstore.events (
@@ -1221,4 +1223,4 @@ COMMENT ON FUNCTION eventstore.delete_stream(text, boolean, bigint) IS 'Delete a
 COMMENT ON FUNCTION eventstore.redact_events(text, text[], text) IS 'Replace the data of a stream''s events, or only the given top-level keys, with the redaction marker {"$redacted": true}, keeping the envelope; returns the events changed';
 COMMENT ON COLUMN eventstore.streams.deleted_revision IS 'delete_stream: the stream''s events up to this revision read as deleted; NULL when never deleted';
 COMMENT ON COLUMN eventstore.streams.deleted_at IS 'When delete_stream last deleted the stream';
-COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again';
+COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again (NULL until its first deletion)';

@@ -144,7 +144,8 @@ LogWriterStreamDeletion(LogWriter *w)
 	d.revision = DatumGetInt64(value);
 	d.deleted = d.revision == DatumGetInt64(slot_getattr(row, STREAMS_REVISION,
 														 &isnull));
-	d.hard = DatumGetBool(slot_getattr(row, STREAMS_HARD_DELETED, &isnull));
+	value = slot_getattr(row, STREAMS_HARD_DELETED, &isnull);
+	d.hard = !isnull && DatumGetBool(value);
 	return d;
 }
 
@@ -163,6 +164,7 @@ LogWriterDeleteStream(LogWriter *w, bool hard, TimestampTz now)
 	row->tts_values[STREAMS_DELETED_AT - 1] = TimestampTzGetDatum(now);
 	row->tts_isnull[STREAMS_DELETED_AT - 1] = false;
 	row->tts_values[STREAMS_HARD_DELETED - 1] = BoolGetDatum(hard);
+	row->tts_isnull[STREAMS_HARD_DELETED - 1] = false;
 	TableWriterUpdate(w->tables, STREAMS_TABLE, row);
 }
 

@@ -111,7 +111,7 @@ sql(q{
 		IF kind = 10 THEN
 			SELECT stream_id INTO s FROM es_d.received ORDER BY n DESC LIMIT 1;
 		ELSE
-			SELECT stream_id INTO s FROM eventstore.streams WHERE NOT hard_deleted
+			SELECT stream_id INTO s FROM eventstore.streams WHERE hard_deleted IS NOT TRUE
 			ORDER BY random() LIMIT 1;
 		END IF;
 		IF s IS NULL THEN
@@ -262,7 +262,7 @@ is( sql(q{
 	'0', 'log: read_stream of a soft-deleted stream returns only its revisions after the tombstone');
 is( sql(q{
 		SELECT count(*) FROM eventstore.streams s
-		WHERE NOT s.hard_deleted
+		WHERE s.hard_deleted IS NOT TRUE
 		  AND (SELECT count(*) FROM eventstore.read_stream(s.stream_id))
 		      <> s.revision - COALESCE(s.deleted_revision, -1)}),
 	'0', 'log: read_stream returns every revision after the tombstone, no holes');
