@@ -200,19 +200,7 @@ note sprintf('load: %s writer transactions, %s follower pages, %s events receive
 
 # --- Drain ------------------------------------------------------------------
 
-ok( $node->poll_query_until('postgres', q(
-		SELECT eventstore.log_horizon() > (SELECT max(transaction_id) FROM eventstore.events))),
-	"drain: the read horizon passes every event");
-for my $id (0 .. 2)
-{
-	1 while sql("SELECT es_d.consume($id, 1000)") > 0;
-}
-ok( $node->poll_query_until('postgres', q(
-		SELECT status = 'active' AND lag_events = 0
-		       AND checkpoint = (SELECT global_position FROM eventstore.events
-		                         ORDER BY transaction_id DESC, global_position DESC LIMIT 1)
-		FROM eventstore.projection_status WHERE name = 'deletion')),
-	'drain: the worker applied the projection up to the last event');
+drain_followers('SELECT es_d.consume(%d, 1000)', [ 0 .. 2 ], 'deletion');
 
 # --- What the load had ------------------------------------------------------
 
@@ -287,22 +275,12 @@ my $got_and_part = q{
 };
 for my $r (@receivers)
 {
-	my ($received, $missed, $doubled, $out_of_order, $placeless) = split /\|/, sql(qq{
+	my ($received, $missed, $doubled, $out_of_order) =
+	  receiver_faults($got_and_part, $r);
+	my $placeless = sql(qq{
 		$got_and_part
-		SELECT format('%s|%s|%s|%s|%s',
-		  (SELECT count(*) FROM got WHERE receiver = '$r'),
-		  (SELECT count(*) FROM part p WHERE p.receiver = '$r'
-		     AND NOT EXISTS (SELECT FROM got g WHERE g.receiver = '$r' AND g.pos = p.pos)),
-		  (SELECT count(*) - count(DISTINCT pos) FROM got WHERE receiver = '$r'),
-		  (SELECT count(*)
-		   FROM (SELECT revision,
-		                max(revision) OVER (PARTITION BY stream_id ORDER BY n
-		                                    ROWS BETWEEN UNBOUNDED PRECEDING
-		                                         AND 1 PRECEDING) AS later_seen
-		         FROM got WHERE receiver = '$r') x
-		   WHERE later_seen > revision),
-		  (SELECT count(*) FROM got g WHERE g.receiver = '$r'
-		     AND NOT EXISTS (SELECT FROM place p WHERE p.pos = g.pos)))});
+		SELECT count(*) FROM got g WHERE g.receiver = '$r'
+		  AND NOT EXISTS (SELECT FROM place p WHERE p.pos = g.pos)});
 	note "$r: $received events received";
 	is($missed, 0, "$r: no event that remains in its part missed");
 	is($doubled, 0, "$r: no event received twice");
