@@ -525,6 +525,13 @@ COMMENT ON TRIGGER projection_skips_pending ON eventstore.projection_skips IS 'A
 -- the log once: nothing is rewritten here.
 ALTER TABLE eventstore.streams ADD COLUMN transaction_id xid8;
 
+-- Stream deletion's tombstone (see the current schema): NULLs, so nothing
+-- is rewritten either.
+ALTER TABLE eventstore.streams
+	ADD COLUMN deleted_revision bigint,
+	ADD COLUMN deleted_at timestamptz,
+	ADD COLUMN hard_deleted boolean;
+
 
 -- The parity check of a re-implemented read model: whether two relations
 -- hold the same rows as multisets (see the README).  It runs as its
@@ -859,6 +866,38 @@ CREATE TABLE eventstore.projection_partitions (
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE eventstore.projection_partitions IS 'The stream-hash partitions of a parallel replay from the start, each with its checkpoint, until they are joined at the head';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_partitions', '');
+-- Stream deletion and erasure (README: Retention and erasure).  Not
+-- SECURITY DEFINER: the caller is recorded in maintenance_log as who did
+-- it; the work is done as the extension's owner.  Nobody may call them
+-- until granted.
+CREATE FUNCTION eventstore.delete_stream(
+	stream_id text,
+	hard boolean DEFAULT false,
+	expected_revision bigint DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_delete_stream';
+
+CREATE FUNCTION eventstore.redact_events(
+	stream_id text,
+	keys text[] DEFAULT NULL,
+	reason text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_redact_events';
+
+REVOKE ALL ON FUNCTION
+	eventstore.delete_stream(text, boolean, bigint),
+	eventstore.redact_events(text, text[], text)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION eventstore.delete_stream(text, boolean, bigint) IS 'Delete a stream: soft (a tombstone; it reads as deleted and may be re-created, its revisions continuing) or hard (its events removed from the log, its id never used again); returns the events deleted';
+COMMENT ON FUNCTION eventstore.redact_events(text, text[], text) IS 'Replace the data of a stream''s events, or only the given top-level keys, with the redaction marker {"$redacted": true}, keeping the envelope; returns the events changed';
+COMMENT ON COLUMN eventstore.streams.deleted_revision IS 'delete_stream: the stream''s events up to this revision read as deleted; NULL when never deleted';
+COMMENT ON COLUMN eventstore.streams.deleted_at IS 'When delete_stream last deleted the stream';
+COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again (NULL until its first deletion)';
 
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).

@@ -38,7 +38,16 @@ CREATE TABLE eventstore.streams (
 	updated_at	timestamptz NOT NULL,
 	-- the log key of its last event: the next append's key is at least
 	-- this (NULL: not written since 0.3.0; the append looks it up)
-	transaction_id xid8
+	transaction_id xid8,
+	-- delete_stream: its events up to this revision read as deleted (NULL:
+	-- never deleted); while revision = deleted_revision the stream itself
+	-- reads as deleted, until an append re-creates it
+	deleted_revision bigint,
+	deleted_at		timestamptz,	-- its last deletion
+	-- deleted for good: its events are gone and its id is never used again
+	-- (NULL until its first deletion: no default, which an upgrade would
+	-- keep as the column's missing value)
+	hard_deleted	boolean
 ) WITH (fillfactor = 25);
 
 CREATE TABLE eventstore.events (
@@ -1225,3 +1234,35 @@ COMMENT ON TABLE eventstore.removed_log_places IS 'The log place (transaction_id
 COMMENT ON FUNCTION eventstore.refuse_log_change() IS 'Trigger keeping eventstore.events append-only: refuses UPDATE, DELETE and TRUNCATE, except a maintenance function''s own';
 COMMENT ON FUNCTION eventstore.take_replicated_event() IS 'Trigger of a subscriber''s log: gives each replicated event this node''s own place in the log order and keeps its stream''s row';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection_partitions', '');
+-- Stream deletion and erasure (README: Retention and erasure).  Not
+-- SECURITY DEFINER: the caller is recorded in maintenance_log as who did
+-- it; the work is done as the extension's owner.  Nobody may call them
+-- until granted.
+CREATE FUNCTION eventstore.delete_stream(
+	stream_id text,
+	hard boolean DEFAULT false,
+	expected_revision bigint DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_delete_stream';
+
+CREATE FUNCTION eventstore.redact_events(
+	stream_id text,
+	keys text[] DEFAULT NULL,
+	reason text DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_redact_events';
+
+REVOKE ALL ON FUNCTION
+	eventstore.delete_stream(text, boolean, bigint),
+	eventstore.redact_events(text, text[], text)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION eventstore.delete_stream(text, boolean, bigint) IS 'Delete a stream: soft (a tombstone; it reads as deleted and may be re-created, its revisions continuing) or hard (its events removed from the log, its id never used again); returns the events deleted';
+COMMENT ON FUNCTION eventstore.redact_events(text, text[], text) IS 'Replace the data of a stream''s events, or only the given top-level keys, with the redaction marker {"$redacted": true}, keeping the envelope; returns the events changed';
+COMMENT ON COLUMN eventstore.streams.deleted_revision IS 'delete_stream: the stream''s events up to this revision read as deleted; NULL when never deleted';
+COMMENT ON COLUMN eventstore.streams.deleted_at IS 'When delete_stream last deleted the stream';
+COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again (NULL until its first deletion)';

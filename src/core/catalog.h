@@ -30,7 +30,10 @@ enum
 	STREAMS_CREATED_AT,
 	STREAMS_UPDATED_AT,
 	STREAMS_TRANSACTION_ID,		/* since 0.3.0: its last event's log key */
-	STREAMS_NATTS = STREAMS_TRANSACTION_ID
+	STREAMS_DELETED_REVISION,	/* since 0.3.0: delete_stream's tombstone */
+	STREAMS_DELETED_AT,			/* since 0.3.0 */
+	STREAMS_HARD_DELETED,		/* since 0.3.0 */
+	STREAMS_NATTS = STREAMS_HARD_DELETED
 };
 
 /* eventstore.events, also the composite type handlers receive */

@@ -88,7 +88,10 @@ ExpectedText(Expectation expect)
 	return psprintf(INT64_FORMAT, expect.revision);
 }
 
-/* Raise the conflict error; actual < 0 means the stream does not exist. */
+/*
+ * Raise the conflict error; when the stream does not exist, `actual` is the
+ * revision it was (soft) deleted at, or -1 when it never existed.
+ */
 static void
 ReportWrongRevision(text *stream_id, Expectation expect, bool exists,
 					int64 actual)
@@ -100,8 +103,23 @@ ReportWrongRevision(text *stream_id, Expectation expect, bool exists,
 			 errdetail("Expected revision %s, actual revision %s.",
 					   ExpectedText(expect),
 					   exists ? psprintf(INT64_FORMAT, actual)
+					   : actual >= 0
+					   ? psprintf("none (the stream was deleted at revision " INT64_FORMAT ")",
+								  actual)
 					   : "none (the stream does not exist)"),
 			 errhint("Read the stream to decide again, then retry with its current revision.")));
+}
+
+/* Raise the error for a stream deleted for good (hard), by `operation`. */
+void
+ReportStreamDeletedForGood(text *stream_id, const char *operation)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_ES_STREAM_DELETED),
+			 errmsg("stream \"%s\" was deleted for good", text_to_cstring(stream_id)),
+			 errdetail("A hard-deleted stream's events are removed and its id is never used again; %s is refused.",
+					   operation),
+			 errhint("Use another stream id.")));
 }
 
 /*
@@ -134,14 +152,18 @@ CreateStream(text *stream_id, int count, TimestampTz now, FullTransactionId key,
 	return ExecKeptPlan(plan, values, NULL, false, 0) == 1;
 }
 
-/* Does revision `first` fit where the caller expected the batch to go? */
+/*
+ * Does revision `first` fit where the caller expected the batch to go?  A
+ * stream soft-deleted up to revision `deleted` (-1: never) is new again
+ * after it.
+ */
 static bool
-FitsExpectation(Expectation expect, int64 first)
+FitsExpectation(Expectation expect, int64 first, int64 deleted)
 {
 	if (expect.any || expect.revision == ES_EXPECT_STREAM_EXISTS)
 		return true;
 	if (expect.revision == ES_EXPECT_NO_STREAM)
-		return first == 0;
+		return first == 0 || first == deleted + 1;
 	return first == expect.revision + 1;
 }
 
@@ -193,7 +215,7 @@ JsonbEquals(Datum d, Jsonb *j)
  */
 static bool
 FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
-		  AppendResult *result, bool *spi)
+		  int64 deleted, AppendResult *result, bool *spi)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * batch->count);
 	int			nids = 0;
@@ -254,7 +276,7 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 			!TextEquals(SPI_getbinval(row, desc, EVENTS_EVENT_TYPE, &isnull), event->type) ||
 			!JsonbEquals(SPI_getbinval(row, desc, EVENTS_DATA, &isnull), event->data) ||
 			!JsonbEquals(SPI_getbinval(row, desc, EVENTS_METADATA, &isnull), event->metadata) ||
-			!FitsExpectation(expect, first_revision))
+			!FitsExpectation(expect, first_revision, deleted))
 			ReportStoredId(DatumGetUUIDP(SPI_getbinval(row, desc, EVENTS_EVENT_ID, &isnull)),
 						   row, desc);
 	}
@@ -271,6 +293,27 @@ MatchesExistingStream(Expectation expect, int64 current)
 {
 	return expect.any || expect.revision == ES_EXPECT_STREAM_EXISTS ||
 		expect.revision == current;
+}
+
+/*
+ * Check an expected revision (`any`: NULL) against a locked stream at
+ * revision `current`, raising SE001 when it does not match.  A stream that
+ * reads as deleted (soft) is no stream: only -1 and NULL match it, and an
+ * append re-creates it.  Also delete_stream's check.
+ */
+void
+CheckLockedStreamRevision(text *stream_id, bool any, int64 expected,
+						  int64 current, StreamDeletion deletion)
+{
+	Expectation expect = {any, expected};
+
+	if (deletion.deleted)
+	{
+		if (!any && expected != ES_EXPECT_NO_STREAM)
+			ReportWrongRevision(stream_id, expect, false, current);
+	}
+	else if (!MatchesExistingStream(expect, current))
+		ReportWrongRevision(stream_id, expect, true, current);
 }
 
 /* What creating a new stream's row needs to know (LockAndCheckStream). */
@@ -297,10 +340,10 @@ CreateNewStream(void *arg)
 	NewStream  *ns = (NewStream *) arg;
 
 	if (ns->batch->any_id_given &&
-		FindRetry(ns->stream_id, ns->batch, ns->expect, ns->result, ns->spi))
+		FindRetry(ns->stream_id, ns->batch, ns->expect, -1, ns->result, ns->spi))
 		elog(ERROR, "events of a batch are stored but their stream is not");
 	if (!ns->expect.any && ns->expect.revision != ES_EXPECT_NO_STREAM)
-		ReportWrongRevision(ns->stream_id, ns->expect, false, 0);
+		ReportWrongRevision(ns->stream_id, ns->expect, false, -1);
 	return CreateStream(ns->stream_id, ns->batch->count, ns->now, ns->key,
 						ns->keeps_key, ns->spi);
 }
@@ -321,15 +364,20 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 	OwnLogKey(offset), LogWriterKeepsStreamKeys(writer)};
 	int64		current;
 	FullTransactionId previous;
+	StreamDeletion deletion;
 
 	*key = ns.key;
 	if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream, &ns))
 		return 0;
+	deletion = LogWriterStreamDeletion(writer);
+	/* a retry of events deleted for good is no retry: they are gone */
+	if (deletion.hard)
+		ReportStreamDeletedForGood(stream_id, "an append to it");
 	if (batch->any_id_given &&
-		FindRetry(stream_id, batch, expect, result, spi))
+		FindRetry(stream_id, batch, expect, deletion.revision, result, spi))
 		return -1;
-	if (!MatchesExistingStream(expect, current))
-		ReportWrongRevision(stream_id, expect, true, current);
+	CheckLockedStreamRevision(stream_id, expect.any, expect.revision, current,
+							  deletion);
 	previous = LogWriterStreamKey(writer);
 	if (!FullTransactionIdIsValid(previous))
 		previous = StreamEventKey(LogWriterEvents(writer), stream_id, current);

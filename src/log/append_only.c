@@ -22,17 +22,21 @@ eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "refuse_log_change must be called as a trigger");
 
-	/* only a maintenance function's own statements pass (log_guard.c) */
+	/*
+	 * Only a maintenance function's own statements pass (log_guard.c).  A
+	 * statement trigger returns a null pointer, not SQL NULL, which the
+	 * executor refuses from any trigger.
+	 */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		if (LogChangeAllowed(LOG_CHANGE_UPDATE))
-			PG_RETURN_NULL();
+			return PointerGetDatum(NULL);
 		operation = "UPDATE";
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
 		if (LogChangeAllowed(LOG_CHANGE_DELETE))
-			PG_RETURN_NULL();
+			return PointerGetDatum(NULL);
 		operation = "DELETE";
 	}
 	else
@@ -43,6 +47,6 @@ eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 			 errmsg("the event log is append-only: %s of eventstore.events is not allowed",
 					operation),
 			 errdetail("Stored events are facts; they are never changed or removed in place."),
-			 errhint("Append a compensating event to the stream instead.")));
+			 errhint("Append a compensating event to the stream instead; events are removed or erased only by eventstore.delete_stream, eventstore.redact_events, eventstore.archive_events and retention (eventstore.set_retention).")));
 	PG_RETURN_NULL();
 }

@@ -35,6 +35,20 @@ typedef struct EventBatch
 	EventInput *events;
 } EventBatch;
 
+/* A stream's tombstone, as delete_stream left it. */
+typedef struct StreamDeletion
+{
+	bool		deleted;		/* the stream reads as deleted now */
+	bool		hard;			/* deleted for good: its id is never used again */
+	int64		revision;		/* its events up to this read as deleted; -1: none */
+} StreamDeletion;
+
+/* append.c */
+extern void CheckLockedStreamRevision(text *stream_id, bool any, int64 expected,
+									  int64 current, StreamDeletion deletion);
+extern void ReportStreamDeletedForGood(text *stream_id, const char *operation)
+			pg_attribute_noreturn();
+
 /* event_batch.c */
 extern EventBatch *EventBatchFromJsonb(Jsonb *events);
 extern EventBatch *EventBatchFromOne(text *type, Jsonb *data, Jsonb *metadata,

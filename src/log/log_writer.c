@@ -123,6 +123,52 @@ LogWriterKeepsStreamKeys(LogWriter *w)
 }
 
 /*
+ * The locked stream's tombstone.  A stream reads as deleted while its
+ * revision is the one its deletion hid the events up to: an append after
+ * a soft deletion re-creates it, its revisions continuing.  (A 0.2.0 table
+ * has no tombstones.)
+ */
+StreamDeletion
+LogWriterStreamDeletion(LogWriter *w)
+{
+	TupleTableSlot *row = TableWriterLockedRow(w->tables, STREAMS_TABLE);
+	StreamDeletion d = {false, false, -1};
+	bool		isnull;
+	Datum		value;
+
+	if (!w->stream_keys)
+		return d;
+	value = slot_getattr(row, STREAMS_DELETED_REVISION, &isnull);
+	if (isnull)
+		return d;
+	d.revision = DatumGetInt64(value);
+	d.deleted = d.revision == DatumGetInt64(slot_getattr(row, STREAMS_REVISION,
+														 &isnull));
+	value = slot_getattr(row, STREAMS_HARD_DELETED, &isnull);
+	d.hard = !isnull && DatumGetBool(value);
+	return d;
+}
+
+/*
+ * Leave a tombstone on the locked stream: every event up to its revision
+ * reads as deleted, and with `hard` its id is never used again.
+ */
+void
+LogWriterDeleteStream(LogWriter *w, bool hard, TimestampTz now)
+{
+	TupleTableSlot *row = TableWriterCopyOfLocked(w->tables, STREAMS_TABLE);
+
+	Assert(w->stream_keys);
+	row->tts_values[STREAMS_DELETED_REVISION - 1] = row->tts_values[STREAMS_REVISION - 1];
+	row->tts_isnull[STREAMS_DELETED_REVISION - 1] = false;
+	row->tts_values[STREAMS_DELETED_AT - 1] = TimestampTzGetDatum(now);
+	row->tts_isnull[STREAMS_DELETED_AT - 1] = false;
+	row->tts_values[STREAMS_HARD_DELETED - 1] = BoolGetDatum(hard);
+	row->tts_isnull[STREAMS_HARD_DELETED - 1] = false;
+	TableWriterUpdate(w->tables, STREAMS_TABLE, row);
+}
+
+/*
  * Set the locked stream's revision and log key to those of its new last
  * event.
  */

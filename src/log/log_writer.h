@@ -18,6 +18,8 @@ extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
 								RowCreator create, void *arg);
 extern FullTransactionId LogWriterStreamKey(LogWriter *w);
 extern bool LogWriterKeepsStreamKeys(LogWriter *w);
+extern StreamDeletion LogWriterStreamDeletion(LogWriter *w);
+extern void LogWriterDeleteStream(LogWriter *w, bool hard, TimestampTz now);
 extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
 								   FullTransactionId key, TimestampTz now);
 extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,

@@ -16,12 +16,14 @@
 
 #include "catalog/pg_type.h"
 #include "core/args.h"
+#include "core/catalog.h"
 #include "core/kept_plans.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "log/log.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
@@ -33,6 +35,28 @@ static SPIPlanPtr read_forwards_plan;
 static SPIPlanPtr read_backwards_plan;
 static SPIPlanPtr read_all_plan;
 static SPIPlanPtr revision_plan;
+
+/* for a 0.2.0 schema, read until ALTER EXTENSION UPDATE: no tombstones */
+static SPIPlanPtr read_forwards_0_2_plan;
+static SPIPlanPtr read_backwards_0_2_plan;
+static SPIPlanPtr revision_0_2_plan;
+
+/*
+ * A stream's events as read_stream returns them: those after its
+ * tombstone, if any (delete_stream).  The tombstone is read in the same
+ * snapshot as the events: a deletion is seen whole or not at all.
+ */
+#define AFTER_TOMBSTONE \
+	" AND revision > COALESCE((SELECT s.deleted_revision FROM eventstore.streams s" \
+	"  WHERE s.stream_id = $1), -1)"
+
+/* Do the streams rows carry delete_stream's tombstones (0.3.0 on)? */
+static bool
+StreamsHaveTombstones(void)
+{
+	return get_attnum(EventstoreRelid("streams"), "deleted_revision") ==
+		STREAMS_DELETED_REVISION;
+}
 
 /* The max_count argument: NULL for no limit, else at least 1. */
 static Datum
@@ -53,7 +77,9 @@ GetMaxCount(FunctionCallInfo fcinfo, int argno, char *null_flag)
 
 /*
  * SQL: read_stream(stream_id, from_revision, max_count, backwards)
- * A stream that does not exist reads as empty.
+ * A stream that does not exist reads as empty, and so does a deleted one:
+ * a stream re-created after a soft deletion reads from its first revision
+ * after the deletion on.
  */
 Datum
 eventstore_read_stream(PG_FUNCTION_ARGS)
@@ -87,17 +113,23 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	ConnectSpi();
-	if (backwards)
-		plan = KeptPlan(&read_backwards_plan,
-						"SELECT * FROM eventstore.events"
-						" WHERE stream_id = $1 AND revision <= $2"
-						" ORDER BY revision DESC LIMIT $3",
+#define READ_BACKWARDS(tombstone) \
+	"SELECT * FROM eventstore.events" \
+	" WHERE stream_id = $1 AND revision <= $2" tombstone \
+	" ORDER BY revision DESC LIMIT $3"
+#define READ_FORWARDS(tombstone) \
+	"SELECT * FROM eventstore.events" \
+	" WHERE stream_id = $1 AND revision >= $2" tombstone \
+	" ORDER BY revision LIMIT $3"
+	if (!StreamsHaveTombstones())
+		plan = backwards
+			? KeptPlan(&read_backwards_0_2_plan, READ_BACKWARDS(""), 3, argtypes)
+			: KeptPlan(&read_forwards_0_2_plan, READ_FORWARDS(""), 3, argtypes);
+	else if (backwards)
+		plan = KeptPlan(&read_backwards_plan, READ_BACKWARDS(AFTER_TOMBSTONE),
 						3, argtypes);
 	else
-		plan = KeptPlan(&read_forwards_plan,
-						"SELECT * FROM eventstore.events"
-						" WHERE stream_id = $1 AND revision >= $2"
-						" ORDER BY revision LIMIT $3",
+		plan = KeptPlan(&read_forwards_plan, READ_FORWARDS(AFTER_TOMBSTONE),
 						3, argtypes);
 	ExecKeptPlanIntoSRF(fcinfo, plan, values, nulls, 0);
 	SPI_finish();
@@ -179,7 +211,10 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* SQL: stream_revision(stream_id): the last event's revision, or NULL */
+/*
+ * SQL: stream_revision(stream_id): the last event's revision, or NULL when
+ * the stream does not exist or reads as deleted
+ */
 Datum
 eventstore_stream_revision(PG_FUNCTION_ARGS)
 {
@@ -188,10 +223,17 @@ eventstore_stream_revision(PG_FUNCTION_ARGS)
 	int64		revision;
 	bool		found;
 
-	found = RunKeptInt64Query(&revision_plan,
-							  "SELECT revision FROM eventstore.streams"
-							  " WHERE stream_id = $1",
-							  1, argtypes, values, &revision);
+	if (StreamsHaveTombstones())
+		found = RunKeptInt64Query(&revision_plan,
+								  "SELECT revision FROM eventstore.streams"
+								  " WHERE stream_id = $1"
+								  " AND revision IS DISTINCT FROM deleted_revision",
+								  1, argtypes, values, &revision);
+	else
+		found = RunKeptInt64Query(&revision_0_2_plan,
+								  "SELECT revision FROM eventstore.streams"
+								  " WHERE stream_id = $1",
+								  1, argtypes, values, &revision);
 	if (!found)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(revision);

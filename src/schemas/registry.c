@@ -15,6 +15,7 @@
 #include "core/kept_plans.h"
 #include "core/role.h"
 #include "miscadmin.h"
+#include "retention/retention.h"
 #include "schemas/schemas.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -150,7 +151,8 @@ CheckStoredEvent(NewVersion *nv, RegisteredType *t, HeapTuple row,
  * type, spread over the log: the span of positions is cut into as many
  * ranges, and in each the first event of the type is taken through the
  * primary key.  A common type costs a probe per range; a rare one at most
- * a scan of the log's index once.
+ * a scan of the log's index once.  Redacted events (redact_events) are left
+ * out: their data is a marker, which no schema is asked to describe.
  */
 static void
 CheckSample(NewVersion *nv, RegisteredType *t)
@@ -182,6 +184,8 @@ CheckSample(NewVersion *nv, RegisteredType *t)
 									  " FROM eventstore.events"
 									  " WHERE global_position >= $1 AND global_position < $2"
 									  " AND event_type = $3"
+									  /* redact_events left it unfit for any schema */
+									  " AND NOT " DATA_IS_REDACTED("data")
 									  " ORDER BY global_position LIMIT 1",
 									  3, argtypes),
 							 values, NULL, GetLatestSnapshot(), 1);

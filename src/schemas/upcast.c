@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "projections/projections.h"
+#include "retention/retention.h"
 #include "schemas/schemas.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -207,14 +208,21 @@ CallUpcaster(Oid fn, const char *name, const char *run_as, Jsonb *data)
  * Data of type t written with from_version brought to t's latest version
  * through the upcasters of the versions after it (a version without one
  * takes the data as it is).  What it needs of t is copied first: an
- * upcaster that appends may reload the cache, and t with it.
+ * upcaster that appends may reload the cache, and t with it.  Data that
+ * redact_events replaced whole is the marker at every version: no upcaster
+ * sees it.
  */
 Jsonb *
 UpcastData(RegisteredType *t, int32 from_version, Jsonb *data)
 {
 	int32		latest = t->latest;
-	char	   *type = pstrdup(t->type);
-	SchemaVersion *versions = palloc(sizeof(SchemaVersion) * latest);
+	char	   *type;
+	SchemaVersion *versions;
+
+	if (JsonbIsRedactionMarker(data))
+		return data;
+	type = pstrdup(t->type);
+	versions = palloc(sizeof(SchemaVersion) * latest);
 
 	for (int32 v = from_version + 1; v <= latest; v++)
 	{

@@ -16,7 +16,7 @@ use Time::HiRes qw(time);
 
 our @EXPORT = qw(start_node init_node use_node sql sql_in sql_error poll_sql
   session workers start_pgbench read_all_after read_model_check
-  crash_and_wait note_time_taken);
+  drain_followers receiver_faults crash_and_wait note_time_taken);
 # On request only (006_standby.pl has a compare_lists of its own).
 our @EXPORT_OK = qw(compare_lists);
 
@@ -180,6 +180,54 @@ sub read_model_check
 		     AND NOT EXISTS (SELECT FROM eventstore.events e
 		                     WHERE e.global_position = a.global_position
 		                       AND e.event_type = ANY ($types))))};
+}
+
+# The end of a load that followers and an async projection followed: wait
+# until the read horizon passes every event, call the statement $consume
+# (a sprintf format taking a receiver's id) for each id in @$ids until it
+# returns 0, and wait until the worker has applied the projection named
+# $projection up to the log's last event.  Two tests.
+sub drain_followers
+{
+	my ($consume, $ids, $projection) = @_;
+	ok( $node->poll_query_until('postgres', q(
+			SELECT eventstore.log_horizon() > (SELECT max(transaction_id) FROM eventstore.events))),
+		"drain: the read horizon passes every event");
+	for my $id (@$ids)
+	{
+		1 while sql(sprintf($consume, $id)) > 0;
+	}
+	ok( $node->poll_query_until('postgres', qq(
+			SELECT status = 'active' AND lag_events = 0
+			       AND checkpoint = (SELECT global_position FROM eventstore.events
+			                         ORDER BY transaction_id DESC, global_position DESC LIMIT 1)
+			FROM eventstore.projection_status WHERE name = '$projection')),
+		'drain: the worker applied the projection up to the last event');
+	return;
+}
+
+# What a receiver of the log got wrong, with $ctes a WITH clause defining
+# got (receiver, n: the order received, pos, stream_id, revision) and part
+# (receiver, pos: the events it should get): the events it received, those
+# of its part it never received (missed), those it received twice
+# (doubled) and those it received after a later revision of their stream.
+sub receiver_faults
+{
+	my ($ctes, $r) = @_;
+	return split /\|/, sql(qq{
+		$ctes
+		SELECT format('%s|%s|%s|%s',
+		  (SELECT count(*) FROM got WHERE receiver = '$r'),
+		  (SELECT count(*) FROM part p WHERE p.receiver = '$r'
+		     AND NOT EXISTS (SELECT FROM got g WHERE g.receiver = '$r' AND g.pos = p.pos)),
+		  (SELECT count(*) - count(DISTINCT pos) FROM got WHERE receiver = '$r'),
+		  (SELECT count(*)
+		   FROM (SELECT revision,
+		                max(revision) OVER (PARTITION BY stream_id ORDER BY n
+		                                    ROWS BETWEEN UNBOUNDED PRECEDING
+		                                         AND 1 PRECEDING) AS later_seen
+		         FROM got WHERE receiver = '$r') x
+		   WHERE later_seen > revision))});
 }
 
 # Kill a server process with SIGKILL and wait until the postmaster has

@@ -496,7 +496,7 @@ SELECT throws_ok($$TRUNCATE eventstore.events$$, 'SE004', NULL,
 RESET session_replication_role;
 SELECT is((pg_temp.error_of($$DELETE FROM eventstore.events$$))[3:4],
           ARRAY['Stored events are facts; they are never changed or removed in place.',
-                'Append a compensating event to the stream instead.'],
+                'Append a compensating event to the stream instead; events are removed or erased only by eventstore.delete_stream, eventstore.redact_events, eventstore.archive_events and retention (eventstore.set_retention).'],
           'SE004 has a detail and a hint');
 SELECT bag_eq($$SELECT * FROM eventstore.events$$, $$SELECT * FROM log_before$$,
               'the log is unchanged');

@@ -169,19 +169,7 @@ cmp_ok($received_under_load, '>', 0, 'load: the followers received events during
 
 # Every event below the read horizon, then each receiver reads until it
 # gets nothing more and the projection's checkpoint is the log's last event.
-ok( $node->poll_query_until('postgres', q(
-		SELECT eventstore.log_horizon() > (SELECT max(transaction_id) FROM eventstore.events))),
-	"drain: the read horizon passes every event");
-for my $id (0 .. 3)
-{
-	1 while sql("SELECT es_o.consume($id, 1000)") > 0;
-}
-ok( $node->poll_query_until('postgres', q(
-		SELECT status = 'active' AND lag_events = 0
-		       AND checkpoint = (SELECT global_position FROM eventstore.events
-		                         ORDER BY transaction_id DESC, global_position DESC LIMIT 1)
-		FROM eventstore.projection_status WHERE name = 'order')),
-	'drain: the worker applied the projection up to the last event');
+drain_followers('SELECT es_o.consume(%d, 1000)', [ 0 .. 3 ], 'order');
 
 # --- What the load had ------------------------------------------------------
 
@@ -234,20 +222,8 @@ my $got_and_part = q{
 };
 for my $r (@receivers)
 {
-	my ($received, $missed, $doubled, $out_of_order) = split /\|/, sql(qq{
-		$got_and_part
-		SELECT format('%s|%s|%s|%s',
-		  (SELECT count(*) FROM got WHERE receiver = '$r'),
-		  (SELECT count(*) FROM part p WHERE p.receiver = '$r'
-		     AND NOT EXISTS (SELECT FROM got g WHERE g.receiver = '$r' AND g.pos = p.pos)),
-		  (SELECT count(*) - count(DISTINCT pos) FROM got WHERE receiver = '$r'),
-		  (SELECT count(*)
-		   FROM (SELECT revision,
-		                max(revision) OVER (PARTITION BY stream_id ORDER BY n
-		                                    ROWS BETWEEN UNBOUNDED PRECEDING
-		                                         AND 1 PRECEDING) AS later_seen
-		         FROM got WHERE receiver = '$r') x
-		   WHERE later_seen > revision))});
+	my ($received, $missed, $doubled, $out_of_order) =
+	  receiver_faults($got_and_part, $r);
 	note "$r: $received events received";
 	is($missed, 0, "$r: no committed event of its part missed");
 	is($doubled, 0, "$r: no event received twice");
