@@ -22,5 +22,6 @@
 #define ERRCODE_ES_NOT_AT_HEAD				MAKE_SQLSTATE('S','E','0','1','2')
 #define ERRCODE_ES_VIEW_INCOMPATIBLE		MAKE_SQLSTATE('S','E','0','1','3')
 #define ERRCODE_ES_SCHEMA_VIOLATION			MAKE_SQLSTATE('S','E','0','1','6')
+#define ERRCODE_ES_NO_BACKFILL				MAKE_SQLSTATE('S','E','0','2','0')
 
 #endif							/* ES_ERRORS_H */

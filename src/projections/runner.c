@@ -90,7 +90,7 @@ FetchBatch(Projection *p, EventRows *rows, int limit, Snapshot snapshot,
  * when that is further on: the projection has applied everything of its
  * types up to there.
  */
-static void
+void
 AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 {
 	Oid			argtypes[1] = {XID8OID};
@@ -477,7 +477,12 @@ RunProjection(Projection *p, int64 max_events, bool wait, bool *busy,
 	}
 
 	if (!(p->inline_mode && p->caught_up))
+	{
+		/* a build from the start begins with its backfill (backfill.c) */
+		if (BackfillPending(p) && !Backfill(p))
+			return 0;
 		applied = Replay(p, max_events, &at_head);
+	}
 	budget_used = applied;
 	if (p->status == PROJECTION_FAILED)
 		return applied;
