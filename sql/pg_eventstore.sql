@@ -1213,6 +1213,11 @@ RETURNS text[]
 	LANGUAGE c STABLE
 	AS 'MODULE_PATHNAME', 'eventstore_backfill_types';
 
+CREATE FUNCTION eventstore.backfill_upcasts()
+RETURNS boolean
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_backfill_upcasts';
+
 CREATE FUNCTION eventstore.backfill_data(event_type text,
 										 schema_version integer, data jsonb)
 RETURNS jsonb
@@ -1226,8 +1231,9 @@ RETURNS integer
 	AS 'MODULE_PATHNAME', 'eventstore_backfill_schema_version';
 
 -- The one-time filter (a call without columns) refuses outside a backfill
--- before any row is read, also over an empty log; the horizon and the
--- types are read once (init plans).
+-- before any row is read, also over an empty log; the horizon, the types
+-- and whether to upcast are read once (init plans): an event is passed
+-- through a function only when it may need upcasting.
 CREATE VIEW eventstore.backfill_log WITH (security_barrier) AS
 SELECT e.global_position,
 	   e.transaction_id,
@@ -1235,11 +1241,14 @@ SELECT e.global_position,
 	   e.revision,
 	   e.event_id,
 	   e.event_type,
-	   eventstore.backfill_data(e.event_type, e.schema_version, e.data) AS data,
+	   CASE WHEN (SELECT eventstore.backfill_upcasts())
+			THEN eventstore.backfill_data(e.event_type, e.schema_version, e.data)
+			ELSE e.data END AS data,
 	   e.metadata,
 	   e.created_at,
-	   eventstore.backfill_schema_version(e.event_type, e.schema_version)
-		   AS schema_version
+	   CASE WHEN (SELECT eventstore.backfill_upcasts())
+			THEN eventstore.backfill_schema_version(e.event_type, e.schema_version)
+			ELSE e.schema_version END AS schema_version
 FROM eventstore.events e
 WHERE eventstore.backfill_horizon() IS NOT NULL
   AND e.transaction_id < (SELECT eventstore.backfill_horizon())
@@ -1258,5 +1267,6 @@ COMMENT ON FUNCTION eventstore.backfill_events() IS 'Inside a projection''s back
 COMMENT ON VIEW eventstore.backfill_log IS 'What eventstore.backfill_events() returns; readable only inside a projection''s backfill';
 COMMENT ON FUNCTION eventstore.backfill_horizon() IS 'Inside a projection''s backfill: the read horizon below which backfill_events() returns events';
 COMMENT ON FUNCTION eventstore.backfill_types() IS 'Inside a projection''s backfill: the event types backfill_events() returns (NULL: every type)';
+COMMENT ON FUNCTION eventstore.backfill_upcasts() IS 'Inside a projection''s backfill: whether backfill_events() upcasts (the projection upcasts and some type has a schema)';
 COMMENT ON FUNCTION eventstore.backfill_data(text, integer, jsonb) IS 'Inside a projection''s backfill: an event''s data as its handler would receive it (upcast unless upcast => false)';
 COMMENT ON FUNCTION eventstore.backfill_schema_version(text, integer) IS 'Inside a projection''s backfill: the schema version of the data backfill_data returns';

@@ -45,6 +45,7 @@
 
 PG_FUNCTION_INFO_V1(eventstore_backfill_horizon);
 PG_FUNCTION_INFO_V1(eventstore_backfill_types);
+PG_FUNCTION_INFO_V1(eventstore_backfill_upcasts);
 PG_FUNCTION_INFO_V1(eventstore_backfill_data);
 PG_FUNCTION_INFO_V1(eventstore_backfill_schema_version);
 
@@ -217,6 +218,13 @@ eventstore_backfill_types(PG_FUNCTION_ARGS)
 	if (s->types == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(s->types);
+}
+
+/* SQL: backfill_upcasts(): does backfill_events() upcast events? */
+Datum
+eventstore_backfill_upcasts(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(CurrentScope()->upcast);
 }
 
 /*
