@@ -397,6 +397,28 @@ backfill_rebuild() {
 	ROWS+=("| (f) \`rebuild_projection\` + \`run_projection\` to active, \`backfill\` = (a)'s query over \`backfill_events()\`, $label (median of $SET_ROUNDS) | $(fmt "$EVENTS") | $secs | $(fmt "$F_RATE") | $ratio x (a); $ratio1 x (a) in one process | >= 0.8 x (a): $target; read model $verdict, $status |")
 }
 if want f; then
+	# where (f)'s time goes: (a)'s query reading the log in log order (the
+	# order backfill_events() guarantees: the log-order index), and in log
+	# order filtered by type, with nothing of pg_eventstore in between
+	for variant in "log order" "log order, event_type = 'Deposited'"; do
+		filter=
+		[ "$variant" = "log order" ] || filter="AND event_type = ANY (ARRAY['Deposited'])"
+		runs=()
+		echo "== (f) reference: (a)'s query over the log in $variant, $SET_ROUNDS run(s)"
+		for ((i = 1; i <= SET_ROUNDS; i++)); do
+			psql_run -c 'TRUNCATE bench.rm_g' -c CHECKPOINT
+			read -r secs _ <<<"$(timed "INSERT INTO bench.rm_g
+SELECT stream_id, count(*), sum((data->>'amount')::numeric)
+FROM (SELECT * FROM eventstore.events WHERE transaction_id < '18446744073709551615' $filter
+	  ORDER BY transaction_id, global_position) e GROUP BY stream_id;")"
+			echo "   run $i: $secs s, $(rate "$EVENTS" "$secs") events/s"
+			runs+=("$secs")
+		done
+		secs=$(median "${runs[@]}")
+		r=$(rate "$EVENTS" "$secs")
+		ROWS+=("| (f) reference: (a)'s query over the log read in $variant (as \`backfill_events()\` reads it), by hand (median of $SET_ROUNDS) | $(fmt "$EVENTS") | $secs | $(fmt "$r") | $(awk -v x="$r" -v a="${RATE[a]}" 'BEGIN { printf "%.2f", x / a }') x (a) | where (f)'s time goes |")
+	done
+	psql_run -c 'TRUNCATE bench.rm_g' >/dev/null
 	backfill_rebuild backfilled "ARRAY['Deposited']" bench.rm_f bench.apply_f "event_types ARRAY['Deposited']"
 	backfill_rebuild backfilled_all NULL bench.rm_g bench.apply_g "every event type"
 fi
