@@ -459,6 +459,9 @@ CREATE TABLE eventstore.projections (
 	backfill		text,
 	-- the stream-hash partitions a replay is split into (1: not split)
 	parallel		integer NOT NULL DEFAULT 1 CHECK (parallel BETWEEN 1 AND 64),
+	-- when the current build's backfill committed; NULL while it is to run
+	-- (or the projection has none); every rebuild clears it
+	backfilled_at	timestamptz,
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
@@ -1009,7 +1012,14 @@ SELECT p.name,
 	   -- a replay split in stream-hash partitions (parallel): how many, and
 	   -- how many have reached the head; NULL when not split
 	   part.partitions,
-	   part.partitions_done
+	   part.partitions_done,
+	   -- where its build from the start is: backfill (its backfill statement
+	   -- is still to run, or running), replay (its handler applies the log),
+	   -- live (caught up)
+	   CASE WHEN p.caught_up THEN 'live'
+			WHEN p.backfill IS NOT NULL AND p.backfilled_at IS NULL THEN 'backfill'
+			ELSE 'replay' END AS phase,
+	   p.backfilled_at
 FROM eventstore.projections p
 	-- (an owner role that is missing leaves them to superusers)
 	CROSS JOIN LATERAL (SELECT COALESCE(pg_has_role(to_regrole(p.owner), 'MEMBER'),
@@ -1266,3 +1276,80 @@ COMMENT ON FUNCTION eventstore.redact_events(text, text[], text) IS 'Replace the
 COMMENT ON COLUMN eventstore.streams.deleted_revision IS 'delete_stream: the stream''s events up to this revision read as deleted; NULL when never deleted';
 COMMENT ON COLUMN eventstore.streams.deleted_at IS 'When delete_stream last deleted the stream';
 COMMENT ON COLUMN eventstore.streams.hard_deleted IS 'Deleted for good: its events are removed and its id is never used again (NULL until its first deletion)';
+-- The set-based first build (src/projections/backfill.c): a projection's
+-- backfill statement reads eventstore.backfill_events(), the events below
+-- the read horizon of the snapshot it runs in that the projection takes,
+-- upcast as its handler would receive them, in log order.  The function is
+-- SQL without SET or SECURITY DEFINER, so that it is inlined into the
+-- statement, whose plan then reads the log as directly as an INSERT ...
+-- SELECT over eventstore.events; the view reads the log as the extension's
+-- owner (the projection's owner needs no privilege on it), and its
+-- functions answer only inside a backfill, to the role it runs as (SE020
+-- otherwise): so they, the view and the function are granted to PUBLIC.
+CREATE FUNCTION eventstore.backfill_horizon()
+RETURNS xid8
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_backfill_horizon';
+
+CREATE FUNCTION eventstore.backfill_types()
+RETURNS text[]
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_backfill_types';
+
+CREATE FUNCTION eventstore.backfill_upcasts()
+RETURNS boolean
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_backfill_upcasts';
+
+CREATE FUNCTION eventstore.backfill_data(event_type text,
+										 schema_version integer, data jsonb)
+RETURNS jsonb
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_backfill_data';
+
+CREATE FUNCTION eventstore.backfill_schema_version(event_type text,
+												   schema_version integer)
+RETURNS integer
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_backfill_schema_version';
+
+-- The one-time filter (a call without columns) refuses outside a backfill
+-- before any row is read, also over an empty log; the horizon, the types
+-- and whether to upcast are read once (init plans): an event is passed
+-- through a function only when it may need upcasting.
+CREATE VIEW eventstore.backfill_log WITH (security_barrier) AS
+SELECT e.global_position,
+	   e.transaction_id,
+	   e.stream_id,
+	   e.revision,
+	   e.event_id,
+	   e.event_type,
+	   CASE WHEN (SELECT eventstore.backfill_upcasts())
+			THEN eventstore.backfill_data(e.event_type, e.schema_version, e.data)
+			ELSE e.data END AS data,
+	   e.metadata,
+	   e.created_at,
+	   CASE WHEN (SELECT eventstore.backfill_upcasts())
+			THEN eventstore.backfill_schema_version(e.event_type, e.schema_version)
+			ELSE e.schema_version END AS schema_version
+FROM eventstore.events e
+WHERE eventstore.backfill_horizon() IS NOT NULL
+  AND e.transaction_id < (SELECT eventstore.backfill_horizon())
+  AND ((SELECT eventstore.backfill_types()) IS NULL
+	   OR e.event_type = ANY ((SELECT eventstore.backfill_types())::text[]))
+ORDER BY e.transaction_id, e.global_position;
+
+CREATE FUNCTION eventstore.backfill_events()
+RETURNS SETOF eventstore.events
+	LANGUAGE sql STABLE
+	AS $$ SELECT * FROM eventstore.backfill_log $$;
+
+GRANT SELECT ON eventstore.backfill_log TO PUBLIC;
+
+COMMENT ON FUNCTION eventstore.backfill_events() IS 'Inside a projection''s backfill statement: the events up to the build''s read horizon that the projection takes, upcast as its handler receives them, in log order';
+COMMENT ON VIEW eventstore.backfill_log IS 'What eventstore.backfill_events() returns; readable only inside a projection''s backfill';
+COMMENT ON FUNCTION eventstore.backfill_horizon() IS 'Inside a projection''s backfill: the read horizon below which backfill_events() returns events';
+COMMENT ON FUNCTION eventstore.backfill_types() IS 'Inside a projection''s backfill: the event types backfill_events() returns (NULL: every type)';
+COMMENT ON FUNCTION eventstore.backfill_upcasts() IS 'Inside a projection''s backfill: whether backfill_events() upcasts (the projection upcasts and some type has a schema)';
+COMMENT ON FUNCTION eventstore.backfill_data(text, integer, jsonb) IS 'Inside a projection''s backfill: an event''s data as its handler would receive it (upcast unless upcast => false)';
+COMMENT ON FUNCTION eventstore.backfill_schema_version(text, integer) IS 'Inside a projection''s backfill: the schema version of the data backfill_data returns';

@@ -102,7 +102,8 @@ enum
 	PROJECTIONS_UPCAST,			/* since 0.3.0 */
 	PROJECTIONS_BACKFILL,		/* since 0.3.0 */
 	PROJECTIONS_PARALLEL,		/* since 0.3.0 */
-	PROJECTIONS_NATTS = PROJECTIONS_PARALLEL
+	PROJECTIONS_BACKFILLED_AT,	/* since 0.3.0 */
+	PROJECTIONS_NATTS = PROJECTIONS_BACKFILLED_AT
 };
 
 /*
@@ -110,7 +111,8 @@ enum
  * columns a later version adds (a backend still running an older library
  * after ALTER EXTENSION UPDATE reads the new table).  A 0.2.0 registry, which
  * this library reads until ALTER EXTENSION UPDATE, has no handler_owner,
- * settings, replayed_xid, replayed_position, upcast, backfill or parallel:
+ * settings, replayed_xid, replayed_position, upcast, backfill, parallel or
+ * backfilled_at:
  * PROJECTIONS_COLUMN_LIST_0_2
  * reads them as NULL (upcast as true: a 0.2.0 log has no schemas anyway).
  */
@@ -122,10 +124,10 @@ enum
 	" rebuild_started_at, caught_up_at, created_at, updated_at"
 #define PROJECTIONS_COLUMN_LIST PROJECTIONS_COMMON_COLUMNS \
 	", handler_owner, settings, replayed_xid, replayed_position, upcast," \
-	" backfill, parallel"
+	" backfill, parallel, backfilled_at"
 #define PROJECTIONS_COLUMN_LIST_0_2 PROJECTIONS_COMMON_COLUMNS \
 	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint, true," \
-	" NULL::text, 1"
+	" NULL::text, 1, NULL::timestamptz"
 
 /* eventstore.projection_skips */
 enum

@@ -24,5 +24,6 @@
 #define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('S','E','0','1','4')
 #define ERRCODE_ES_UNKNOWN_STREAM			MAKE_SQLSTATE('S','E','0','1','5')
 #define ERRCODE_ES_SCHEMA_VIOLATION			MAKE_SQLSTATE('S','E','0','1','6')
+#define ERRCODE_ES_NO_BACKFILL				MAKE_SQLSTATE('S','E','0','2','0')
 
 #endif							/* ES_ERRORS_H */

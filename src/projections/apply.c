@@ -20,7 +20,7 @@
  * serialization failure, a lock timeout or a lack of resources, which a
  * later try may not meet?
  */
-static bool
+bool
 IsPoison(ErrorData *error)
 {
 	int			category = ERRCODE_TO_CATEGORY(error->sqlerrcode);
@@ -292,6 +292,19 @@ ApplyEventsParking(Projection *p, EventRows *rows, int first, int count,
 	}
 	PG_END_TRY();
 	return done;
+}
+
+/*
+ * Set what eventstore.replaying() answers (around a backfill statement);
+ * returns what it answered before, for the caller to put back.
+ */
+bool
+SetReplaying(bool replaying)
+{
+	bool		saved = replaying_now;
+
+	replaying_now = replaying;
+	return saved;
 }
 
 /* Apply events for the first time (inline): see ApplyRun. */

@@ -38,6 +38,7 @@ typedef struct Projection
 	bool		park_errors;	/* on_error = 'park': and parks its stream */
 	char	   *on_reset;		/* NULL: none */
 	char	   *backfill;		/* the set-based first build; NULL: none */
+	bool		backfilled;		/* the current build's backfill is done */
 	int			parallel;		/* stream-hash partitions of a replay */
 	char	   *owner_name;		/* as the registry keeps it */
 	Oid			owner;			/* InvalidOid: no such role now */
@@ -206,6 +207,8 @@ extern void LeftOwnerCode(void);
 
 /* apply.c */
 typedef void (*ProjectionWork) (Projection *p, void *arg);
+extern bool IsPoison(ErrorData *error);
+extern bool SetReplaying(bool replaying);
 extern ErrorData *TrySubtransaction(Projection *p, ProjectionWork work,
 									void *arg, bool keep);
 extern int	ApplyEvents(Projection *p, EventRows *rows, int first, int count,
@@ -221,7 +224,13 @@ extern bool StreamIsIn(List *streams, Datum stream_id);
 extern bool PrepareProjectionsForAppend(EventBatch *batch);
 extern void ApplyInlineProjections(EventRows *rows);
 
+/* backfill.c */
+extern bool BackfillPending(Projection *p);
+extern bool Backfill(Projection *p);
+
 /* runner.c */
+extern void AdvanceToHead(Projection *p, Snapshot snapshot,
+						  FullTransactionId horizon);
 extern int64 RunProjection(Projection *p, int64 max_events, bool wait,
 						   int first_partition, bool *busy, bool *exhausted);
 extern int64 Replay(Projection *p, int64 max_events, ReplayPartition *part,

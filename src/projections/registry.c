@@ -164,6 +164,8 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->upcast = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_UPCAST, &isnull));
 	p->backfill = SPI_getvalue(row, desc, PROJECTIONS_BACKFILL);
 	p->parallel = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_PARALLEL, &isnull));
+	(void) SPI_getbinval(row, desc, PROJECTIONS_BACKFILLED_AT, &isnull);
+	p->backfilled = !isnull;
 	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
 	if (!isnull)
 	{
@@ -615,7 +617,8 @@ ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until)
 					 values, nulls, false, 0);
 	else
 		ExecKeptPlan(KeptPlan(&reset_plan,
-							  RESET_PROJECTION(", replayed_xid = $3, replayed_position = $4"),
+							  RESET_PROJECTION(", replayed_xid = $3, replayed_position = $4,"
+											   " backfilled_at = NULL"),
 							  4, argtypes),
 					 values, nulls, false, 0);
 	/* a parallel projection's replay is split in partitions afresh */

@@ -119,7 +119,7 @@ FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
  * when that is further on: the projection has applied everything of its
  * types up to there.
  */
-static void
+void
 AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 {
 	Oid			argtypes[1] = {XID8OID};
@@ -510,6 +510,29 @@ RunProjection(Projection *p, int64 max_events, bool wait, int first_partition,
 	ErrorData  *missing;
 
 	*exhausted = false;
+	/*
+	 * A split build from the start also begins with its backfill, once,
+	 * before any partition: the partitions start from the checkpoint it
+	 * leaves (RunPartitions never starts one behind the projection's).
+	 */
+	if (ReplayIsSplit(p) && BackfillPending(p))
+	{
+		*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock,
+								wait);
+		if (*busy)
+			return 0;
+		p = ReloadProjection(p->id);
+		if (p == NULL || p->status == PROJECTION_FAILED ||
+			p->status == PROJECTION_STOPPED)
+			return 0;
+		if ((missing = MissingOwnerCode(p)) != NULL)
+		{
+			RecordProjectionFailure(p, missing, -1, NULL);
+			return 0;
+		}
+		if (BackfillPending(p) && !Backfill(p))
+			return 0;
+	}
 	if (!ReplayIsSplit(p))
 	{
 		*busy = !LockProjection(p->id, PROJECTION_RUNNER_LOCK, ExclusiveLock,
@@ -546,8 +569,13 @@ RunProjection(Projection *p, int64 max_events, bool wait, int first_partition,
 		return applied;
 	}
 	if (!(p->inline_mode && p->caught_up))
+	{
+		/* a build from the start begins with its backfill (backfill.c) */
+		if (BackfillPending(p) && !Backfill(p))
+			return applied;
 		applied += Replay(p, max_events > 0 ? max_events - applied : 0, NULL,
 						  &at_head);
+	}
 	budget_used = applied;
 	if (p->status == PROJECTION_FAILED)
 		return applied;

@@ -120,6 +120,9 @@ extern int	RegisteredTypeCount(void);
 
 /* upcast.c */
 extern HeapTuple UpcastEvent(HeapTupleHeader event, TupleDesc desc);
+extern RegisteredType *TypeToUpcast(text *type, int32 version, bool version_null);
+extern Jsonb *UpcastDataFrom(RegisteredType *t, int32 version, bool version_null,
+							 Jsonb *data);
 extern Jsonb *UpcastData(RegisteredType *t, int32 from_version, Jsonb *data);
 extern Jsonb *CallUpcaster(Oid upcaster, const char *name, const char *run_as,
 						   Jsonb *data);

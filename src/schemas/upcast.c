@@ -249,44 +249,26 @@ UpcastData(RegisteredType *t, int32 from_version, Jsonb *data)
 }
 
 /*
- * The event, a composite datum of row type desc (eventstore.events'), with
- * its data brought to its type's latest version and schema_version saying
- * so, as a new tuple in the current memory context; NULL when it stays as
- * it is: a type without a schema, or an event at the latest version.  An
- * event written before its type's first version (schema_version NULL) is
- * taken as of version 1.  The caller has locked the registry in this
- * transaction (LockSchemaRegistry); a cache found stale since (an upcaster
- * may have processed invalidations) is loaded again.
+ * The registered type whose upcasters bring an event of `type` at schema
+ * version `version` (version_null: written before the type's first
+ * version, taken as of version 1) to the latest; NULL when the event stays
+ * as it is: a type without a schema, or an event at the latest version.
+ * The caller has locked the registry in this transaction
+ * (LockSchemaRegistry); a cache found stale since (an upcaster may have
+ * processed invalidations) is loaded again.
  */
-HeapTuple
-UpcastEvent(HeapTupleHeader event, TupleDesc desc)
+RegisteredType *
+TypeToUpcast(text *type, int32 version, bool version_null)
 {
-	HeapTupleData tuple;
-	bool		isnull;
-	text	   *type;
-	Datum		version_datum;
-	int32		version;
 	RegisteredType *t;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	int			columns[2] = {EVENTS_DATA, EVENTS_SCHEMA_VERSION};
-	int			nestlevel;
 
-	if (desc->natts < EVENTS_SCHEMA_VERSION)
-		elog(ERROR, "eventstore.events has no schema_version column");
 	if (!SchemaCacheCurrent() && !LockSchemaRegistry(AccessShareLock))
 		return NULL;
-	tuple.t_len = HeapTupleHeaderGetDatumLength(event);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = event;
-	type = DatumGetTextPP(heap_getattr(&tuple, EVENTS_EVENT_TYPE, desc, &isnull));
-	if (isnull ||
-		(t = FindRegisteredType(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type))) == NULL)
+	if ((t = FindRegisteredType(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type))) == NULL)
 		return NULL;
-	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, desc, &isnull);
-	version = isnull ? 1 : DatumGetInt32(version_datum);
-	if (version == t->latest && !isnull)
+	if (version_null)
+		version = 1;
+	else if (version == t->latest)
 		return NULL;
 	if (version > t->latest || version < 1)
 		ereport(ERROR,
@@ -294,14 +276,65 @@ UpcastEvent(HeapTupleHeader event, TupleDesc desc)
 				 errmsg("the event was written with version %d of event type \"%s\", which has versions 1 to %d",
 						version, t->type, t->latest),
 				 errhint("Register the type's missing versions again (a restore of the log without eventstore.event_schema_versions?).")));
+	return t;
+}
+
+/*
+ * The data of an event at `version` of type t (TypeToUpcast) brought to the
+ * type's latest version through the upcasters.
+ */
+Jsonb *
+UpcastDataFrom(RegisteredType *t, int32 version, bool version_null, Jsonb *data)
+{
+	int			nestlevel;
+
+	/* the upcasters' owner code finds the API's search_path set: kept */
+	nestlevel = PinApiSearchPath();
+	data = UpcastData(t, version_null ? 1 : version, data);
+	AtEOXact_GUC(true, nestlevel);
+	return data;
+}
+
+/*
+ * The event, a composite datum of row type desc (eventstore.events'), with
+ * its data brought to its type's latest version and schema_version saying
+ * so, as a new tuple in the current memory context; NULL when it stays as
+ * it is (TypeToUpcast).  The caller has locked the registry in this
+ * transaction (LockSchemaRegistry).
+ */
+HeapTuple
+UpcastEvent(HeapTupleHeader event, TupleDesc desc)
+{
+	HeapTupleData tuple;
+	bool		isnull;
+	Datum		type;
+	Datum		version_datum;
+	bool		version_null;
+	RegisteredType *t;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			columns[2] = {EVENTS_DATA, EVENTS_SCHEMA_VERSION};
+
+	if (desc->natts < EVENTS_SCHEMA_VERSION)
+		elog(ERROR, "eventstore.events has no schema_version column");
+	tuple.t_len = HeapTupleHeaderGetDatumLength(event);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = event;
+	type = heap_getattr(&tuple, EVENTS_EVENT_TYPE, desc, &isnull);
+	if (isnull)
+		return NULL;
+	version_datum = heap_getattr(&tuple, EVENTS_SCHEMA_VERSION, desc, &version_null);
+	t = TypeToUpcast(DatumGetTextPP(type),
+					 version_null ? 0 : DatumGetInt32(version_datum), version_null);
+	if (t == NULL)
+		return NULL;
 	values[0] = heap_getattr(&tuple, EVENTS_DATA, desc, &isnull);
 	if (isnull)
 		elog(ERROR, "an event without data");
 	values[1] = Int32GetDatum(t->latest);
-	/* the upcasters' owner code finds the API's search_path set: kept */
-	nestlevel = PinApiSearchPath();
-	values[0] = JsonbPGetDatum(UpcastData(t, version, DatumGetJsonbP(values[0])));
-	AtEOXact_GUC(true, nestlevel);
+	values[0] = JsonbPGetDatum(UpcastDataFrom(t, version_null ? 0 : DatumGetInt32(version_datum),
+											  version_null, DatumGetJsonbP(values[0])));
 	return heap_modify_tuple_by_cols(&tuple, desc, 2, columns, values, nulls);
 }
 

@@ -14,6 +14,10 @@
 #       transaction; over a prefix of the log
 #   (e) single-event appends (pgbench) with and without an inline no-op
 #       projection on the appended type, in alternating rounds
+#   (f) a rebuild with backfill: rebuild_projection, then run_projection to
+#       active, of a projection whose backfill statement is (a)'s query over
+#       eventstore.backfill_events() (its types the log's one type, as (c);
+#       and every type)
 # Every read model is checked against the set-based answer.
 #
 # Environment: PROJ_EVENTS (log size, default 1000000), PROJ_STREAMS (10000),
@@ -27,7 +31,8 @@
 # /tmp/pg_eventstore-projbench), PROJ_KEEP=1 (keep the cluster directory),
 # PROJ_STRICT=1 (exit 3 when a target is missed), PROJ_TIME_LIMIT (seconds
 # after the build before a watchdog stops the run, 1500), PROJ_PYTHON
-# (/usr/bin/python3).  --quick: 200,000 events, 20,000 for (d), 3 rounds of
+# (/usr/bin/python3), PROJ_ONLY (the scenarios to run besides (a), of
+# b,c,d,e,f; all of them by default).  --quick: 200,000 events, 20,000 for (d), 3 rounds of
 # 3 s for (e).
 #
 # Exit status: 0 when every read model matched; 1 when one did not or a run
@@ -67,6 +72,8 @@ PORT=${PROJ_PORT:-5491}
 PYTHON=${PROJ_PYTHON:-/usr/bin/python3}
 TIME_LIMIT=${PROJ_TIME_LIMIT:-1500}
 PAGE=100
+ONLY=${PROJ_ONLY:-b,c,d,e,f}
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 for v in "$EVENTS" "$STREAMS" "$LOAD_BATCH" "$SET_ROUNDS" "$BATCH_SIZE_B" "$CLIENT_EVENTS" "$CHUNK" \
 	"$APPEND_CLIENTS" "$APPEND_SECONDS" "$APPEND_ROUNDS" "$LOOP_APPENDS" "$LOOP_ROUNDS" "$PORT" "$TIME_LIMIT" ${BATCH_SIZES//,/ }; do
@@ -111,6 +118,8 @@ CREATE TABLE bench.rm_a (stream_id text PRIMARY KEY, events bigint NOT NULL,
 CREATE TABLE bench.rm_b (LIKE bench.rm_a INCLUDING ALL);
 CREATE TABLE bench.rm_c (LIKE bench.rm_a INCLUDING ALL);
 CREATE TABLE bench.rm_d (LIKE bench.rm_a INCLUDING ALL);
+CREATE TABLE bench.rm_f (LIKE bench.rm_a INCLUDING ALL);
+CREATE TABLE bench.rm_g (LIKE bench.rm_a INCLUDING ALL);
 
 -- (b) one event at a time: one upsert per event.
 CREATE FUNCTION bench.apply_one(e eventstore.events) RETURNS void
@@ -135,6 +144,23 @@ BEGIN
 	SET events = r.events + excluded.events, amount = r.amount + excluded.amount;
 END
 $$;
+
+-- (f) the batch handler of (c), for what follows a backfill: on rm_f, rm_g.
+CREATE FUNCTION bench.apply_batch_to(rm regclass, es eventstore.events[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE format('INSERT INTO %s AS r (stream_id, events, amount)'
+				   ' SELECT e.stream_id, count(*), sum((e.data->>''amount'')::numeric)'
+				   ' FROM unnest($1) e GROUP BY e.stream_id'
+				   ' ON CONFLICT (stream_id) DO UPDATE'
+				   ' SET events = r.events + excluded.events, amount = r.amount + excluded.amount', rm)
+	USING es;
+END
+$$;
+CREATE FUNCTION bench.apply_f(es eventstore.events[]) RETURNS void
+LANGUAGE sql AS $$ SELECT bench.apply_batch_to('bench.rm_f', es) $$;
+CREATE FUNCTION bench.apply_g(es eventstore.events[]) RETURNS void
+LANGUAGE sql AS $$ SELECT bench.apply_batch_to('bench.rm_g', es) $$;
 
 -- (e) an inline projection that does nothing.
 CREATE FUNCTION bench.noop(e eventstore.events) RETURNS void
@@ -177,6 +203,8 @@ trap - ERR
 ANY_FAILED=0
 ROWS=()
 declare -A RATE
+RATE[b]=0 RATE[b2]=0 RATE[d]=0
+B_TARGET=ok E_TARGET=ok L_TARGET=ok L_CPU_TARGET=ok F_TARGET=ok
 
 # timed <sql ...>: run the statements in one session (autocommit: each its
 # own transaction, commit included) and print the seconds they took, then
@@ -240,6 +268,7 @@ RATE[a]=$A_RATE
 set_based "max_parallel_workers_per_gather = 0" "SET max_parallel_workers_per_gather = 0;"
 RATE[a1]=$A_RATE
 
+if want b; then
 # --- (b) per-event handler -----------------------------------------------
 echo "== (b) run_projection, per-event PL/pgSQL upsert, batch_size $BATCH_SIZE_B"
 psql_run -c "SELECT eventstore.create_projection('per_event', 'bench.apply_one', ARRAY['Deposited'])" \
@@ -272,12 +301,15 @@ echo "   $secs s, ${RATE[b2]} events/s, read model $verdict"
 B2_SECS=$secs
 B2_VERDICT=$verdict
 
+fi
+
+C_ROWS=()
+C_NEEDED=
+if want c; then
 # --- (c) batch handler, several batch sizes --------------------------------
 psql_run -c "SELECT eventstore.create_projection('batched', 'bench.apply_batch', ARRAY['Deposited'],
 	on_reset => 'TRUNCATE bench.rm_c')" >/dev/null
-C_ROWS=()
 C_BEST=0
-C_NEEDED=
 for bs in ${BATCH_SIZES//,/ }; do
 	echo "== (c) run_projection, batch handler, batch_size $bs"
 	psql_run -c "SELECT eventstore.rebuild_projection('batched')" -c CHECKPOINT >/dev/null
@@ -296,6 +328,9 @@ SELECT eventstore.run_projection('batched') AS result \gset")"
 done
 RATE[c]=$C_BEST
 
+fi
+
+if want d; then
 # --- (d) client-side projector ---------------------------------------------
 echo "== (d) client-side projector (python3 + psycopg $("$PYTHON" -c 'import psycopg; print(psycopg.__version__)')), first $CLIENT_EVENTS events"
 psql_run -c CHECKPOINT >/dev/null
@@ -314,14 +349,81 @@ check bench.rm_d bench.rm_d_expected; verdict=$VERDICT
 RATE[d]=$(rate "$d_applied" "$d_secs")
 echo "   $d_secs s, ${RATE[d]} events/s, read model $verdict"
 
+fi
+if want b; then
 B_RATIO=$(awk -v b="${RATE[b]}" -v d="${RATE[d]}" 'BEGIN { printf "%.1f", (d > 0) ? b / d : 0 }')
 B_TARGET=$(awk -v x="$B_RATIO" 'BEGIN { print (x >= 3) ? "ok" : "below target" }')
 ROWS+=("| (b) \`run_projection\`, per-event PL/pgSQL upsert, batch_size $(fmt "$BATCH_SIZE_B") | $(fmt "$EVENTS") | $B_SECS | $(fmt "${RATE[b]}") | $B_RATIO x (d) | >= 3 x (d): $B_TARGET; read model $B_VERDICT |")
 B2_RATIO=$(awk -v b="${RATE[b2]}" -v d="${RATE[d]}" 'BEGIN { printf "%.1f", (d > 0) ? b / d : 0 }')
 ROWS+=("| (b) the same in $calls calls of \`run_projection(max_events => $(fmt "$CHUNK"))\`, each its own transaction | $(fmt "$EVENTS") | $B2_SECS | $(fmt "${RATE[b2]}") | $B2_RATIO x (d) | read model $B2_VERDICT |")
+fi
 ROWS+=("${C_ROWS[@]}")
+if want d; then
 ROWS+=("| (d) client projector: \`read_all\` pages of $PAGE, one upsert round trip per event, \`store_checkpoint\` per page (python3, psycopg) | $(fmt "$d_applied") (a prefix) | $d_secs | $(fmt "${RATE[d]}") | 1 | read model $verdict |")
 
+fi
+
+# --- (f) a rebuild with backfill ----------------------------------------
+# The batch handler of (c) behind a backfill statement that is (a)'s query
+# over eventstore.backfill_events(): a rebuild runs on_reset and the
+# statement, then the handler has nothing left.  Timed from
+# rebuild_projection to active (one run_projection), median of
+# PROJ_SET_ROUNDS; once with the projection's types the log's one type
+# (ARRAY['Deposited'], as (b) and (c): backfill_events() filters by type),
+# once taking every type.
+backfill_rebuild() {
+	local name=$1 types=$2 rm=$3 handler=$4 label=$5 i secs applied status ratio ratio1 target verdict
+	local -a runs=()
+	echo "== (f) rebuild with backfill, $label, $SET_ROUNDS run(s)"
+	psql_run -o /dev/null -c "SELECT eventstore.create_projection('$name', '$handler', $types,
+		on_reset => 'TRUNCATE $rm', backfill => \$b\$INSERT INTO $rm
+		SELECT stream_id, count(*), sum((data->>'amount')::numeric)
+		FROM eventstore.backfill_events() GROUP BY stream_id\$b\$)"
+	for ((i = 1; i <= SET_ROUNDS; i++)); do
+		psql_run -c "SELECT eventstore.rebuild_projection('$name')" -c CHECKPOINT >/dev/null
+		read -r secs applied <<<"$(timed "SELECT eventstore.run_projection('$name') AS result \gset")"
+		echo "   run $i: $secs s, $(rate "$EVENTS" "$secs") events/s"
+		runs+=("$secs")
+	done
+	check "$rm" bench.rm_a; verdict=$VERDICT
+	status=$(psql_value -c "SELECT status || ' ' || phase FROM eventstore.projection_status WHERE name = '$name'")
+	[ "$status" = "active live" ] || { echo "   $name is $status, not active" >&2; verdict=WRONG; ANY_FAILED=1; }
+	secs=$(median "${runs[@]}")
+	F_RATE=$(rate "$EVENTS" "$secs")
+	ratio=$(awk -v x="$F_RATE" -v a="${RATE[a]}" 'BEGIN { printf "%.2f", x / a }')
+	ratio1=$(awk -v x="$F_RATE" -v a="${RATE[a1]}" 'BEGIN { printf "%.2f", x / a }')
+	target=$(awk -v x="$ratio" 'BEGIN { print (x >= 0.8) ? "ok" : "below target" }')
+	[ "$target" = ok ] || F_TARGET="below target"
+	ROWS+=("| (f) \`rebuild_projection\` + \`run_projection\` to active, \`backfill\` = (a)'s query over \`backfill_events()\`, $label (median of $SET_ROUNDS) | $(fmt "$EVENTS") | $secs | $(fmt "$F_RATE") | $ratio x (a); $ratio1 x (a) in one process | >= 0.8 x (a): $target; read model $verdict, $status |")
+}
+if want f; then
+	# where (f)'s time goes: (a)'s query reading the log in log order (the
+	# order backfill_events() guarantees: the log-order index), and in log
+	# order filtered by type, with nothing of pg_eventstore in between
+	for variant in "log order" "log order, event_type = 'Deposited'"; do
+		filter=
+		[ "$variant" = "log order" ] || filter="AND event_type = ANY (ARRAY['Deposited'])"
+		runs=()
+		echo "== (f) reference: (a)'s query over the log in $variant, $SET_ROUNDS run(s)"
+		for ((i = 1; i <= SET_ROUNDS; i++)); do
+			psql_run -c 'TRUNCATE bench.rm_g' -c CHECKPOINT
+			read -r secs _ <<<"$(timed "INSERT INTO bench.rm_g
+SELECT stream_id, count(*), sum((data->>'amount')::numeric)
+FROM (SELECT * FROM eventstore.events WHERE transaction_id < '18446744073709551615' $filter
+	  ORDER BY transaction_id, global_position) e GROUP BY stream_id;")"
+			echo "   run $i: $secs s, $(rate "$EVENTS" "$secs") events/s"
+			runs+=("$secs")
+		done
+		secs=$(median "${runs[@]}")
+		r=$(rate "$EVENTS" "$secs")
+		ROWS+=("| (f) reference: (a)'s query over the log read in $variant (as \`backfill_events()\` reads it), by hand (median of $SET_ROUNDS) | $(fmt "$EVENTS") | $secs | $(fmt "$r") | $(awk -v x="$r" -v a="${RATE[a]}" 'BEGIN { printf "%.2f", x / a }') x (a) | where (f)'s time goes |")
+	done
+	psql_run -c 'TRUNCATE bench.rm_g' >/dev/null
+	backfill_rebuild backfilled "ARRAY['Deposited']" bench.rm_f bench.apply_f "event_types ARRAY['Deposited']"
+	backfill_rebuild backfilled_all NULL bench.rm_g bench.apply_g "every event type"
+fi
+
+if want e; then
 # --- (e) inline coordination cost ------------------------------------------
 # Single-event appends to random existing streams, with and without an
 # inline no-op projection on the appended type, in alternating rounds.  The
@@ -428,6 +530,8 @@ PINGED=$(psql_value -c "SELECT count(*) FROM eventstore.events WHERE event_type 
 SKIPS=$(psql_value -c "SELECT count(*) FROM eventstore.projection_skips")
 [ "$SKIPS" = 0 ] || { echo "   $SKIPS skip rows recorded: an append did not apply the active no-op projection" >&2; ANY_FAILED=1; }
 
+fi
+
 # --- the table ----------------------------------------------------------
 echo
 echo "Projections on one log of $(fmt "$EVENTS") events over $(fmt "$STREAMS") streams ($LOG_MB MB with indexes; loaded in $LOAD_SECONDS s);" \
@@ -436,6 +540,7 @@ echo
 echo "| scenario | events | seconds | events/s | ratio | target, check |"
 echo "|---|---:|---:|---:|---:|---|"
 printf '%s\n' "${ROWS[@]}"
+if want e; then
 echo
 echo "| (e) single-event \`append_event\`, synchronous_commit $APPEND_SYNC | appends/s without | with inline no-op | µs per append without | with | difference, µs: median (spread) | target |"
 echo "|---|---:|---:|---:|---:|---:|---|"
@@ -447,20 +552,24 @@ printf '| server-side loop (a procedure committing each append), one session, %d
 	"$(awk -v u="$L_WITH" 'BEGIN { print 1e6 / u }')" "$L_WITHOUT" "$L_WITH" "$L_DIFF" "$L_SPREAD" "$L_TARGET"
 printf '| the same loop: CPU time of its server process | | | %.1f | %.1f | %.1f (%s) | < 5 µs: %s |\n' \
 	"$L_CPU_WITHOUT" "$L_CPU_WITH" "$L_CPU_DIFF" "$L_CPU_SPREAD" "$L_CPU_TARGET"
+fi
 echo
-if [ -n "$C_NEEDED" ]; then
+if ! want c; then
+	:
+elif [ -n "$C_NEEDED" ]; then
 	echo "(c) reaches 0.5 x (a) from batch_size $(fmt "$C_NEEDED") (of ${BATCH_SIZES//,/, } tried)."
 else
 	echo "(c) does not reach 0.5 x (a) at any batch_size tried (${BATCH_SIZES//,/, })."
 fi
 ELAPSED=$(($(date +%s) - START_TIME))
-echo "$(bench_machine); $PINGED events appended in (e), 0 skips; total run time ${ELAPSED} s"
+echo "$(bench_machine); ${PINGED:-no} events appended in (e), ${SKIPS:-0} skips; total run time ${ELAPSED} s"
 
 status=0
 if [ "$ANY_FAILED" -ne 0 ]; then
 	echo "FAILED: a read model was wrong or a run failed (see above)" >&2
 	status=1
-elif [[ "$B_TARGET $E_TARGET $L_TARGET $L_CPU_TARGET" == *"below target"* ]] || [ -z "$C_NEEDED" ]; then
+elif [[ "$B_TARGET $E_TARGET $L_TARGET $L_CPU_TARGET $F_TARGET" == *"below target"* ]] ||
+	{ want c && [ -z "$C_NEEDED" ]; }; then
 	echo "note: a target is missed" >&2
 	[ "${PROJ_STRICT:-0}" != 1 ] || status=3
 fi
