@@ -13,7 +13,7 @@
 DROP SCHEMA IF EXISTS es_tap_bf CASCADE;
 CALL pg_temp.drop_roles(ARRAY['es_tap_bfowner']);
 
-SELECT plan(39);
+SELECT plan(43);
 
 CREATE ROLE es_tap_bfowner NOLOGIN;
 GRANT EXECUTE ON FUNCTION
@@ -251,6 +251,42 @@ RESET ROLE;
 
 SELECT is((pg_temp.error_of('SELECT count(*) FROM eventstore.backfill_events()'))[1], 'SE020',
 	'after the backfills, backfill_events() is refused again');
+
+------------------------------------------------------------------------
+-- A split build from the start (parallel => 2): its backfill runs once,
+-- before any partition, and the partitions apply only what follows
+------------------------------------------------------------------------
+SET ROLE es_tap_bfowner;
+SET search_path = es_tap_bf, public;
+CREATE FUNCTION apply_split(e eventstore.events) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO applied VALUES ('split', e.global_position, eventstore.replaying()) $$;
+SELECT eventstore.create_projection('bf_split', 'apply_split', ARRAY['A', 'C'],
+	on_reset => $$DELETE FROM got WHERE tag = 'split'; DELETE FROM applied WHERE tag = 'split'$$,
+	backfill => pg_temp.recorder('split'), parallel => 2) \g /dev/null
+RESET search_path;
+RESET ROLE;
+SELECT results_eq($$SELECT status, phase, partitions FROM eventstore.projection_status WHERE name = 'bf_split'$$,
+	$$VALUES ('rebuilding'::text, 'backfill'::text, 2)$$,
+	'a projection with a backfill and parallel => 2 starts split, in phase backfill');
+SELECT eventstore.append_event('s-9', 'A', '{"n": 9}') IS NOT NULL AS appended \g /dev/null
+SET ROLE es_tap_bfowner;
+SELECT eventstore.run_projection('bf_split') \g /dev/null
+RESET ROLE;
+SELECT eventstore.append_event('s-9', 'C', '{"n": 90}') IS NOT NULL AS appended \g /dev/null
+SET ROLE es_tap_bfowner;
+SELECT eventstore.run_projection('bf_split') \g /dev/null
+RESET ROLE;
+SELECT results_eq($$SELECT global_position FROM es_tap_bf.got WHERE tag = 'split' ORDER BY ord$$,
+	$$SELECT global_position FROM eventstore.events
+	  WHERE event_type IN ('A', 'C') AND NOT (stream_id = 's-9' AND event_type = 'C')
+	  ORDER BY transaction_id, global_position$$,
+	'the split build''s backfill ran once, over every event of its types below its horizon');
+SELECT results_eq($$SELECT global_position, replaying FROM es_tap_bf.applied WHERE tag = 'split'$$,
+	$$SELECT global_position, false FROM eventstore.events WHERE stream_id = 's-9' AND event_type = 'C'$$,
+	'... and the handler, in the partitions and after their join, applied only the event after it');
+SELECT results_eq($$SELECT status, phase, partitions, lag_events FROM eventstore.projection_status WHERE name = 'bf_split'$$,
+	$$VALUES ('active'::text, 'live'::text, NULL::integer, 0::bigint)$$,
+	'... and it is active, its partitions joined');
 
 SELECT * FROM finish();
 
