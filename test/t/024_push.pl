@@ -49,6 +49,8 @@ ok(poll_sql(q(SELECT count(*) = 1 FROM pg_stat_activity
 	'the worker runs');
 
 my $listener = session();
+# it lives through the whole test: each query gets its own timeout
+$listener->set_query_timer_restart();
 $listener->query_safe('LISTEN eventstore_events');
 my @received;
 
