@@ -29,7 +29,7 @@ int			WorkerPollInterval = 1000;
 int			WorkerRebuildThrottle = 0;
 int			WorkerRetryInterval = 10000;
 int			UnregisteredTypes = UNREGISTERED_ALLOW;
-bool		WorkerNotify = true;
+bool		WorkerNotify = false;
 
 static const struct config_enum_entry unregistered_types_options[] = {
 	{"allow", UNREGISTERED_ALLOW, false},
@@ -111,9 +111,9 @@ DefineSettings(void)
 							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("pg_eventstore.notify",
 							 "Whether a worker sends NOTIFY eventstore_events with the readable head when new events become readable.",
-							 "Appends then wake the workers at commit.  A reload applies it.",
+							 "On, every append wakes the workers at commit.  A reload applies it.",
 							 &WorkerNotify,
-							 true,
+							 false,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_eventstore");

@@ -14,7 +14,7 @@
 #
 # Environment: NOTIFY_RATE (appends/s, 1000), NOTIFY_SECONDS (per round,
 # 15), NOTIFY_ROUNDS (of each side, 3), NOTIFY_CLIENTS (4), NOTIFY_PORT
-# (5493), NOTIFY_WORKDIR (the root's work copy,
+# (5495), NOTIFY_WORKDIR (the root's work copy,
 # /tmp/pg_eventstore-notifybench), NOTIFY_KEEP=1 (keep the cluster
 # directory), NOTIFY_TIME_LIMIT (seconds after the build before a watchdog
 # stops the run, 600), NOTIFY_PYTHON (/usr/bin/python3).  --quick: 2
@@ -42,7 +42,7 @@ RATE=${NOTIFY_RATE:-1000}
 SECONDS_PER_ROUND=${NOTIFY_SECONDS:-15}
 ROUNDS=${NOTIFY_ROUNDS:-3}
 CLIENTS=${NOTIFY_CLIENTS:-4}
-PORT=${NOTIFY_PORT:-5493}
+PORT=${NOTIFY_PORT:-5495}
 PYTHON=${NOTIFY_PYTHON:-/usr/bin/python3}
 TIME_LIMIT=${NOTIFY_TIME_LIMIT:-600}
 for v in "$RATE" "$SECONDS_PER_ROUND" "$ROUNDS" "$CLIENTS" "$PORT" "$TIME_LIMIT"; do

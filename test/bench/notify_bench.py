@@ -19,6 +19,8 @@ the same appends each:
             pg_notify('notify_bench', position) in its own transaction,
             delivered at its commit (taking the global notify lock there);
             latency = its notification received - its commit returned.
+            pg_eventstore.notify is off meanwhile: nothing wakes the worker.
+The worker's CPU time over each round (from /proc) is the push's cost.
 An append no notification covers 5 s after the last one counts as
 infinitely late.  Writes the rounds as JSON to --out, prints a line per
 round and the markdown table.
@@ -70,6 +72,18 @@ def appender(args, side, k, start, total, path):
         f.writelines(rows)
 
 
+def worker_cpu(control):
+    """Seconds of CPU the database's workers have used so far."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for (pid,) in control.execute("SELECT pid FROM pg_stat_activity"
+                                  " WHERE backend_type = 'pg_eventstore worker'").fetchall():
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        total += int(st[11]) + int(st[12])  # utime, stime
+    return total / hz
+
+
 def one_round(args, rnd, side, listener, control):
     total = int(args.rate * args.seconds)
     start = time.time() + 0.5
@@ -79,6 +93,7 @@ def one_round(args, rnd, side, listener, control):
              for k in range(args.clients)]
     load = OtherLoad(control)
     load.start()
+    cpu0, t0 = worker_cpu(control), time.time()
     for p in procs:
         p.start()
     received = []               # (payload position, time), in order of receipt
@@ -100,6 +115,7 @@ def one_round(args, rnd, side, listener, control):
     for p in procs:
         p.join()
     other_load = load.stop()
+    worker_share = 100.0 * (worker_cpu(control) - cpu0) / (time.time() - t0)
     if any(p.exitcode != 0 for p in procs):
         raise SystemExit("an appender failed")
     appends = []
@@ -137,11 +153,13 @@ def one_round(args, rnd, side, listener, control):
         "p50": ms(percentile(lat, 50)), "p99": ms(percentile(lat, 99)),
         "max": ms(lat[-1]), "notifications": len(received),
         "missing": sum(1 for v in lat if v == math.inf), "other_load": other_load,
+        "worker_cpu": worker_share,
     }
     print(f"   round {rnd} ({side}): {result['appends']} appends at {result['rate']:.0f}/s;"
           f" commit -> notified p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms,"
           f" max {result['max']:.2f} ms; {result['notifications']} notifications,"
-          f" {result['missing']} appends not covered; other processes"
+          f" {result['missing']} appends not covered; the worker used"
+          f" {worker_share:.0f}% of a core; other processes"
           f" {other_load:.0f}% of the CPU", flush=True)
     return result
 
@@ -164,15 +182,19 @@ def main():
     rounds = []
     for rnd in range(1, args.rounds + 1):
         for side in ("worker", "direct") if rnd % 2 else ("direct", "worker"):
-            rounds.append(one_round(args, rnd, side, listener, control))
+            # the baseline without the push: nothing wakes the worker then
+            control.execute("ALTER SYSTEM SET pg_eventstore.notify = "
+                            + ("on" if side == "worker" else "off"))
+            control.execute("SELECT pg_reload_conf()")
             time.sleep(1)
+            rounds.append(one_round(args, rnd, side, listener, control))
     with open(args.out, "w") as f:
         json.dump(rounds, f)
     print()
     print("| commit returned to the appending client -> LISTENing client notified,"
           f" at {args.rate:.0f} appends/s ({args.clients} clients) | p50 ms | p99 ms |"
-          " notifications per append | rounds (p50 / p99) |")
-    print("|---|---:|---:|---:|---|")
+          " notifications per append | worker CPU, % of a core | rounds (p50 / p99) |")
+    print("|---|---:|---:|---:|---:|---|")
     med = {}
     for side, title in (("worker", "the worker's `NOTIFY eventstore_events` (the readable head)"),
                         ("direct", "baseline: `pg_notify` in each append's own transaction")):
@@ -182,9 +204,10 @@ def main():
         med[side] = (p50, p99)
         per = sum(r["notifications"] for r in rs) / sum(r["appends"] for r in rs)
         detail = ", ".join(f"{r['p50']:.2f} / {r['p99']:.2f}" for r in rs)
-        print(f"| {title} | {p50:.2f} | {p99:.2f} | {per:.2f} | {detail} |")
+        cpu = statistics.median(r["worker_cpu"] for r in rs)
+        print(f"| {title} | {p50:.2f} | {p99:.2f} | {per:.2f} | {cpu:.0f} | {detail} |")
     print(f"| ratio worker / baseline | {med['worker'][0] / med['direct'][0]:.2f} |"
-          f" {med['worker'][1] / med['direct'][1]:.2f} | | |")
+          f" {med['worker'][1] / med['direct'][1]:.2f} | | | |")
     return 1 if any(r["missing"] for r in rounds) else 0
 
 

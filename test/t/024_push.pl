@@ -42,6 +42,7 @@ pg_eventstore.databases = 'postgres'
 pg_eventstore.max_workers = 1
 pg_eventstore.poll_interval = '1h'
 pg_eventstore.retry_interval = '200ms'
+pg_eventstore.notify = on
 ));
 sql('CREATE EXTENSION pg_eventstore');
 ok(poll_sql(q(SELECT count(*) = 1 FROM pg_stat_activity
@@ -138,7 +139,7 @@ ok(worker_turn_done($since), 'the worker had a turn after the reload');
 my $quiet = append('s-4');
 ok(!notified_of($quiet, 1), 'with pg_eventstore.notify off, no notification');
 $since = server_now();
-sql(q(ALTER SYSTEM RESET pg_eventstore.notify; SELECT pg_reload_conf()));
+sql(q(ALTER SYSTEM SET pg_eventstore.notify = on; SELECT pg_reload_conf()));
 ok(poll_sql(q(SELECT setting = 'on' FROM pg_settings WHERE name = 'pg_eventstore.notify')), 'notify on');
 ok(worker_turn_done($since), 'the worker had a turn after the reload');
 my $loud = append('s-4');
