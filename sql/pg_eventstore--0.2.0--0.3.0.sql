@@ -931,12 +931,15 @@ $$;
 -- the planner estimates them, positions by index probes, lags by
 -- projection_status and processors (log_backlog: never the whole backlog
 -- counted).  No error text, handler or event type: only names and numbers.
+-- Planned afresh at each call: a plan for any horizon would scan the whole
+-- log for the events at or above it.
 CREATE FUNCTION eventstore.metrics_of()
 RETURNS TABLE (name text, labels jsonb, value double precision, type text,
 			   help text)
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp
 	SET jit = off
+	SET plan_cache_mode = force_custom_plan
 	AS $$
 DECLARE
 	horizon xid8 := eventstore.log_horizon();
@@ -955,7 +958,8 @@ BEGIN
 			   (SELECT EXTRACT(epoch FROM h.xact_age)
 				FROM eventstore.log_holder() h
 				WHERE EXISTS (SELECT FROM eventstore.events e
-							  WHERE e.transaction_id >= horizon)) AS held),
+							  WHERE e.transaction_id >= horizon
+							  ORDER BY e.transaction_id LIMIT 1)) AS held),
 	status AS (SELECT * FROM eventstore.projection_status)
 	SELECT v.name, '{}'::jsonb, v.value, v.type, v.help
 	FROM counts, sizes, log,

@@ -62,7 +62,9 @@ static SPIPlanPtr held_plan;
 /*
  * The readable head through the active snapshot, whose horizon is
  * `horizon`: false when no event is readable.  *held when committed
- * events wait at or above the horizon.
+ * events wait at or above the horizon.  Both queries follow the log-order
+ * index (ORDER BY): a plan for any horizon could otherwise scan the whole
+ * log for a first event at or above it.
  */
 static bool
 FindReadableHead(FullTransactionId horizon, FullTransactionId *xid,
@@ -92,7 +94,7 @@ FindReadableHead(FullTransactionId horizon, FullTransactionId *xid,
 	}
 	ExecKeptPlan(KeptPlan(&held_plan,
 						  "SELECT FROM eventstore.events WHERE transaction_id >= $1"
-						  " LIMIT 1",
+						  " ORDER BY transaction_id LIMIT 1",
 						  1, argtypes),
 				 values, NULL, true, 1);
 	*held = SPI_processed == 1;
