@@ -165,7 +165,8 @@ NotifyReadableHead(WorkerAssignment *a)
 		int64		position;
 	}			head;
 
-	WorkerShare(a->slot, &rank, &count);
+	if (WorkerNotify)
+		WorkerShare(a->slot, &rank, &count);
 	if (!WorkerNotify || rank != 0)
 	{
 		/* when it notifies again, it starts with the head it finds */
