@@ -326,13 +326,9 @@ COMMENT ON FUNCTION eventstore.set_read_model(text, integer, regclass, text) IS 
 
 
 -- The lag and rebuild progress projection_status shows, cheap to read on a
--- log of any size (README, projection_status): the log entries past the
--- checkpoint are read in log order up to window_size of them, so lag_events
--- is exact while the backlog is no longer (lag_exact); beyond, the rest is
--- estimated from positions, block by block (an incarnation starts its
--- positions at a new block of 2^40: a plain difference would count the
--- gap), at the share of its types in the entries read.  While rebuilding,
--- progress is the share of the replay's target done, by the same estimate,
+-- log of any size (README, projection_status): the events of its types
+-- after the checkpoint, by log_backlog.  While rebuilding, progress is the
+-- share of the replay's target done, by the same estimate from positions,
 -- and the time left the time taken so far at that pace.  No JIT: a read
 -- must stay cheap.  Run as the extension's owner by projection_progress.
 CREATE FUNCTION eventstore.projection_progress_of(projection_id integer,
@@ -343,12 +339,7 @@ CREATE FUNCTION eventstore.projection_progress_of(projection_id integer,
 	SET jit = off
 	AS $$
 DECLARE
-	window_size CONSTANT integer := 10000;
 	p eventstore.projections;
-	seen bigint;
-	window_first timestamptz;
-	window_last bigint;
-	head bigint;
 	target bigint;
 	ranks bigint[];
 	parts bigint[];
@@ -362,29 +353,10 @@ BEGIN
 	lag_exact := true;
 	-- a caught-up inline projection's pending events are its pending skips
 	IF NOT (p.mode = 'inline' AND p.caught_up) THEN
-		SELECT count(*),
-			   count(*) FILTER (WHERE p.event_types IS NULL
-									  OR w.event_type = ANY (p.event_types)),
-			   min(w.created_at) FILTER (WHERE p.event_types IS NULL
-											   OR w.event_type = ANY (p.event_types)),
-			   min(w.created_at), max(w.global_position)
-		INTO seen, lag_events, oldest, window_first, window_last
-		FROM (SELECT e.event_type, e.created_at, e.global_position
-			  FROM eventstore.events e
-			  WHERE (e.transaction_id, e.global_position) >
-					(p.transaction_id, p."position")
-			  ORDER BY e.transaction_id, e.global_position
-			  LIMIT window_size + 1) w;
-		IF seen > window_size THEN
-			lag_exact := false;
-			SELECT max(e.global_position) INTO head FROM eventstore.events e;
-			ranks := eventstore.log_ranks(ARRAY[window_last, head]);
-			lag_events := lag_events +
-				round(GREATEST(ranks[2] - ranks[1], 0) * lag_events::double precision
-					  / seen)::bigint;
-			-- none of its types in the entries read: the oldest is no older
-			oldest := COALESCE(oldest, window_first);
-		END IF;
+		SELECT b.lag_events, b.lag_exact, b.oldest
+		INTO lag_events, lag_exact, oldest
+		FROM eventstore.log_backlog(p.transaction_id, p."position",
+									p.event_types) b;
 	END IF;
 	IF p.status = 'rebuilding' THEN
 		SELECT e.global_position INTO target FROM eventstore.events e
@@ -467,6 +439,89 @@ ALTER FUNCTION eventstore.read_checkpoint(text, text) SECURITY INVOKER;
 ALTER FUNCTION eventstore.reset_checkpoint(text, bigint, text) SECURITY INVOKER;
 ALTER FUNCTION eventstore.claim_processor(text, text, text) SECURITY INVOKER;
 ALTER FUNCTION eventstore.release_processor(text, text, text) SECURITY INVOKER;
+-- The events after a place in log order (of some types; NULL: all), cheap
+-- on a log of any size: read in log order up to window_size log entries,
+-- so lag_events is exact while they lie within them (lag_exact); beyond,
+-- the rest is estimated from positions, block by block (an incarnation
+-- starts its positions at a new block of 2^40: a plain difference would
+-- count the gap), at the share of the types among the entries read.
+-- oldest is when the oldest of them was appended (of the oldest entry
+-- read, when none of them is of the types and the window is full).  No
+-- JIT: a read must stay cheap.  Run as the extension's owner, by
+-- projection_progress_of and processor_progress_of.
+CREATE FUNCTION eventstore.log_backlog(after_xid xid8, after_position bigint,
+	event_types text[],
+	OUT lag_events bigint, OUT lag_exact boolean, OUT oldest timestamptz)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	SET jit = off
+	AS $$
+DECLARE
+	window_size CONSTANT integer := 10000;
+	seen bigint;
+	window_first timestamptz;
+	window_last bigint;
+	head bigint;
+	ranks bigint[];
+BEGIN
+	lag_exact := true;
+	SELECT count(*),
+		   count(*) FILTER (WHERE log_backlog.event_types IS NULL
+								  OR w.event_type = ANY (log_backlog.event_types)),
+		   min(w.created_at) FILTER (WHERE log_backlog.event_types IS NULL
+										   OR w.event_type = ANY (log_backlog.event_types)),
+		   min(w.created_at), max(w.global_position)
+	INTO seen, lag_events, oldest, window_first, window_last
+	FROM (SELECT e.event_type, e.created_at, e.global_position
+		  FROM eventstore.events e
+		  WHERE (e.transaction_id, e.global_position) > (after_xid, after_position)
+		  ORDER BY e.transaction_id, e.global_position
+		  LIMIT window_size + 1) w;
+	IF seen > window_size THEN
+		lag_exact := false;
+		SELECT max(e.global_position) INTO head FROM eventstore.events e;
+		ranks := eventstore.log_ranks(ARRAY[window_last, head]);
+		lag_events := lag_events +
+			round(GREATEST(ranks[2] - ranks[1], 0) * lag_events::double precision
+				  / seen)::bigint;
+		-- none of its types in the entries read: the oldest is no older
+		oldest := COALESCE(oldest, window_first);
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION eventstore.log_backlog(xid8, bigint, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.log_backlog(xid8, bigint, text[]) IS 'The events after a place in log order (of some types): counted up to 10,000 log entries, estimated beyond, and when the oldest was appended';
+
+-- A processor's lag, as processors shows it: the events after its
+-- checkpoint (none stored: the whole log), by log_backlog.  Run as the
+-- extension's owner by processor_progress.
+CREATE FUNCTION eventstore.processor_progress_of(processor_id text, partition text,
+	OUT lag_events bigint, OUT lag_exact boolean, OUT oldest timestamptz)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	SET jit = off
+	AS $$
+	SELECT b.lag_events, b.lag_exact, b.oldest
+	FROM eventstore.checkpoints c,
+		LATERAL eventstore.log_backlog(
+			COALESCE(c.transaction_id,
+					 (SELECT e.transaction_id FROM eventstore.events e
+					  WHERE e.global_position = c."position"),
+					 '0'),
+			COALESCE(c."position", 0), NULL) b
+	WHERE c.processor_id = processor_progress_of.processor_id
+	  AND c.partition = processor_progress_of.partition
+	$$;
+-- processor_progress_of for the roles that may read processors (it
+-- checks), as the extension's owner; the view calls it as its reader.
+CREATE FUNCTION eventstore.processor_progress(processor_id text, partition text,
+	OUT lag_events bigint, OUT lag_exact boolean, OUT oldest timestamptz)
+	LANGUAGE c STABLE STRICT
+	AS 'MODULE_PATHNAME', 'eventstore_processor_progress';
+REVOKE ALL ON FUNCTION eventstore.processor_progress_of(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.processor_progress_of(text, text) IS 'The work of processor_progress, run as the extension''s owner';
+COMMENT ON FUNCTION eventstore.processor_progress(text, text) IS 'A processor''s lag (exact up to 10,000 log entries past its checkpoint, estimated beyond), as processors shows it';
+
 -- status: 'running' while a live session holds the claim, 'stale' when the
 -- row names an owner whose session ended without releasing (a crash, say),
 -- 'idle' otherwise.
@@ -484,7 +539,13 @@ SELECT c.processor_id,
 	   END AS status,
 	   c.claimed_at,
 	   c.updated_at,
-	   c.owner AS owner_role
+	   c.owner AS owner_role,
+	   -- the events after the checkpoint: exact up to 10,000 log entries
+	   -- past it, estimated beyond (lag_exact), and the age of the oldest
+	   lag.lag_events,
+	   COALESCE(EXTRACT(epoch FROM now() - lag.oldest), 0)::double precision
+		   AS lag_seconds,
+	   lag.lag_exact
 FROM eventstore.checkpoints c
 	LEFT JOIN (SELECT l.pid,
 					  (l.classid::bigint << 32) | l.objid::bigint AS claim_key
@@ -493,7 +554,9 @@ FROM eventstore.checkpoints c
 				 AND l.granted
 				 AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
 								   WHERE d.datname = pg_catalog.current_database())) live
-		ON live.claim_key = eventstore.processor_claim_key(c.processor_id, c.partition);
+		ON live.claim_key = eventstore.processor_claim_key(c.processor_id, c.partition)
+	LEFT JOIN LATERAL eventstore.processor_progress(c.processor_id, c.partition) lag
+		ON true;
 
 -- A skip knows its stream (see the current schema): those still pending
 -- get theirs from the log, which keeps each stream's order through drains.
@@ -977,6 +1040,155 @@ COMMENT ON FUNCTION eventstore.backfill_types() IS 'Inside a projection''s backf
 COMMENT ON FUNCTION eventstore.backfill_upcasts() IS 'Inside a projection''s backfill: whether backfill_events() upcasts (the projection upcasts and some type has a schema)';
 COMMENT ON FUNCTION eventstore.backfill_data(text, integer, jsonb) IS 'Inside a projection''s backfill: an event''s data as its handler would receive it (upcast unless upcast => false)';
 COMMENT ON FUNCTION eventstore.backfill_schema_version(text, integer) IS 'Inside a projection''s backfill: the schema version of the data backfill_data returns';
+--
+-- Metrics (README: Metrics): one row per metric, Prometheus-style, for
+-- postgres_exporter's custom queries (scripts/postgres_exporter.yml)
+--
+
+-- The appends and events this database committed since the server started,
+-- counted in shared memory at commit (src/worker/append_counts.c).
+CREATE FUNCTION eventstore.append_counts(OUT appends bigint, OUT events bigint)
+	LANGUAGE c VOLATILE
+	AS 'MODULE_PATHNAME', 'eventstore_append_counts';
+
+-- A table's rows as the planner estimates them: its density at the last
+-- VACUUM or ANALYZE times its pages now.  Never analyzed (or empty then):
+-- counted while at most 10,000, else pg_stat's count of live rows.
+CREATE FUNCTION eventstore.estimated_rows(relation regclass)
+RETURNS double precision
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	c pg_class;
+	counted bigint;
+BEGIN
+	SELECT * INTO c FROM pg_class r WHERE r.oid = relation;
+	IF c.reltuples >= 0 AND c.relpages > 0 THEN
+		RETURN round(c.reltuples / c.relpages *
+					 (pg_relation_size(relation) / current_setting('block_size')::double precision));
+	END IF;
+	EXECUTE format('SELECT count(*) FROM (SELECT FROM %s LIMIT 10001) r', relation)
+		INTO counted;
+	IF counted <= 10000 THEN
+		RETURN counted;
+	END IF;
+	RETURN pg_stat_get_live_tuples(relation);
+END
+$$;
+
+-- Every metric, as the extension's owner (metrics_rows runs it for the
+-- readers of eventstore.metrics): counters from shared memory, sizes as
+-- the planner estimates them, positions by index probes, lags by
+-- projection_status and processors (log_backlog: never the whole backlog
+-- counted).  No error text, handler or event type: only names and numbers.
+-- Planned afresh at each call: a plan for any horizon would scan the whole
+-- log for the events at or above it.
+CREATE FUNCTION eventstore.metrics_of()
+RETURNS TABLE (name text, labels jsonb, value double precision, type text,
+			   help text)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	SET jit = off
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+DECLARE
+	horizon xid8 := eventstore.log_horizon();
+BEGIN
+	RETURN QUERY
+	WITH counts AS (SELECT * FROM eventstore.append_counts()),
+	sizes AS (
+		SELECT eventstore.estimated_rows('eventstore.events') AS events,
+			   eventstore.estimated_rows('eventstore.streams') AS streams),
+	log AS (
+		SELECT (SELECT max(e.global_position) FROM eventstore.events e) AS head,
+			   (SELECT e.global_position FROM eventstore.events e
+				WHERE e.transaction_id < horizon
+				ORDER BY e.transaction_id DESC, e.global_position DESC
+				LIMIT 1) AS readable,
+			   (SELECT EXTRACT(epoch FROM h.xact_age)
+				FROM eventstore.log_holder() h
+				WHERE EXISTS (SELECT FROM eventstore.events e
+							  WHERE e.transaction_id >= horizon
+							  ORDER BY e.transaction_id LIMIT 1)) AS held),
+	status AS (SELECT * FROM eventstore.projection_status)
+	SELECT v.name, '{}'::jsonb, v.value, v.type, v.help
+	FROM counts, sizes, log,
+		LATERAL (VALUES
+			('eventstore_appends_total', counts.appends::double precision, 'counter',
+			 'Appends that committed events in this database since the server started'),
+			('eventstore_events_appended_total', counts.events::double precision, 'counter',
+			 'Events those appends committed'),
+			('eventstore_events', COALESCE(sizes.events, 0), 'gauge',
+			 'Events in the log, as the planner estimates it'),
+			('eventstore_streams', COALESCE(sizes.streams, 0), 'gauge',
+			 'Streams, as the planner estimates it'),
+			('eventstore_log_head_position', COALESCE(log.head, 0)::double precision, 'gauge',
+			 'The highest global_position in the log'),
+			('eventstore_log_readable_position', COALESCE(log.readable, 0)::double precision, 'gauge',
+			 'The global_position of the last event read_all returns now, in log order (the payload of NOTIFY eventstore_events)'),
+			('eventstore_log_held_seconds', COALESCE(log.held, 0)::double precision, 'gauge',
+			 'How long the running transaction that holds committed events back from readers has run; 0 when none waits'),
+			('eventstore_projections_failed',
+			 (SELECT count(*) FROM status s WHERE s.status = 'failed')::double precision, 'gauge',
+			 'Projections whose status is failed')) v(name, value, type, help)
+	UNION ALL
+	SELECT v.name,
+		   jsonb_build_object('projection', s.name, 'version', s.version::text,
+							  'mode', s.mode),
+		   v.value, v.type, v.help
+	FROM status s,
+		LATERAL (VALUES
+			('eventstore_projection_lag_events', s.lag_events::double precision, 'gauge',
+			 'Events of its types still to apply (exact up to 10,000 log entries past its checkpoint, estimated beyond)'),
+			('eventstore_projection_lag_seconds', s.lag_seconds, 'gauge',
+			 'Age of the oldest event it has still to apply'),
+			('eventstore_projection_skips_pending', s.skips_pending::double precision, 'gauge',
+			 'Skipped or parked events not drained yet'),
+			('eventstore_projection_dead_letters', s.unresolved_dead_letters::double precision, 'gauge',
+			 'Dead letters not yet retried, discarded or rebuilt'),
+			('eventstore_projection_parked_events', s.parked_events::double precision, 'gauge',
+			 'Events waiting behind the dead letters of parked streams'),
+			('eventstore_projection_failed', (s.status = 'failed')::integer::double precision, 'gauge',
+			 '1 while the projection is failed, else 0'),
+			('eventstore_projection_events_applied_total', s.events_applied::double precision, 'counter',
+			 'Events applied by replays, batches and drains since its creation')) v(name, value, type, help)
+	UNION ALL
+	SELECT v.name,
+		   jsonb_build_object('processor', p.processor_id, 'partition', p.partition),
+		   v.value, v.type, v.help
+	FROM eventstore.processors p,
+		LATERAL (VALUES
+			('eventstore_processor_lag_events', COALESCE(p.lag_events, 0)::double precision, 'gauge',
+			 'Events after its checkpoint (exact up to 10,000 log entries past it, estimated beyond)'),
+			('eventstore_processor_lag_seconds', p.lag_seconds, 'gauge',
+			 'Age of the oldest event after its checkpoint'),
+			('eventstore_processor_running', (p.status = 'running')::integer::double precision, 'gauge',
+			 '1 while a live session holds its claim, else 0')) v(name, value, type, help);
+END
+$$;
+
+-- metrics_of for the roles that may read eventstore.metrics (it checks),
+-- as the extension's owner; the view calls it as its reader.
+CREATE FUNCTION eventstore.metrics_rows()
+RETURNS TABLE (name text, labels jsonb, value double precision, type text,
+			   help text)
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'eventstore_metrics_rows';
+
+-- Granted to nobody: GRANT SELECT to the monitoring role (pg_monitor, say).
+CREATE VIEW eventstore.metrics AS
+SELECT m.name, m.labels, m.value, m.type, m.help
+FROM eventstore.metrics_rows() m;
+
+REVOKE ALL ON FUNCTION eventstore.append_counts() FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.metrics_of() FROM PUBLIC;
+REVOKE ALL ON FUNCTION eventstore.estimated_rows(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.estimated_rows(regclass) IS 'A table''s rows as the planner estimates them (counted while at most 10,000 and never analyzed)';
+COMMENT ON FUNCTION eventstore.append_counts() IS 'The appends and events this database committed since the server started';
+COMMENT ON FUNCTION eventstore.metrics_of() IS 'The work of metrics_rows, run as the extension''s owner';
+COMMENT ON FUNCTION eventstore.metrics_rows() IS 'The rows of eventstore.metrics, for the roles that may read it';
+COMMENT ON VIEW eventstore.metrics IS 'One row per metric, Prometheus-style (name, labels, value, counter or gauge, help), for postgres_exporter';
 
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).

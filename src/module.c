@@ -29,6 +29,7 @@ int			WorkerPollInterval = 1000;
 int			WorkerRebuildThrottle = 0;
 int			WorkerRetryInterval = 10000;
 int			UnregisteredTypes = UNREGISTERED_ALLOW;
+bool		WorkerNotify = false;
 
 static const struct config_enum_entry unregistered_types_options[] = {
 	{"allow", UNREGISTERED_ALLOW, false},
@@ -108,6 +109,13 @@ DefineSettings(void)
 							 UNREGISTERED_ALLOW, unregistered_types_options,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("pg_eventstore.notify",
+							 "Whether a worker sends NOTIFY eventstore_events with the readable head when new events become readable.",
+							 "On, every append wakes the workers at commit.  A reload applies it.",
+							 &WorkerNotify,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_eventstore");
 }
 
@@ -130,5 +138,6 @@ _PG_init(void)
 	if (IsBinaryUpgrade)
 		return;
 	InstallWorkerShmemHooks();
+	InstallAppendCountHooks();
 	RegisterLauncher();
 }

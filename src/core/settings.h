@@ -16,6 +16,7 @@ extern int	WorkerPollInterval; /* pg_eventstore.poll_interval, ms */
 extern int	WorkerRebuildThrottle;	/* pg_eventstore.rebuild_throttle */
 extern int	WorkerRetryInterval;	/* pg_eventstore.retry_interval, ms */
 extern int	UnregisteredTypes;	/* pg_eventstore.unregistered_types */
+extern bool WorkerNotify;		/* pg_eventstore.notify */
 
 /* What an append does with an event of a type that has no schema. */
 typedef enum UnregisteredTypesValue

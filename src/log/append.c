@@ -32,6 +32,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
+#include "worker/worker.h"
 
 PG_FUNCTION_INFO_V1(eventstore_append_to_stream);
 PG_FUNCTION_INFO_V1(eventstore_append_event);
@@ -456,6 +457,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 			result.last_position = position;
 		}
 		result.last_revision = first_revision + batch->count - 1;
+		CountAppend(batch->count);
 	}
 	/* disconnect first: AFTER triggers fired on close run outside our SPI */
 	if (spi_connected)

@@ -14,8 +14,10 @@
  * there are more partitions than workers, rotate through them.  So a
  * parallel => p replay is applied by min(p, n) workers at once; no worker
  * is started for it.
- * An append that touches an async projection sets the workers' latches at
- * commit; otherwise they wake every poll_interval.
+ * An append that touches an async projection (or any append, with
+ * pg_eventstore.notify on) sets the workers' latches at commit; otherwise
+ * they wake every poll_interval.  Each turn starts with the push of the
+ * readable head (notify.c).
  */
 #include "postgres.h"
 
@@ -63,7 +65,7 @@ RefillRebuildTokens(void)
  * In a PG_CATCH of the worker: log the error, roll its transaction back
  * and go on, rather than let it turn FATAL.
  */
-static void
+void
 RecoverFromError(void)
 {
 	HOLD_INTERRUPTS();
@@ -324,6 +326,8 @@ eventstore_worker_main(Datum arg)
 		}
 		MemoryContextReset(turn_context);
 		MemoryContextSwitchTo(turn_context);
+		NotifyReadableHead(&a);
+		MemoryContextSwitchTo(turn_context);
 		more = WorkOnce(&a, turn_context, &retry_soon);
 		if (more)
 			continue;
@@ -335,8 +339,6 @@ eventstore_worker_main(Datum arg)
 		timeout = retry_soon ? Min(WorkerPollInterval, retry_delay) : WorkerPollInterval;
 		/* nothing to do for a while: flush the statistics held back */
 		pgstat_report_stat(true);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		WaitForWork(timeout);
 	}
 }

@@ -32,6 +32,15 @@ PGDLLEXPORT void eventstore_launcher_main(Datum arg);
 
 /* worker.c */
 PGDLLEXPORT void eventstore_worker_main(Datum arg);
+extern void RecoverFromError(void);
+
+/* notify.c */
+extern void NotifyReadableHead(WorkerAssignment *a);
+extern void WaitForWork(long timeout);
+
+/* append_counts.c */
+extern void InstallAppendCountHooks(void);
+extern void CountAppend(int64 events);
 
 /* in_flight.c */
 extern void WatchInFlightBatches(void);

@@ -47,8 +47,8 @@ SELECT is(ARRAY(SELECT proname::text FROM pg_proc
                 WHERE pronamespace = 'eventstore'::regnamespace
                   AND has_function_privilege('es_tap_nobody', oid, 'EXECUTE')
                 ORDER BY 1),
-          ARRAY['backfill_data', 'backfill_events', 'backfill_horizon', 'backfill_schema_version', 'backfill_types', 'backfill_upcasts', 'compare_read_models', 'log_holder', 'log_horizon', 'node_role', 'processor_claim_key', 'projection_progress', 'replaying', 'stream_partition', 'uuid_v7', 'worker_activity'],
-          'a role without grants may execute only the data-free helpers, compare_read_models, which reads as its caller, projection_progress, which answers only the readers of projection_status, replaying(), which tells a handler nothing but whether it replays, and backfill_events() and its helpers, which answer only inside a backfill (SE020 otherwise)');
+          ARRAY['backfill_data', 'backfill_events', 'backfill_horizon', 'backfill_schema_version', 'backfill_types', 'backfill_upcasts', 'compare_read_models', 'log_holder', 'log_horizon', 'metrics_rows', 'node_role', 'processor_claim_key', 'processor_progress', 'projection_progress', 'replaying', 'stream_partition', 'uuid_v7', 'worker_activity'],
+          'a role without grants may execute only the data-free helpers, compare_read_models, which reads as its caller, projection_progress, processor_progress and metrics_rows, which answer only the readers of projection_status, processors and metrics, replaying(), which tells a handler nothing but whether it replays, and backfill_events() and its helpers, which answer only inside a backfill (SE020 otherwise)');
 SET ROLE es_tap_nobody;
 SELECT is(pg_temp.error_of($$SELECT eventstore.projection_progress(1)$$),
           ARRAY['42501', 'permission denied for view projection_status',
