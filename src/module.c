@@ -29,7 +29,7 @@ int			WorkerPollInterval = 1000;
 int			WorkerRebuildThrottle = 0;
 int			WorkerRetryInterval = 10000;
 int			UnregisteredTypes = UNREGISTERED_ALLOW;
-bool		WorkerNotify = false;
+bool		WorkerNotify = true;
 
 static const struct config_enum_entry unregistered_types_options[] = {
 	{"allow", UNREGISTERED_ALLOW, false},
@@ -113,7 +113,7 @@ DefineSettings(void)
 							 "Whether a worker sends NOTIFY eventstore_events with the readable head when new events become readable.",
 							 "On, every append wakes the workers at commit.  A reload applies it.",
 							 &WorkerNotify,
-							 false,
+							 true,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pg_eventstore");

@@ -66,6 +66,9 @@ PRELOAD=pg_eventstore
 # the extension touches more pages: its streams rows).
 bench_configure "pg_eventstore benchmark" "$PRELOAD" <<EOF
 max_wal_size = 8GB   # over the shared 16GB
+# the append path alone: push (a worker's turn per wake-up at commit) is
+# measured by notify.sh
+pg_eventstore.notify = off
 $([ "${BENCH_PGSS:-0}" != 1 ] || echo "pg_stat_statements.track = 'all'")
 EOF
 bench_start_cluster
