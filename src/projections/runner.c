@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "core/kept_plans.h"
 #include "core/settings.h"
+#include "log/type_scan.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
 #include "read_models/read_models.h"
@@ -26,7 +27,7 @@
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
-static SPIPlanPtr batch_plan;
+static LogScanPlans batch_plans;
 static SPIPlanPtr head_plan;
 static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr skipped_events_plan;
@@ -67,14 +68,11 @@ FetchBatch(Projection *p, EventRows *rows, int limit, Snapshot snapshot,
 		Int64GetDatum(limit)
 	};
 	char		nulls[5] = {' ', ' ', ' ', types_null, ' '};
-
-	SPIPlanPtr	plan = KeptPlan(&batch_plan,
-								"SELECT * FROM eventstore.events"
-								" WHERE (transaction_id, global_position) > ($1, $2)"
-								" AND transaction_id < $3"
-								" AND ($4 IS NULL OR event_type = ANY ($4))"
-								" ORDER BY transaction_id, global_position LIMIT $5",
-								5, argtypes);
+	/* a few types: merged scans of each type's events (type_scan.c) */
+	SPIPlanPtr	plan = LogScanPlan(&batch_plans, &values[3], types_null == 'n',
+								   "(transaction_id, global_position) > ($1, $2)"
+								   " AND transaction_id < $3",
+								   "$4", "$5", 5, argtypes);
 	DestReceiver *dest = EventRowsDest(rows);
 
 	/* read-only SPI runs in the active snapshot: the batch's own */
