@@ -234,6 +234,17 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 	/* one buffer for every batch: no fresh memory to fault in each time */
 	EventRows  *rows = EventRowsCreate(ProjectionBatchSize);
 
+	/*
+	 * The progress is written once, when the run ends: every batch of it is
+	 * in the caller's one transaction, which commits them all or none, so a
+	 * write per batch would only leave a dead version of the registry row
+	 * per batch that no one can prune before the commit (a long
+	 * run_projection bloated the registry, and projection_status then read
+	 * through thousands of them and was planned for a large table).
+	 */
+	LogPlace	saved = p->checkpoint;
+	int64		unsaved = 0;
+
 	*at_head = false;
 	while (max_events <= 0 || total < max_events)
 	{
@@ -246,8 +257,6 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 		Parking		parking = {NIL, NULL};
 		int64	   *never_applied;
 		int			n_never;
-
-		LogPlace	before = p->checkpoint;
 
 		CHECK_FOR_INTERRUPTS();
 		if (max_events > 0 && max_events - total < limit)
@@ -267,9 +276,12 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 							   n_never, &parking, &error);
 		if (done > 0)
 			p->checkpoint = EventRowsPlace(rows, done - 1);
+		unsaved += done;
 		if (error != NULL)
 		{
-			SaveProjectionProgress(p, done);
+			SaveProjectionProgress(p, unsaved);
+			unsaved = 0;
+			saved = p->checkpoint;
 			RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
 									EventRowsId(rows, done));
 			UnregisterSnapshot(snapshot);
@@ -285,15 +297,15 @@ Replay(Projection *p, int64 max_events, bool *at_head)
 			 */
 			*at_head = FullTransactionIdFollows(horizon, p->replay_until);
 		}
-		/* an idle turn writes nothing (no xid, no commit to flush) */
-		if (done > 0 || CompareLogPlaces(p->checkpoint, before) != 0)
-			SaveProjectionProgress(p, done);
 		UnregisterSnapshot(snapshot);
 		total += done;
 		if (fetched < limit)
 			break;
 	}
 	MemoryContextSwitchTo(outer);
+	/* an idle run writes nothing (no xid, no commit to flush) */
+	if (unsaved > 0 || CompareLogPlaces(p->checkpoint, saved) != 0)
+		SaveProjectionProgress(p, unsaved);
 	MemoryContextDelete(batch_context);
 	return total;
 }
