@@ -68,8 +68,8 @@ STREAMS=10000
 for v in "$SMALL" "$LARGE" "$SECONDS_PER_RUN" "$ROUNDS" "$CHUNK" "$PORT" "$TIME_LIMIT"; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $v" >&2; exit 2; }
 done
-[ $((SMALL % (STREAMS * 100))) -eq 0 ] && [ $((LARGE % (STREAMS * 100))) -eq 0 ] ||
-	{ echo "SCALE_SMALL and SCALE_LARGE must be multiples of 1,000,000" >&2; exit 2; }
+[ $((SMALL % (STREAMS * 10))) -eq 0 ] && [ $((LARGE % (STREAMS * 10))) -eq 0 ] ||
+	{ echo "SCALE_SMALL and SCALE_LARGE must be multiples of 100,000" >&2; exit 2; }
 
 . test/bench/cluster.sh
 bench_prepare_cluster scalebench "${SCALE_KEEP:-0}" "${SCALE_WORKDIR:-/tmp/pg_eventstore-scalebench}" "$TIME_LIMIT" ""
@@ -249,7 +249,7 @@ for c in 1 4; do
 done
 
 # --- rebuilds ----------------------------------------------------------------
-declare -A REPLAY_SECS REPLAY_N STATUS_ROWS SPARSE
+declare -A REPLAY_SECS REPLAY_N STATUS_ROWS SPARSE MISSED
 # rebuild SIZE NAME HANDLER TYPES: create the projection over the loaded
 # log and run its rebuild to the head in calls of run_projection
 # (max_events => CHUNK), each its own transaction; prints the seconds taken.
@@ -277,10 +277,15 @@ for size in small large; do
 	# the status reads start with the rebuild and end when it is active
 	DB=$size psql_run -c "CALL bench.watch('all', 3000)" &
 	watcher=$!
+	blocks() { psql_value -F ' ' -c "SELECT blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()"; }
+	read -r read0 hit0 <<<"$(blocks)"
 	secs=$(rebuild "$size" all bench.apply_all NULL)
+	read -r read1 hit1 <<<"$(blocks)"
 	wait "$watcher"
 	REPLAY_SECS[$size,all]=$secs
-	echo "   $secs s, $(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }') events/s"
+	# the share of the blocks read that were not in shared_buffers
+	MISSED[$size]=$(awk -v r=$((read1 - read0)) -v h=$((hit1 - hit0)) 'BEGIN { printf "%.1f%%", (r + h > 0) ? 100 * r / (r + h) : 0 }')
+	echo "   $secs s, $(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }') events/s; ${MISSED[$size]} of the blocks read were not in shared_buffers"
 	nw=$(psql_value -c "SELECT count(*) FROM eventstore.events WHERE event_type = 'Withdrawn'")
 	echo "== $size log: rebuilding a projection of the Withdrawn events ($nw)"
 	secs=$(rebuild "$size" withdrawn bench.apply_withdrawn "'{Withdrawn}'")
@@ -289,6 +294,7 @@ for size in small large; do
 	REPLAY_N[$size]=$n
 	for v in eventstore.projection_status eventstore.processors eventstore.metrics; do
 		STATUS_ROWS[$size,$v]=$(psql_value -F ' ' -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+			round(percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::numeric, 2),
 			round(max(ms)::numeric, 2), count(*) FROM bench.status_reads WHERE view_name = '$v' HAVING count(*) > 0")
 	done
 	bad=$(psql_value -c "
@@ -313,7 +319,7 @@ for size in small large; do
 	RATE[$size]=$(awk -v n="${REPLAY_N[$size]}" -v s="${REPLAY_SECS[$size,all]}" 'BEGIN { printf "%.0f", n / s }')
 done
 t=$(awk -v l="${RATE[large]}" -v s="${RATE[small]}" 'BEGIN { printf "%.2f", l / s }')
-ROWS+=("| replay throughput: rebuild of a projection of every type, batch handler (one upsert a batch), in calls of run_projection(max_events => $(fmt "$CHUNK")) | $(fmt "${RATE[small]}") events/s | $(fmt "${RATE[large]}") events/s | $t | >= 0.90: $(verdict "$t") |")
+ROWS+=("| replay throughput: rebuild of a projection of every type, batch handler (one upsert a batch), in calls of run_projection(max_events => $(fmt "$CHUNK")) | $(fmt "${RATE[small]}") events/s (${MISSED[small]} of blocks read outside shared_buffers) | $(fmt "${RATE[large]}") events/s (${MISSED[large]}) | $t | >= 0.90: $(verdict "$t") |")
 for size in small large; do
 	SPARSE[$size]=$(awk -v w="${REPLAY_SECS[$size,withdrawn]}" -v a="${REPLAY_SECS[$size,all]}" 'BEGIN { printf "%.3f", w / a }')
 done
@@ -321,11 +327,11 @@ ROWS+=("| sparse replay: rebuild of a projection of Withdrawn only (1% of the lo
 awk -v a="${SPARSE[small]}" -v b="${SPARSE[large]}" 'BEGIN { exit !(a <= 0.05 && b <= 0.05) }' || ANY_MISSED=1
 for v in eventstore.projection_status eventstore.processors eventstore.metrics; do
 	[ -n "${STATUS_ROWS[small,$v]}" ] || [ -n "${STATUS_ROWS[large,$v]}" ] || continue
-	read -r s_med s_max s_n <<<"${STATUS_ROWS[small,$v]:-- - 0}"
-	read -r l_med l_max l_n <<<"${STATUS_ROWS[large,$v]:-- - 0}"
+	read -r s_med s_p90 s_max s_n <<<"${STATUS_ROWS[small,$v]:-- - - 0}"
+	read -r l_med l_p90 l_max l_n <<<"${STATUS_ROWS[large,$v]:-- - - 0}"
 	ok=$(awk -v a="$s_max" -v b="$l_max" 'BEGIN { print (a + 0 < 50 && b + 0 < 50) ? "ok" : "missed" }')
 	[ "$ok" = ok ] || ANY_MISSED=1
-	ROWS+=("| \`$v\` during that rebuild, ms per read, median (most; reads) | $s_med ($s_max; $s_n) | $l_med ($l_max; $l_n) | - | < 50 ms: $ok |")
+	ROWS+=("| \`$v\` during that rebuild, ms per read: median (90th percentile, most; reads) | $s_med ($s_p90, $s_max; $s_n) | $l_med ($l_p90, $l_max; $l_n) | - | every read < 50 ms: $ok |")
 done
 
 echo
