@@ -1190,6 +1190,34 @@ COMMENT ON FUNCTION eventstore.metrics_of() IS 'The work of metrics_rows, run as
 COMMENT ON FUNCTION eventstore.metrics_rows() IS 'The rows of eventstore.metrics, for the roles that may read it';
 COMMENT ON VIEW eventstore.metrics IS 'One row per metric, Prometheus-style (name, labels, value, counter or gauge, help), for postgres_exporter';
 
+
+-- Each type's events in log order: a projection or read_all that takes a
+-- few types reads them by one scan of this index per type, merged, instead
+-- of walking the whole log (src/log/type_scan.c).  Building it here blocks
+-- appends for as long as the build takes (README: Upgrading); to avoid
+-- that on a large log, build it first with CREATE INDEX CONCURRENTLY under
+-- this name and definition: the update then keeps it.
+CREATE INDEX IF NOT EXISTS events_type_order_idx
+	ON eventstore.events (event_type, transaction_id, global_position);
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_index i
+				   WHERE i.indexrelid = 'eventstore.events_type_order_idx'::regclass
+				   AND i.indrelid = 'eventstore.events'::regclass
+				   AND i.indisvalid AND NOT i.indisunique AND i.indpred IS NULL
+				   AND i.indexprs IS NULL
+				   AND pg_catalog.pg_get_indexdef(i.indexrelid) =
+					   'CREATE INDEX events_type_order_idx ON eventstore.events'
+					   ' USING btree (event_type, transaction_id, global_position)')
+	THEN
+		RAISE EXCEPTION 'index eventstore.events_type_order_idx is not the one pg_eventstore 0.3.0 needs'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'It must be a valid btree index on eventstore.events (event_type, transaction_id, global_position).',
+				  HINT = 'Drop it (DROP INDEX CONCURRENTLY eventstore.events_type_order_idx), create it again with that definition or let the update create it, then update again.';
+	END IF;
+END
+$$;
+
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).
 CREATE OR REPLACE VIEW eventstore.projection_status AS

@@ -21,6 +21,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "log/log.h"
+#include "log/type_scan.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -33,7 +34,7 @@ PG_FUNCTION_INFO_V1(eventstore_stream_revision);
 
 static SPIPlanPtr read_forwards_plan;
 static SPIPlanPtr read_backwards_plan;
-static SPIPlanPtr read_all_plan;
+static LogScanPlans read_all_plans;
 static SPIPlanPtr revision_plan;
 
 /* for a 0.2.0 schema, read until ALTER EXTENSION UPDATE: no tombstones */
@@ -174,6 +175,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			argtypes[7] = {XID8OID, INT8OID, TEXTARRAYOID, INT4OID, INT4OID,
 	INT8OID, XID8OID};
+	SPIPlanPtr	plan;
 
 	RequireNonNegative(after, "after_position",
 					   "Pass NULL or 0 to read from the start of the log.");
@@ -195,18 +197,14 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 	/* read-only SPI scans in the active snapshot: the horizon's own */
 	values[6] = FullTransactionIdGetDatum(LogHorizonOf(GetActiveSnapshot()));
 
-	ExecKeptPlanIntoSRF(fcinfo,
-						KeptPlan(&read_all_plan,
-								 "SELECT * FROM eventstore.events"
-								 " WHERE (transaction_id, global_position) > ($1, $2)"
-								 " AND transaction_id < $7"
-								 " AND ($3 IS NULL OR event_type = ANY ($3))"
-								 " AND ($4 IS NULL OR"
-								 " eventstore.stream_partition(stream_id, $5) = $4)"
-								 " ORDER BY transaction_id, global_position"
-								 " LIMIT $6",
-								 7, argtypes),
-						values, nulls, 0);
+	/* a few types: merged scans of each type's events (type_scan.c) */
+	plan = LogScanPlan(&read_all_plans, &values[2], PG_ARGISNULL(2),
+					   "(transaction_id, global_position) > ($1, $2)"
+					   " AND transaction_id < $7"
+					   " AND ($4 IS NULL OR"
+					   " eventstore.stream_partition(stream_id, $5) = $4)",
+					   "$3", "$6", 7, argtypes);
+	ExecKeptPlanIntoSRF(fcinfo, plan, values, nulls, 0);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "core/kept_plans.h"
 #include "core/settings.h"
+#include "log/type_scan.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
 #include "read_models/read_models.h"
@@ -26,8 +27,8 @@
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
-static SPIPlanPtr batch_plan;
-static SPIPlanPtr partition_batch_plan;
+static LogScanPlans batch_plans;
+static LogScanPlans partition_batch_plans;
 static SPIPlanPtr head_plan;
 static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr skipped_events_plan;
@@ -74,14 +75,12 @@ FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
 	SPIPlanPtr	plan;
 	DestReceiver *dest = EventRowsDest(rows);
 
+	/* a few types: merged scans of each type's events (type_scan.c) */
 	if (part == NULL)
-		plan = KeptPlan(&batch_plan,
-						"SELECT * FROM eventstore.events"
-						" WHERE (transaction_id, global_position) > ($1, $2)"
-						" AND transaction_id < $3"
-						" AND ($4 IS NULL OR event_type = ANY ($4))"
-						" ORDER BY transaction_id, global_position LIMIT $5",
-						5, argtypes);
+		plan = LogScanPlan(&batch_plans, &values[3], types_null == 'n',
+						   "(transaction_id, global_position) > ($1, $2)"
+						   " AND transaction_id < $3",
+						   "$4", "$5", 5, argtypes);
 	else
 	{
 		LogPlace	through = part->through;
@@ -95,15 +94,12 @@ FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
 		values[6] = Int64GetDatum(through.position);
 		values[7] = Int32GetDatum(part->count);
 		values[8] = Int32GetDatum(part->index);
-		plan = KeptPlan(&partition_batch_plan,
-						"SELECT * FROM eventstore.events"
-						" WHERE (transaction_id, global_position) > ($1, $2)"
-						" AND transaction_id < $3"
-						" AND ($4 IS NULL OR event_type = ANY ($4))"
-						" AND (transaction_id, global_position) <= ($6, $7)"
-						" AND eventstore.stream_partition(stream_id, $8) = $9"
-						" ORDER BY transaction_id, global_position LIMIT $5",
-						9, argtypes);
+		plan = LogScanPlan(&partition_batch_plans, &values[3], types_null == 'n',
+						   "(transaction_id, global_position) > ($1, $2)"
+						   " AND transaction_id < $3"
+						   " AND (transaction_id, global_position) <= ($6, $7)"
+						   " AND eventstore.stream_partition(stream_id, $8) = $9",
+						   "$4", "$5", 9, argtypes);
 	}
 
 	/* read-only SPI runs in the active snapshot: the batch's own */
@@ -277,6 +273,19 @@ Replay(Projection *p, int64 max_events, ReplayPartition *part, bool *at_head)
 	/* one buffer for every batch: no fresh memory to fault in each time */
 	EventRows  *rows = EventRowsCreate(ProjectionBatchSize);
 
+	/*
+	 * The progress (the projection's, or the partition's) is written once,
+	 * when the run ends: every batch of it is in the caller's one
+	 * transaction, which commits them all or none, so a write per batch
+	 * would only leave a dead version of the row per batch that no one can
+	 * prune before the commit (a long run_projection bloated the registry,
+	 * and projection_status then read through thousands of them and was
+	 * planned for a large table).
+	 */
+	LogPlace	saved = p->checkpoint;
+	int64		unsaved = 0;
+	bool		finished = false;	/* the partition is done now */
+
 	*at_head = false;
 	while (max_events <= 0 || total < max_events)
 	{
@@ -289,9 +298,6 @@ Replay(Projection *p, int64 max_events, ReplayPartition *part, bool *at_head)
 		Parking		parking = {NIL, NULL};
 		int64	   *never_applied;
 		int			n_never;
-		bool		finished = false;	/* the partition is done now */
-
-		LogPlace	before = p->checkpoint;
 
 		CHECK_FOR_INTERRUPTS();
 		if (max_events > 0 && max_events - total < limit)
@@ -311,9 +317,13 @@ Replay(Projection *p, int64 max_events, ReplayPartition *part, bool *at_head)
 							   n_never, &parking, &error);
 		if (done > 0)
 			p->checkpoint = EventRowsPlace(rows, done - 1);
+		unsaved += done;
 		if (error != NULL)
 		{
-			SaveReplayProgress(p, part, done);
+			SaveReplayProgress(p, part, unsaved);
+			unsaved = 0;
+			saved = p->checkpoint;
+			finished = false;
 			RecordProjectionFailure(p, error, EventRowsPosition(rows, done),
 									EventRowsId(rows, done));
 			UnregisterSnapshot(snapshot);
@@ -333,15 +343,15 @@ Replay(Projection *p, int64 max_events, ReplayPartition *part, bool *at_head)
 			if (part != NULL && *at_head && !part->done)
 				part->done = finished = true;
 		}
-		/* an idle turn writes nothing (no xid, no commit to flush) */
-		if (done > 0 || finished || CompareLogPlaces(p->checkpoint, before) != 0)
-			SaveReplayProgress(p, part, done);
 		UnregisterSnapshot(snapshot);
 		total += done;
 		if (fetched < limit)
 			break;
 	}
 	MemoryContextSwitchTo(outer);
+	/* an idle run writes nothing (no xid, no commit to flush) */
+	if (unsaved > 0 || finished || CompareLogPlaces(p->checkpoint, saved) != 0)
+		SaveReplayProgress(p, part, unsaved);
 	MemoryContextDelete(batch_context);
 	return total;
 }

@@ -182,9 +182,11 @@ cg_per_event() {
 # of LOAD_BATCH events to every stream (one append_to_stream a stream), so
 # that a stream's events are spread over the log as in real life, each round
 # split among up to 4 psql sessions; then VACUUM (ANALYZE) and a
-# checkpoint.  Needs the caller's psql_run; sets LOAD_SECONDS.
+# checkpoint.  With WITHDRAWN (a 4th argument) 1, one event in 100 of each
+# stream is a Withdrawn instead (the sparse type of scale.sh), the same
+# amounts.  Needs the caller's psql_run; sets LOAD_SECONDS.
 bench_load_deposits() {
-	local streams=$1 per_stream=$2 load_batch=$3 r k lo hi p pids
+	local streams=$1 per_stream=$2 load_batch=$3 withdrawn=${4:-0} r k lo hi p pids type
 	local rounds=$((per_stream / load_batch)) sessions start
 	sessions=$(nproc)
 	[ "$sessions" -le 4 ] || sessions=4
@@ -192,6 +194,9 @@ bench_load_deposits() {
 	start=$EPOCHREALTIME
 	for ((r = 0; r < rounds; r++)); do
 		pids=()
+		type="'Deposited'"
+		[ "$withdrawn" != 1 ] ||
+			type="CASE WHEN (s * 7919 + ($r * $load_batch + i) * 104729) % 100 = 0 THEN 'Withdrawn' ELSE 'Deposited' END"
 		for ((k = 0; k < sessions; k++)); do
 			lo=$((k * streams / sessions + 1))
 			hi=$(((k + 1) * streams / sessions))
@@ -199,7 +204,7 @@ bench_load_deposits() {
 	SELECT count(eventstore.append_to_stream('acct-' || s, b.events))
 	FROM generate_series($lo, $hi) s
 	CROSS JOIN LATERAL (
-		SELECT jsonb_agg(jsonb_build_object('type', 'Deposited', 'data',
+		SELECT jsonb_agg(jsonb_build_object('type', $type, 'data',
 				jsonb_build_object('amount', ((s * 7919 + ($r * $load_batch + i) * 104729) % 100000) * 0.01))
 			ORDER BY i) AS events
 		FROM generate_series(1, $load_batch) i) b" &

@@ -12,7 +12,8 @@
 # (preload pg_stat_statements and print where the time went; perturbs the
 # figures a little, on both sides), BENCH_TIME_LIMIT (seconds after the
 # build before the watchdog stops the run; default 30 x rounds x seconds +
-# 240).
+# 240), BENCH_NO_TYPE_INDEX=1 (drop events_type_order_idx before the runs:
+# what that index costs the appends).
 #
 # Exit status: 0 when every call of every run succeeded; 1 when any call
 # failed (or a run did not complete); 3 with BENCH_STRICT=1 when a ratio is
@@ -98,6 +99,12 @@ WHERE e.n = 200000 AND b.n = 200000
 EOF
 )"
 [ -n "${BASE_HI:-}" ] || { echo "the pre-filled events are not 2 x 200,000 gap-free positions" >&2; exit 2; }
+# BENCH_NO_TYPE_INDEX=1: the extension's appends without the index of each
+# type's events in log order (events_type_order_idx), to measure its cost
+if [ "${BENCH_NO_TYPE_INDEX:-0}" = 1 ]; then
+	echo "== without events_type_order_idx"
+	psql_run -c 'DROP INDEX eventstore.events_type_order_idx'
+fi
 
 # --- the pgbench scripts ---------------------------------------------------
 # Each pair does the same work; only the way differs.  pgbench runs them

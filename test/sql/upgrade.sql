@@ -54,8 +54,22 @@ TO upgrade_watcher WITH GRANT OPTION;
 SELECT pg_typeof(handler) AS handler_type, pg_typeof(owner) AS owner_type
 FROM eventstore.projections WHERE name = 'upgrade-counts';
 
+-- 0.3.0 adds the index of each type's events in log order; an index of
+-- its name that is another one fails the update, which changes nothing
+CREATE INDEX events_type_order_idx ON eventstore.events (event_type);
+\set SHOW_CONTEXT never
+ALTER EXTENSION pg_eventstore UPDATE TO '0.3.0';
+\set SHOW_CONTEXT errors
+SELECT extversion FROM pg_extension WHERE extname = 'pg_eventstore';
+DROP INDEX eventstore.events_type_order_idx;
+-- one built beforehand (concurrently, appends going on) is kept
+CREATE INDEX CONCURRENTLY events_type_order_idx
+	ON eventstore.events (event_type, transaction_id, global_position);
+SELECT 'eventstore.events_type_order_idx'::regclass::oid AS type_index \gset
+
 ALTER EXTENSION pg_eventstore UPDATE TO '0.3.0';
 SELECT extversion FROM pg_extension WHERE extname = 'pg_eventstore';
+SELECT 'eventstore.events_type_order_idx'::regclass::oid = :type_index AS kept_prebuilt_index;
 -- the handler by its signature and the owner by name, the projection intact
 SELECT handler, pg_typeof(handler) AS handler_type, owner = current_user AS owned_by_me,
        pg_typeof(owner) AS owner_type, status, "position"
