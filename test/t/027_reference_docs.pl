@@ -18,7 +18,8 @@ sql('CREATE EXTENSION pg_eventstore');
 my %internal = map { $_ => 1 } qw(
   refuse_log_change note_pending_skip event_schemas_changed projection_progress
   projection_progress_of log_ranks log_holder worker_activity processor_claim_key
-  refuse_events_from_publisher take_replicated_event);
+  refuse_events_from_publisher take_replicated_event append_counts
+  estimated_rows processor_progress_of metrics_of log_backlog);
 
 sub missing_from_readme
 {
