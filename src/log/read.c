@@ -14,14 +14,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "core/args.h"
+#include "core/catalog.h"
 #include "core/kept_plans.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "log/log.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
@@ -29,8 +37,6 @@ PG_FUNCTION_INFO_V1(eventstore_read_stream);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
 PG_FUNCTION_INFO_V1(eventstore_stream_revision);
 
-static SPIPlanPtr read_forwards_plan;
-static SPIPlanPtr read_backwards_plan;
 static SPIPlanPtr read_all_plan;
 static SPIPlanPtr revision_plan;
 
@@ -52,6 +58,55 @@ GetMaxCount(FunctionCallInfo fcinfo, int argno, char *null_flag)
 }
 
 /*
+ * Put up to max_count (-1: no limit) of the stream's events into the
+ * function's result, from revision `from` on in the scan's direction,
+ * through the (stream_id, revision) index and the active snapshot: what
+ * "SELECT * ... WHERE stream_id = $1 AND revision >= $2 ORDER BY revision
+ * LIMIT $3" returns, without an executor of its own (whose start-up cost a
+ * page of a stream as much as reading it).
+ */
+static void
+ScanStream(FunctionCallInfo fcinfo, text *stream_id, int64 from,
+		   int64 max_count, bool backwards)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	events = table_open(EventstoreRelid("events"), AccessShareLock);
+	Relation	index = index_open(EventstoreRelid("events_stream_id_revision_key"),
+								   AccessShareLock);
+	Snapshot	snapshot = GetActiveSnapshot();
+	TupleTableSlot *slot = table_slot_create(events, NULL);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int64		count = 0;
+
+	/* index column numbers; the stream under its column's collation */
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(events),
+										 EVENTS_STREAM_ID - 1)->attcollation,
+						   F_TEXTEQ, PointerGetDatum(stream_id));
+	if (backwards)
+		ScanKeyInit(&keys[1], 2, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(from));
+	else
+		ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(from));
+
+	scan = index_beginscan(events, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while ((max_count < 0 || count < max_count) &&
+		   index_getnext_slot(scan, backwards ? BackwardScanDirection
+							  : ForwardScanDirection, slot))
+	{
+		tuplestore_puttupleslot(rsinfo->setResult, slot);
+		count++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(events, NoLock);
+}
+
+/*
  * SQL: read_stream(stream_id, from_revision, max_count, backwards)
  * A stream that does not exist reads as empty.
  */
@@ -61,10 +116,8 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	text	   *stream_id = RequireStreamId(fcinfo, 0);
 	bool		backwards = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
 	int64		from;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
-	SPIPlanPtr	plan;
+	char		no_limit;
+	Datum		max_count;
 
 	if (PG_ARGISNULL(1))
 		from = backwards ? PG_INT64_MAX : 0;
@@ -81,26 +134,11 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 					 errhint(backwards ? "Pass NULL or -1 to read backwards from the stream's end."
 							 : "Pass 0 to read from the stream's start.")));
 	}
-	values[0] = PointerGetDatum(stream_id);
-	values[1] = Int64GetDatum(from);
-	values[2] = GetMaxCount(fcinfo, 2, &nulls[2]);
+	max_count = GetMaxCount(fcinfo, 2, &no_limit);
 
 	InitMaterializedSRF(fcinfo, 0);
-	ConnectSpi();
-	if (backwards)
-		plan = KeptPlan(&read_backwards_plan,
-						"SELECT * FROM eventstore.events"
-						" WHERE stream_id = $1 AND revision <= $2"
-						" ORDER BY revision DESC LIMIT $3",
-						3, argtypes);
-	else
-		plan = KeptPlan(&read_forwards_plan,
-						"SELECT * FROM eventstore.events"
-						" WHERE stream_id = $1 AND revision >= $2"
-						" ORDER BY revision LIMIT $3",
-						3, argtypes);
-	ExecKeptPlanIntoSRF(fcinfo, plan, values, nulls, 0);
-	SPI_finish();
+	ScanStream(fcinfo, stream_id, from,
+			   no_limit == 'n' ? -1 : DatumGetInt64(max_count), backwards);
 	return (Datum) 0;
 }
 
