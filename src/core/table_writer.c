@@ -165,6 +165,49 @@ TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 }
 
 /*
+ * Begin a scan of table t's primary key for the row with these keys (set
+ * with TableWriterKey, by table column), through the index the writer has
+ * open already for its inserts: no lookup, lock or slot of its own per call,
+ * as a catalog scan (systable_beginscan) would take.
+ */
+static IndexScanDesc
+BeginPrimaryKeyScan(TableWriter *w, int t, int nkeys, ScanKey keys,
+					Snapshot snapshot)
+{
+	ResultRelInfo *info = w->tables[t];
+	Relation	rel = info->ri_RelationDesc;
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Relation	index = NULL;
+	ScanKeyData index_keys[INDEX_MAX_KEYS];
+	IndexScanDesc scan;
+
+	Assert(nkeys <= INDEX_MAX_KEYS);
+	for (int i = 0; i < info->ri_NumIndices && index == NULL; i++)
+		if (RelationGetRelid(info->ri_IndexRelationDescs[i]) == pkey)
+			index = info->ri_IndexRelationDescs[i];
+	if (index == NULL)
+		elog(ERROR, "%s has no primary key", RelationGetRelationName(rel));
+
+	/* the keys name table columns; the index numbers its own */
+	for (int k = 0; k < nkeys; k++)
+	{
+		int			column = 0;
+
+		index_keys[k] = keys[k];
+		for (int i = 0; i < IndexRelationGetNumberOfKeyAttributes(index); i++)
+			if (index->rd_index->indkey.values[i] == keys[k].sk_attno)
+				column = i + 1;
+		if (column == 0)
+			elog(ERROR, "column %d is not in the primary key of %s",
+				 keys[k].sk_attno, RelationGetRelationName(rel));
+		index_keys[k].sk_attno = column;
+	}
+	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, index_keys, nkeys, NULL, 0);
+	return scan;
+}
+
+/*
  * Find table t's row by its primary key and lock its newest version for
  * update, waiting or not as `policy` says (a primary key lookup: keys are
  * set with TableWriterKey).  Returns the locked row, or NULL
@@ -179,20 +222,19 @@ LockRow(TableWriter *w, int t, int nkeys, ScanKey keys, LockWaitPolicy policy,
 {
 	Relation	rel = w->tables[t]->ri_RelationDesc;
 	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	SysScanDesc scan;
-	HeapTuple	found;
+	IndexScanDesc scan;
+	bool		found;
 	ItemPointerData tid;
 	TM_FailureData tmfd;
 	TM_Result	result;
 
 	*busy = false;
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
-							  snapshot, nkeys, keys);
-	found = systable_getnext(scan);
-	if (found != NULL)
-		tid = found->t_self;
-	systable_endscan(scan);
-	if (found == NULL)
+	scan = BeginPrimaryKeyScan(w, t, nkeys, keys, snapshot);
+	found = index_getnext_slot(scan, ForwardScanDirection, w->locked[t]);
+	if (found)
+		tid = w->locked[t]->tts_tid;
+	index_endscan(scan);
+	if (!found)
 	{
 		UnregisterSnapshot(snapshot);
 		return NULL;
@@ -236,16 +278,14 @@ LockRow(TableWriter *w, int t, int nkeys, ScanKey keys, LockWaitPolicy policy,
 static bool
 RowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
 {
-	Relation	rel = w->tables[t]->ri_RelationDesc;
 	SnapshotData dirty;
-	SysScanDesc scan;
+	IndexScanDesc scan;
 	bool		found;
 
 	InitDirtySnapshot(dirty);
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
-							  &dirty, nkeys, keys);
-	found = systable_getnext(scan) != NULL;
-	systable_endscan(scan);
+	scan = BeginPrimaryKeyScan(w, t, nkeys, keys, &dirty);
+	found = index_getnext_slot(scan, ForwardScanDirection, w->locked[t]);
+	index_endscan(scan);
 	return found;
 }
 

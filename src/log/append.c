@@ -28,7 +28,6 @@
 #include "schemas/schemas.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
@@ -338,10 +337,13 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 	return current + 1;
 }
 
-/* Append a validated batch and return the append_result datum. */
+/*
+ * Append a validated batch and return the append_result datum; `operation`
+ * names the SQL function in errors.
+ */
 static Datum
-AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
-			Expectation expect)
+AppendBatch(FunctionCallInfo fcinfo, const char *operation, text *stream_id,
+			EventBatch *batch, Expectation expect)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	AppendResult result;
@@ -376,7 +378,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 				batch->events[i].id = ids[next++];
 	}
 
-	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
+	writer = LogWriterOpen(operation);
 	RefuseAppendOnSubscriber(LogWriterEvents(writer));
 	/* every event matches its type's schema before anything is written */
 	CheckBatchSchemas(batch);
@@ -445,7 +447,7 @@ eventstore_append_to_stream(PG_FUNCTION_ARGS)
 
 	RequireArgNotNull(fcinfo, 1, "events", "Pass a JSON array of event objects.");
 	batch = EventBatchFromJsonb(PG_GETARG_JSONB_P(1));
-	PG_RETURN_DATUM(AppendBatch(fcinfo, stream_id, batch,
+	PG_RETURN_DATUM(AppendBatch(fcinfo, "append_to_stream", stream_id, batch,
 								GetExpectation(fcinfo, 2)));
 }
 
@@ -468,6 +470,6 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 	batch = EventBatchFromOne(PG_GETARG_TEXT_PP(1), data,
 							  PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
 							  PG_ARGISNULL(5) ? NULL : PG_GETARG_UUID_P(5));
-	PG_RETURN_DATUM(AppendBatch(fcinfo, stream_id, batch,
+	PG_RETURN_DATUM(AppendBatch(fcinfo, "append_event", stream_id, batch,
 								GetExpectation(fcinfo, 4)));
 }
