@@ -310,6 +310,15 @@ CreateNewStream(void *arg)
  * writer's own key plus `offset`, raised to the stream's previous key,
  * which the locked row keeps), or -1 with *result filled when the batch is
  * a retry of one already stored.
+ *
+ * A batch of generated ids, which cannot be a retry, takes the stream's row
+ * as an UPDATE would: the version found is checked and then updated, which
+ * locks it, with no lock of its own before (LogWriterLockStream's `find`).
+ * Nothing is decided for good before that update succeeded: a mismatch is
+ * checked again on the locked row (a transaction that held it may have
+ * ended since), and a row changed before the update is locked and checked
+ * again.  So the check is still made on the newest version, held until
+ * commit, and before any position is taken.
  */
 static int64
 LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
@@ -320,21 +329,38 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 	OwnLogKey(offset), LogWriterKeepsStreamKeys(writer)};
 	int64		current;
 	FullTransactionId previous;
+	/* a retry is compared with the log under the stream's lock */
+	bool		find = !batch->any_id_given;
 
-	*key = ns.key;
-	if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream, &ns))
-		return 0;
-	if (batch->any_id_given &&
-		FindRetry(stream_id, batch, expect, result, spi))
-		return -1;
-	if (!MatchesExistingStream(expect, current))
-		ReportWrongRevision(stream_id, expect, true, current);
-	previous = LogWriterStreamKey(writer);
-	if (!FullTransactionIdIsValid(previous))
-		previous = StreamEventKey(LogWriterEvents(writer), stream_id, current);
-	*key = KeyAfter(*key, previous);
-	LogWriterAdvanceStream(writer, current + batch->count, *key, now);
-	return current + 1;
+	for (;;)
+	{
+		bool		found_only;
+
+		*key = ns.key;
+		if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream,
+								 &ns, find, &found_only))
+			return 0;
+		if (batch->any_id_given &&
+			FindRetry(stream_id, batch, expect, result, spi))
+			return -1;
+		if (!MatchesExistingStream(expect, current))
+		{
+			if (found_only)
+			{
+				find = false;
+				continue;
+			}
+			ReportWrongRevision(stream_id, expect, true, current);
+		}
+		previous = LogWriterStreamKey(writer);
+		if (!FullTransactionIdIsValid(previous))
+			previous = StreamEventKey(LogWriterEvents(writer), stream_id, current);
+		*key = KeyAfter(*key, previous);
+		if (LogWriterAdvanceStream(writer, current + batch->count, *key, now))
+			return current + 1;
+		/* changed since it was found: lock it and decide again */
+		find = false;
+	}
 }
 
 /*
