@@ -76,6 +76,8 @@ ScanStream(FunctionCallInfo fcinfo, text *stream_id, int64 from,
 	Snapshot	snapshot = GetActiveSnapshot();
 	TupleTableSlot *slot = table_slot_create(events, NULL);
 	ScanKeyData keys[2];
+	/* a bound at the stream's very start or end holds for every revision */
+	int			nkeys = from == (backwards ? PG_INT64_MAX : 0) ? 1 : 2;
 	IndexScanDesc scan;
 	int64		count = 0;
 
@@ -91,8 +93,8 @@ ScanStream(FunctionCallInfo fcinfo, text *stream_id, int64 from,
 		ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(from));
 
-	scan = index_beginscan(events, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = index_beginscan(events, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 	while ((max_count < 0 || count < max_count) &&
 		   index_getnext_slot(scan, backwards ? BackwardScanDirection
 							  : ForwardScanDirection, slot))
