@@ -211,7 +211,11 @@ ExecKeptPlanInto(SPIPlanPtr plan, Datum *values, const char *nulls,
 /*
  * Run a read-only kept plan and stream its rows straight into the
  * materialized result of the set-returning function fcinfo, with no copy in
- * between.
+ * between.  The rows go in as the scan found them, out-of-line values
+ * still toasted (as PL/pgSQL's RETURN QUERY stores them): the function's
+ * caller reads them within its own query, under the snapshot that keeps
+ * them, and detoasting every row on the way in (deforming it, then forming
+ * it again) cost a read more than the scan itself.
  */
 void
 ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum *values,
@@ -222,7 +226,7 @@ ExecKeptPlanIntoSRF(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum *values,
 
 	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
 									rsinfo->econtext->ecxt_per_query_memory,
-									true, NULL, NULL);
+									false, NULL, NULL);
 	ExecKeptPlanInto(plan, values, nulls, dest, count);
 	dest->rDestroy(dest);
 }

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -43,6 +44,7 @@ struct TableWriter
 	int			ntables;
 	ResultRelInfo *tables[MAX_TABLES];
 	TupleTableSlot *locked[MAX_TABLES];	/* the row locked, per table */
+	bool		unlocked[MAX_TABLES];	/* ... or only found (FindOrCreate) */
 	TupleTableSlot *building[MAX_TABLES];	/* a row being built, per table */
 };
 
@@ -165,6 +167,87 @@ TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
 }
 
 /*
+ * Begin a scan of table t's primary key for the row with these keys (set
+ * with TableWriterKey, by table column), through the index the writer has
+ * open already for its inserts: no lookup, lock or slot of its own per call,
+ * as a catalog scan (systable_beginscan) would take.
+ */
+static IndexScanDesc
+BeginPrimaryKeyScan(TableWriter *w, int t, int nkeys, ScanKey keys,
+					Snapshot snapshot)
+{
+	ResultRelInfo *info = w->tables[t];
+	Relation	rel = info->ri_RelationDesc;
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Relation	index = NULL;
+	ScanKeyData index_keys[INDEX_MAX_KEYS];
+	IndexScanDesc scan;
+
+	Assert(nkeys <= INDEX_MAX_KEYS);
+	for (int i = 0; i < info->ri_NumIndices && index == NULL; i++)
+		if (RelationGetRelid(info->ri_IndexRelationDescs[i]) == pkey)
+			index = info->ri_IndexRelationDescs[i];
+	if (index == NULL)
+		elog(ERROR, "%s has no primary key", RelationGetRelationName(rel));
+
+	/* the keys name table columns; the index numbers its own */
+	for (int k = 0; k < nkeys; k++)
+	{
+		int			column = 0;
+
+		index_keys[k] = keys[k];
+		for (int i = 0; i < IndexRelationGetNumberOfKeyAttributes(index); i++)
+			if (index->rd_index->indkey.values[i] == keys[k].sk_attno)
+				column = i + 1;
+		if (column == 0)
+			elog(ERROR, "column %d is not in the primary key of %s",
+				 keys[k].sk_attno, RelationGetRelationName(rel));
+		index_keys[k].sk_attno = column;
+	}
+	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, index_keys, nkeys, NULL, 0);
+	return scan;
+}
+
+/*
+ * May the version of table t's row just found be updated without locking
+ * it first (TableWriterFindOrCreate)?  Only under READ COMMITTED, where an
+ * UPDATE too would build on the newest version; only when the table has no
+ * update triggers or generated columns, which TableWriterUpdate's own
+ * update of a found row leaves to ExecSimpleRelationUpdate; and only when
+ * no transaction has locked or changed the version (no xmax), so that a
+ * hot row's waiters go the usual way.  A version changed meanwhile is
+ * caught by the update itself.  The header is read under the buffer pin
+ * alone: a hint, which the update checks under the buffer's lock.
+ */
+static bool
+MayUpdateUnlocked(TableWriter *w, int t)
+{
+	Relation	rel = w->tables[t]->ri_RelationDesc;
+	TriggerDesc *triggers = w->tables[t]->ri_TrigDesc;
+	HeapTupleHeader header;
+	bool		should_free;
+	HeapTuple	tuple;
+
+	if (IsolationUsesXactSnapshot() ||
+		(triggers != NULL && (triggers->trig_update_before_row ||
+							  triggers->trig_update_after_row ||
+							  triggers->trig_update_instead_row ||
+							  triggers->trig_update_before_statement ||
+							  triggers->trig_update_after_statement ||
+							  triggers->trig_update_new_table ||
+							  triggers->trig_update_old_table)) ||
+		(rel->rd_att->constr != NULL && rel->rd_att->constr->has_generated_stored) ||
+		rel->rd_rel->relispartition)
+		return false;
+	tuple = ExecFetchSlotHeapTuple(w->locked[t], false, &should_free);
+	Assert(!should_free);
+	header = tuple->t_data;
+	return (header->t_infomask & HEAP_XMAX_INVALID) != 0 ||
+		!TransactionIdIsValid(HeapTupleHeaderGetRawXmax(header));
+}
+
+/*
  * Find table t's row by its primary key and lock its newest version for
  * update, waiting or not as `policy` says (a primary key lookup: keys are
  * set with TableWriterKey).  Returns the locked row, or NULL
@@ -175,27 +258,33 @@ TableWriterKey(TableWriter *w, int t, ScanKey key, AttrNumber attno,
  */
 static TupleTableSlot *
 LockRow(TableWriter *w, int t, int nkeys, ScanKey keys, LockWaitPolicy policy,
-		const char *what, bool *busy)
+		const char *what, bool find, bool *busy)
 {
 	Relation	rel = w->tables[t]->ri_RelationDesc;
 	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	SysScanDesc scan;
-	HeapTuple	found;
+	IndexScanDesc scan;
+	bool		found;
 	ItemPointerData tid;
 	TM_FailureData tmfd;
 	TM_Result	result;
 
 	*busy = false;
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
-							  snapshot, nkeys, keys);
-	found = systable_getnext(scan);
-	if (found != NULL)
-		tid = found->t_self;
-	systable_endscan(scan);
-	if (found == NULL)
+	scan = BeginPrimaryKeyScan(w, t, nkeys, keys, snapshot);
+	found = index_getnext_slot(scan, ForwardScanDirection, w->locked[t]);
+	if (found)
+		tid = w->locked[t]->tts_tid;
+	index_endscan(scan);
+	w->unlocked[t] = false;
+	if (!found)
 	{
 		UnregisterSnapshot(snapshot);
 		return NULL;
+	}
+	if (find && MayUpdateUnlocked(w, t))
+	{
+		UnregisterSnapshot(snapshot);
+		w->unlocked[t] = true;
+		return w->locked[t];
 	}
 
 	/*
@@ -236,16 +325,14 @@ LockRow(TableWriter *w, int t, int nkeys, ScanKey keys, LockWaitPolicy policy,
 static bool
 RowExists(TableWriter *w, int t, int nkeys, ScanKey keys)
 {
-	Relation	rel = w->tables[t]->ri_RelationDesc;
 	SnapshotData dirty;
-	SysScanDesc scan;
+	IndexScanDesc scan;
 	bool		found;
 
 	InitDirtySnapshot(dirty);
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true,
-							  &dirty, nkeys, keys);
-	found = systable_getnext(scan) != NULL;
-	systable_endscan(scan);
+	scan = BeginPrimaryKeyScan(w, t, nkeys, keys, &dirty);
+	found = index_getnext_slot(scan, ForwardScanDirection, w->locked[t]);
+	index_endscan(scan);
 	return found;
 }
 
@@ -258,6 +345,29 @@ SeeOwnWrites(TableWriter *w)
 {
 	CommandCounterIncrement();
 	w->estate->es_output_cid = GetCurrentCommandId(true);
+}
+
+/* TableWriterLockOrCreate, and TableWriterFindOrCreate when `find`. */
+static RowLockResult
+LockOrCreate(TableWriter *w, int t, int nkeys, ScanKey keys, const char *what,
+			 bool wait, bool find, RowCreator create, void *arg)
+{
+	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
+	{
+		bool		busy;
+
+		if (LockRow(w, t, nkeys, keys, wait ? LockWaitBlock : LockWaitSkip,
+					what, find, &busy) != NULL)
+			return w->unlocked[t] ? ROW_FOUND : ROW_LOCKED;
+		if (busy || (!wait && RowExists(w, t, nkeys, keys)))
+			return ROW_BUSY;
+		if (create(arg) || !wait)
+			return ROW_CREATED;
+		/* a concurrent creator won, or ours wants its row locked: look again */
+		SeeOwnWrites(w);
+	}
+	elog(ERROR, "%s could not be created or locked", what);
+	return ROW_BUSY;			/* keep the compiler quiet */
 }
 
 /*
@@ -273,25 +383,27 @@ TableWriterLockOrCreate(TableWriter *w, int t, int nkeys, ScanKey keys,
 						const char *what, bool wait, RowCreator create,
 						void *arg)
 {
-	for (int attempt = 0; attempt < MAX_CREATE_RACES; attempt++)
-	{
-		bool		busy;
-
-		if (LockRow(w, t, nkeys, keys, wait ? LockWaitBlock : LockWaitSkip,
-					what, &busy) != NULL)
-			return ROW_LOCKED;
-		if (busy || (!wait && RowExists(w, t, nkeys, keys)))
-			return ROW_BUSY;
-		if (create(arg) || !wait)
-			return ROW_CREATED;
-		/* a concurrent creator won, or ours wants its row locked: look again */
-		SeeOwnWrites(w);
-	}
-	elog(ERROR, "%s could not be created or locked", what);
-	return ROW_BUSY;			/* keep the compiler quiet */
+	return LockOrCreate(w, t, nkeys, keys, what, wait, false, create, arg);
 }
 
-/* The row of table t that TableWriterLockOrCreate locked last. */
+/*
+ * TableWriterLockOrCreate with wait, for a row the caller will update
+ * (TableWriterUpdate) or leave alone: the row's newest version may come
+ * back found but not locked (ROW_FOUND) when no transaction holds it, which
+ * saves its lock (a WAL record and a change of its page) on the usual path
+ * of a row that is read and then updated at once.  Until the update has
+ * succeeded, the row may change under the caller: it decides nothing for
+ * good from a found row before TableWriterUpdate said so, and starts again
+ * with TableWriterLockOrCreate when that update finds the row changed.
+ */
+RowLockResult
+TableWriterFindOrCreate(TableWriter *w, int t, int nkeys, ScanKey keys,
+						const char *what, RowCreator create, void *arg)
+{
+	return LockOrCreate(w, t, nkeys, keys, what, true, true, create, arg);
+}
+
+/* The row of table t that TableWriterLockOrCreate (or FindOrCreate) gave last. */
 TupleTableSlot *
 TableWriterLockedRow(TableWriter *w, int t)
 {
@@ -335,11 +447,68 @@ TableWriterInsert(TableWriter *w, int t, TupleTableSlot *row)
 	ExecSimpleRelationInsert(w->tables[t], w->estate, row);
 }
 
-/* Replace table t's locked row with a filled-in one. */
-void
+/*
+ * Update the version of table t's row that TableWriterFindOrCreate found
+ * without locking it, as ExecSimpleRelationUpdate does (MayUpdateUnlocked
+ * left out the triggers and generated columns it would also handle), but
+ * saying false, with nothing written, when a concurrent transaction
+ * changed the version after our snapshot (having waited for it to end).
+ */
+static bool
+UpdateUnlocked(TableWriter *w, int t, TupleTableSlot *row)
+{
+	ResultRelInfo *info = w->tables[t];
+	Relation	rel = info->ri_RelationDesc;
+	ItemPointerData tid = w->locked[t]->tts_tid;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	TM_Result	result;
+	List	   *recheck = NIL;
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
+#else
+	bool		update_indexes;
+#endif
+
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	if (rel->rd_att->constr)
+		ExecConstraints(info, row, w->estate);
+	result = table_tuple_update(rel, &tid, row, w->estate->es_output_cid,
+								w->estate->es_snapshot, InvalidSnapshot, true,
+								&tmfd, &lockmode, &update_indexes);
+	if (result == TM_Updated || result == TM_Deleted)
+		return false;
+	if (result != TM_Ok)
+		elog(ERROR, "unexpected result %d updating a row of %s", (int) result,
+			 RelationGetRelationName(rel));
+#if PG_VERSION_NUM >= 160000
+	if (info->ri_NumIndices > 0 && update_indexes != TU_None)
+		recheck = ExecInsertIndexTuples(info, row, w->estate, true, false,
+										NULL, NIL,
+										update_indexes == TU_Summarizing);
+#else
+	if (info->ri_NumIndices > 0 && update_indexes)
+		recheck = ExecInsertIndexTuples(info, row, w->estate, true, false,
+										NULL, NIL);
+#endif
+	list_free(recheck);
+	w->unlocked[t] = false;
+	return true;
+}
+
+/*
+ * Replace table t's row, as TableWriterLockOrCreate locked it or
+ * TableWriterFindOrCreate found it, with a filled-in one.  False, with
+ * nothing written, only for a found row changed meanwhile by another
+ * transaction: the caller looks again with TableWriterLockOrCreate.
+ */
+bool
 TableWriterUpdate(TableWriter *w, int t, TupleTableSlot *row)
 {
 	ExecStoreVirtualTuple(row);
+	if (w->unlocked[t])
+		return UpdateUnlocked(w, t, row);
 	ExecSimpleRelationUpdate(w->tables[t], w->estate, &w->epqstate,
 							 w->locked[t], row);
+	return true;
 }

@@ -16,6 +16,7 @@ typedef struct TableWriter TableWriter;
 typedef enum RowLockResult
 {
 	ROW_LOCKED,					/* it existed and is locked */
+	ROW_FOUND,					/* it exists, found but not locked */
 	ROW_CREATED,				/* the creator inserted it */
 	ROW_BUSY					/* another transaction holds it (no wait) */
 } RowLockResult;
@@ -38,11 +39,14 @@ extern RowLockResult TableWriterLockOrCreate(TableWriter *w, int t, int nkeys,
 											 ScanKey keys, const char *what,
 											 bool wait, RowCreator create,
 											 void *arg);
+extern RowLockResult TableWriterFindOrCreate(TableWriter *w, int t, int nkeys,
+											 ScanKey keys, const char *what,
+											 RowCreator create, void *arg);
 extern Relation TableWriterRelation(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterLockedRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterNewRow(TableWriter *w, int t);
 extern TupleTableSlot *TableWriterCopyOfLocked(TableWriter *w, int t);
 extern void TableWriterInsert(TableWriter *w, int t, TupleTableSlot *row);
-extern void TableWriterUpdate(TableWriter *w, int t, TupleTableSlot *row);
+extern bool TableWriterUpdate(TableWriter *w, int t, TupleTableSlot *row);
 
 #endif							/* ES_TABLE_WRITER_H */

@@ -28,7 +28,6 @@
 #include "schemas/schemas.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
@@ -288,6 +287,9 @@ FindRetry(text *stream_id, EventBatch *batch, Expectation expect,
 	return true;
 }
 
+static bool StreamRevisionMatches(Expectation expect, int64 current,
+								  StreamDeletion deletion);
+
 /* Does the existing stream's revision match the expectation? */
 static bool
 MatchesExistingStream(Expectation expect, int64 current)
@@ -308,13 +310,21 @@ CheckLockedStreamRevision(text *stream_id, bool any, int64 expected,
 {
 	Expectation expect = {any, expected};
 
+	if (!StreamRevisionMatches(expect, current, deletion))
+		ReportWrongRevision(stream_id, expect, !deletion.deleted, current);
+}
+
+/*
+ * Does the expectation match a stream at revision `current` with that
+ * tombstone?  A stream that reads as deleted (soft) is no stream: only -1
+ * and NULL match it.
+ */
+static bool
+StreamRevisionMatches(Expectation expect, int64 current, StreamDeletion deletion)
+{
 	if (deletion.deleted)
-	{
-		if (!any && expected != ES_EXPECT_NO_STREAM)
-			ReportWrongRevision(stream_id, expect, false, current);
-	}
-	else if (!MatchesExistingStream(expect, current))
-		ReportWrongRevision(stream_id, expect, true, current);
+		return expect.any || expect.revision == ES_EXPECT_NO_STREAM;
+	return MatchesExistingStream(expect, current);
 }
 
 /* What creating a new stream's row needs to know (LockAndCheckStream). */
@@ -355,6 +365,15 @@ CreateNewStream(void *arg)
  * writer's own key plus `offset`, raised to the stream's previous key,
  * which the locked row keeps), or -1 with *result filled when the batch is
  * a retry of one already stored.
+ *
+ * A batch of generated ids, which cannot be a retry, takes the stream's row
+ * as an UPDATE would: the version found is checked and then updated, which
+ * locks it, with no lock of its own before (LogWriterLockStream's `find`).
+ * Nothing is decided for good before that update succeeded: a mismatch is
+ * checked again on the locked row (a transaction that held it may have
+ * ended since), and a row changed before the update is locked and checked
+ * again.  So the check is still made on the newest version, held until
+ * commit, and before any position is taken.
  */
 static int64
 LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
@@ -365,32 +384,54 @@ LockAndCheckStream(LogWriter *writer, text *stream_id, EventBatch *batch,
 	OwnLogKey(offset), LogWriterKeepsStreamKeys(writer)};
 	int64		current;
 	FullTransactionId previous;
-	StreamDeletion deletion;
+	/* a retry is compared with the log under the stream's lock */
+	bool		find = !batch->any_id_given;
 
-	*key = ns.key;
-	if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream, &ns))
-		return 0;
-	deletion = LogWriterStreamDeletion(writer);
-	/* a retry of events deleted for good is no retry: they are gone */
-	if (deletion.hard)
-		ReportStreamDeletedForGood(stream_id, "an append to it");
-	if (batch->any_id_given &&
-		FindRetry(stream_id, batch, expect, deletion.revision, result, spi))
-		return -1;
-	CheckLockedStreamRevision(stream_id, expect.any, expect.revision, current,
-							  deletion);
-	previous = LogWriterStreamKey(writer);
-	if (!FullTransactionIdIsValid(previous))
-		previous = StreamEventKey(LogWriterEvents(writer), stream_id, current);
-	*key = KeyAfter(*key, previous);
-	LogWriterAdvanceStream(writer, current + batch->count, *key, now);
-	return current + 1;
+	for (;;)
+	{
+		bool		found_only;
+		StreamDeletion deletion;
+
+		*key = ns.key;
+		if (!LogWriterLockStream(writer, stream_id, &current, CreateNewStream,
+								 &ns, find, &found_only))
+			return 0;
+		deletion = LogWriterStreamDeletion(writer);
+		/* a retry of events deleted for good is no retry: they are gone */
+		if (deletion.hard)
+			ReportStreamDeletedForGood(stream_id, "an append to it");
+		if (batch->any_id_given &&
+			FindRetry(stream_id, batch, expect, deletion.revision, result, spi))
+			return -1;
+		if (!StreamRevisionMatches(expect, current, deletion))
+		{
+			/* decided on a row found without its lock: lock it, decide again */
+			if (found_only)
+			{
+				find = false;
+				continue;
+			}
+			CheckLockedStreamRevision(stream_id, expect.any, expect.revision,
+									  current, deletion);
+		}
+		previous = LogWriterStreamKey(writer);
+		if (!FullTransactionIdIsValid(previous))
+			previous = StreamEventKey(LogWriterEvents(writer), stream_id, current);
+		*key = KeyAfter(*key, previous);
+		if (LogWriterAdvanceStream(writer, current + batch->count, *key, now))
+			return current + 1;
+		/* changed since it was found: lock it and decide again */
+		find = false;
+	}
 }
 
-/* Append a validated batch and return the append_result datum. */
+/*
+ * Append a validated batch and return the append_result datum; `operation`
+ * names the SQL function in errors.
+ */
 static Datum
-AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
-			Expectation expect)
+AppendBatch(FunctionCallInfo fcinfo, const char *operation, text *stream_id,
+			EventBatch *batch, Expectation expect)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	AppendResult result;
@@ -425,7 +466,7 @@ AppendBatch(FunctionCallInfo fcinfo, text *stream_id, EventBatch *batch,
 				batch->events[i].id = ids[next++];
 	}
 
-	writer = LogWriterOpen(get_func_name(fcinfo->flinfo->fn_oid));
+	writer = LogWriterOpen(operation);
 	RefuseAppendOnSubscriber(LogWriterEvents(writer));
 	/* every event matches its type's schema before anything is written */
 	CheckBatchSchemas(batch);
@@ -497,7 +538,7 @@ eventstore_append_to_stream(PG_FUNCTION_ARGS)
 						  "stream_id", -1);
 	RequireArgNotNull(fcinfo, 1, "events", "Pass a JSON array of event objects.");
 	batch = EventBatchFromJsonb(PG_GETARG_JSONB_P(1));
-	PG_RETURN_DATUM(AppendBatch(fcinfo, stream_id, batch,
+	PG_RETURN_DATUM(AppendBatch(fcinfo, "append_to_stream", stream_id, batch,
 								GetExpectation(fcinfo, 2)));
 }
 
@@ -522,6 +563,6 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 	batch = EventBatchFromOne(PG_GETARG_TEXT_PP(1), data,
 							  PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
 							  PG_ARGISNULL(5) ? NULL : PG_GETARG_UUID_P(5));
-	PG_RETURN_DATUM(AppendBatch(fcinfo, stream_id, batch,
+	PG_RETURN_DATUM(AppendBatch(fcinfo, "append_event", stream_id, batch,
 								GetExpectation(fcinfo, 4)));
 }

@@ -169,8 +169,15 @@ StreamEventKey(Relation events, text *stream_id, int64 revision)
 	HeapTuple	tuple;
 	FullTransactionId key = InvalidFullTransactionId;
 
-	ScanKeyInit(&keys[0], EVENTS_STREAM_ID, BTEqualStrategyNumber, F_TEXTEQ,
-				PointerGetDatum(stream_id));
+	/*
+	 * Under the column's collation, which orders the index (ScanKeyInit's,
+	 * C, would descend a text index of another collation the wrong way)
+	 */
+	ScanKeyEntryInitialize(&keys[0], 0, EVENTS_STREAM_ID, BTEqualStrategyNumber,
+						   InvalidOid,
+						   TupleDescAttr(RelationGetDescr(events),
+										 EVENTS_STREAM_ID - 1)->attcollation,
+						   F_TEXTEQ, PointerGetDatum(stream_id));
 	ScanKeyInit(&keys[1], EVENTS_REVISION, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(revision));
 	scan = systable_beginscan(events, EventstoreRelid("events_stream_id_revision_key"),

@@ -77,20 +77,28 @@ LogWriterClose(LogWriter *w)
  * abort, and return true with its revision.  When the stream does not
  * exist, `create` is called to create it: false is returned once it did,
  * and a concurrent first append that created it first is waited for and
- * its row locked instead.
+ * its row locked instead.  With `find`, a row no transaction holds comes
+ * back found but not locked (*found_only): LogWriterAdvanceStream takes it
+ * then, or says that it changed meanwhile (TableWriterFindOrCreate).
  */
 bool
 LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
-					RowCreator create, void *arg)
+					RowCreator create, void *arg, bool find, bool *found_only)
 {
 	ScanKeyData key;
 	bool		isnull;
+	char	   *what = psprintf("stream \"%s\"", text_to_cstring(stream_id));
+	RowLockResult result;
 
 	TableWriterKey(w->tables, STREAMS_TABLE, &key, STREAMS_STREAM_ID, F_TEXTEQ,
 				   PointerGetDatum(stream_id));
-	if (TableWriterLockOrCreate(w->tables, STREAMS_TABLE, 1, &key,
-								psprintf("stream \"%s\"", text_to_cstring(stream_id)),
-								true, create, arg) == ROW_CREATED)
+	result = find ?
+		TableWriterFindOrCreate(w->tables, STREAMS_TABLE, 1, &key, what,
+								create, arg) :
+		TableWriterLockOrCreate(w->tables, STREAMS_TABLE, 1, &key, what, true,
+								create, arg);
+	*found_only = result == ROW_FOUND;
+	if (result == ROW_CREATED)
 		return false;
 	*revision = DatumGetInt64(slot_getattr(TableWriterLockedRow(w->tables, STREAMS_TABLE),
 										   STREAMS_REVISION, &isnull));
@@ -165,14 +173,17 @@ LogWriterDeleteStream(LogWriter *w, bool hard, TimestampTz now)
 	row->tts_isnull[STREAMS_DELETED_AT - 1] = false;
 	row->tts_values[STREAMS_HARD_DELETED - 1] = BoolGetDatum(hard);
 	row->tts_isnull[STREAMS_HARD_DELETED - 1] = false;
-	TableWriterUpdate(w->tables, STREAMS_TABLE, row);
+	/* a locked row is updated, never found changed */
+	if (!TableWriterUpdate(w->tables, STREAMS_TABLE, row))
+		elog(ERROR, "the locked row of a stream changed");
 }
 
 /*
- * Set the locked stream's revision and log key to those of its new last
- * event.
+ * Set the locked (or found) stream's revision and log key to those of its
+ * new last event; false, with nothing written, when the row found without
+ * its lock had changed: the caller locks it and decides again.
  */
-void
+bool
 LogWriterAdvanceStream(LogWriter *w, int64 revision, FullTransactionId key,
 					   TimestampTz now)
 {
@@ -185,7 +196,7 @@ LogWriterAdvanceStream(LogWriter *w, int64 revision, FullTransactionId key,
 		row->tts_values[STREAMS_TRANSACTION_ID - 1] = FullTransactionIdGetDatum(key);
 		row->tts_isnull[STREAMS_TRANSACTION_ID - 1] = false;
 	}
-	TableWriterUpdate(w->tables, STREAMS_TABLE, row);
+	return TableWriterUpdate(w->tables, STREAMS_TABLE, row);
 }
 
 /*

@@ -15,12 +15,13 @@ typedef struct LogWriter LogWriter;
 extern LogWriter *LogWriterOpen(const char *operation);
 extern Relation LogWriterEvents(LogWriter *w);
 extern bool LogWriterLockStream(LogWriter *w, text *stream_id, int64 *revision,
-								RowCreator create, void *arg);
+								RowCreator create, void *arg, bool find,
+								bool *found_only);
 extern FullTransactionId LogWriterStreamKey(LogWriter *w);
 extern bool LogWriterKeepsStreamKeys(LogWriter *w);
 extern StreamDeletion LogWriterStreamDeletion(LogWriter *w);
 extern void LogWriterDeleteStream(LogWriter *w, bool hard, TimestampTz now);
-extern void LogWriterAdvanceStream(LogWriter *w, int64 revision,
+extern bool LogWriterAdvanceStream(LogWriter *w, int64 revision,
 								   FullTransactionId key, TimestampTz now);
 extern int64 LogWriterInsertEvent(LogWriter *w, FullTransactionId xid,
 								  text *stream_id, int64 revision,

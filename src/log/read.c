@@ -14,17 +14,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "core/args.h"
 #include "core/catalog.h"
 #include "core/kept_plans.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "log/log.h"
 #include "log/type_scan.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "access/genam.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
@@ -32,24 +40,11 @@ PG_FUNCTION_INFO_V1(eventstore_read_stream);
 PG_FUNCTION_INFO_V1(eventstore_read_all);
 PG_FUNCTION_INFO_V1(eventstore_stream_revision);
 
-static SPIPlanPtr read_forwards_plan;
-static SPIPlanPtr read_backwards_plan;
 static LogScanPlans read_all_plans;
 static SPIPlanPtr revision_plan;
 
 /* for a 0.2.0 schema, read until ALTER EXTENSION UPDATE: no tombstones */
-static SPIPlanPtr read_forwards_0_2_plan;
-static SPIPlanPtr read_backwards_0_2_plan;
 static SPIPlanPtr revision_0_2_plan;
-
-/*
- * A stream's events as read_stream returns them: those after its
- * tombstone, if any (delete_stream).  The tombstone is read in the same
- * snapshot as the events: a deletion is seen whole or not at all.
- */
-#define AFTER_TOMBSTONE \
-	" AND revision > COALESCE((SELECT s.deleted_revision FROM eventstore.streams s" \
-	"  WHERE s.stream_id = $1), -1)"
 
 /* Do the streams rows carry delete_stream's tombstones (0.3.0 on)? */
 static bool
@@ -57,6 +52,41 @@ StreamsHaveTombstones(void)
 {
 	return get_attnum(EventstoreRelid("streams"), "deleted_revision") ==
 		STREAMS_DELETED_REVISION;
+}
+
+/*
+ * The revision up to which the stream reads as deleted (delete_stream), or
+ * -1: read through `snapshot`, the one its events are read in, so that a
+ * deletion is seen whole or not at all.
+ */
+static int64
+StreamTombstone(text *stream_id, Snapshot snapshot)
+{
+	Relation	streams;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int64		deleted = -1;
+
+	if (!StreamsHaveTombstones())
+		return -1;
+	streams = table_open(EventstoreRelid("streams"), AccessShareLock);
+	ScanKeyInit(&key, STREAMS_STREAM_ID, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(stream_id));
+	scan = systable_beginscan(streams, RelationGetPrimaryKeyIndex(streams),
+							  true, snapshot, 1, &key);
+	if ((tuple = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, STREAMS_DELETED_REVISION,
+										 RelationGetDescr(streams), &isnull);
+
+		if (!isnull)
+			deleted = DatumGetInt64(value);
+	}
+	systable_endscan(scan);
+	table_close(streams, AccessShareLock);
+	return deleted;
 }
 
 /* The max_count argument: NULL for no limit, else at least 1. */
@@ -77,6 +107,67 @@ GetMaxCount(FunctionCallInfo fcinfo, int argno, char *null_flag)
 }
 
 /*
+ * Put up to max_count (-1: no limit) of the stream's events into the
+ * function's result, from revision `from` on in the scan's direction,
+ * through the (stream_id, revision) index and the active snapshot: what
+ * "SELECT * ... WHERE stream_id = $1 AND revision >= $2 ORDER BY revision
+ * LIMIT $3" returns, without an executor of its own (whose start-up cost a
+ * page of a stream as much as reading it).
+ */
+static void
+ScanStream(FunctionCallInfo fcinfo, text *stream_id, int64 from,
+		   int64 max_count, bool backwards, int64 deleted)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	events = table_open(EventstoreRelid("events"), AccessShareLock);
+	Relation	index = index_open(EventstoreRelid("events_stream_id_revision_key"),
+								   AccessShareLock);
+	Snapshot	snapshot = GetActiveSnapshot();
+	TupleTableSlot *slot = table_slot_create(events, NULL);
+	ScanKeyData keys[3];
+	int			nkeys;
+	IndexScanDesc scan;
+	int64		count = 0;
+
+	/* index column numbers; the stream under its column's collation */
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(events),
+										 EVENTS_STREAM_ID - 1)->attcollation,
+						   F_TEXTEQ, PointerGetDatum(stream_id));
+	/* nothing up to a tombstone: the stream reads from after it */
+	if (!backwards && from <= deleted)
+		from = deleted + 1;
+	/* a bound at the stream's very start or end holds for every revision */
+	nkeys = from == (backwards ? PG_INT64_MAX : 0) ? 1 : 2;
+	if (backwards)
+		ScanKeyInit(&keys[1], 2, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(from));
+	else
+		ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(from));
+	if (backwards && deleted >= 0)
+	{
+		ScanKeyInit(&keys[nkeys], 2, BTGreaterStrategyNumber, F_INT8GT,
+					Int64GetDatum(deleted));
+		nkeys++;
+	}
+
+	scan = index_beginscan(events, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while ((max_count < 0 || count < max_count) &&
+		   index_getnext_slot(scan, backwards ? BackwardScanDirection
+							  : ForwardScanDirection, slot))
+	{
+		tuplestore_puttupleslot(rsinfo->setResult, slot);
+		count++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(events, NoLock);
+}
+
+/*
  * SQL: read_stream(stream_id, from_revision, max_count, backwards)
  * A stream that does not exist reads as empty, and so does a deleted one:
  * a stream re-created after a soft deletion reads from its first revision
@@ -88,10 +179,8 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 	text	   *stream_id = RequireStreamId(fcinfo, 0);
 	bool		backwards = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
 	int64		from;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	Oid			argtypes[3] = {TEXTOID, INT8OID, INT8OID};
-	SPIPlanPtr	plan;
+	char		no_limit;
+	Datum		max_count;
 
 	if (PG_ARGISNULL(1))
 		from = backwards ? PG_INT64_MAX : 0;
@@ -108,32 +197,12 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 					 errhint(backwards ? "Pass NULL or -1 to read backwards from the stream's end."
 							 : "Pass 0 to read from the stream's start.")));
 	}
-	values[0] = PointerGetDatum(stream_id);
-	values[1] = Int64GetDatum(from);
-	values[2] = GetMaxCount(fcinfo, 2, &nulls[2]);
+	max_count = GetMaxCount(fcinfo, 2, &no_limit);
 
 	InitMaterializedSRF(fcinfo, 0);
-	ConnectSpi();
-#define READ_BACKWARDS(tombstone) \
-	"SELECT * FROM eventstore.events" \
-	" WHERE stream_id = $1 AND revision <= $2" tombstone \
-	" ORDER BY revision DESC LIMIT $3"
-#define READ_FORWARDS(tombstone) \
-	"SELECT * FROM eventstore.events" \
-	" WHERE stream_id = $1 AND revision >= $2" tombstone \
-	" ORDER BY revision LIMIT $3"
-	if (!StreamsHaveTombstones())
-		plan = backwards
-			? KeptPlan(&read_backwards_0_2_plan, READ_BACKWARDS(""), 3, argtypes)
-			: KeptPlan(&read_forwards_0_2_plan, READ_FORWARDS(""), 3, argtypes);
-	else if (backwards)
-		plan = KeptPlan(&read_backwards_plan, READ_BACKWARDS(AFTER_TOMBSTONE),
-						3, argtypes);
-	else
-		plan = KeptPlan(&read_forwards_plan, READ_FORWARDS(AFTER_TOMBSTONE),
-						3, argtypes);
-	ExecKeptPlanIntoSRF(fcinfo, plan, values, nulls, 0);
-	SPI_finish();
+	ScanStream(fcinfo, stream_id, from,
+			   no_limit == 'n' ? -1 : DatumGetInt64(max_count), backwards,
+			   StreamTombstone(stream_id, GetActiveSnapshot()));
 	return (Datum) 0;
 }
 

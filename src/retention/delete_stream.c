@@ -59,9 +59,10 @@ LockStreamForMaintenance(const char *operation, text *stream_id,
 						 int64 *revision, StreamDeletion *deletion)
 {
 	LogWriter  *writer = LogWriterOpen(operation);
+	bool		found_only;
 
 	if (!LogWriterLockStream(writer, stream_id, revision, RefuseUnknownStream,
-							 stream_id))
+							 stream_id, false, &found_only))
 		elog(ERROR, "stream row created by a maintenance function");
 	*deletion = LogWriterStreamDeletion(writer);
 	return writer;
