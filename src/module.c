@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "retention/archival.h"
 #include "core/kept_plans.h"
 #include "utility_hook.h"
 #include "utils/guc.h"
@@ -108,6 +109,7 @@ DefineSettings(void)
 							 UNREGISTERED_ALLOW, unregistered_types_options,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineMaintenanceSettings();
 	MarkGUCPrefixReserved("pg_eventstore");
 }
 

@@ -9,10 +9,14 @@
 #include "core/errors.h"
 #include "fmgr.h"
 #include "retention/retention.h"
+#include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_log_change);
 
-/* Statement trigger on UPDATE, DELETE and TRUNCATE of eventstore.events. */
+/*
+ * Statement trigger on UPDATE, DELETE and TRUNCATE of eventstore.events and
+ * eventstore.events_archive.
+ */
 Datum
 eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 {
@@ -22,17 +26,21 @@ eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "refuse_log_change must be called as a trigger");
 
-	/* only a maintenance function's own statements pass (log_guard.c) */
+	/*
+	 * Only a maintenance function's own statements pass (log_guard.c): a
+	 * statement trigger returns a null pointer (not SQL NULL, which is an
+	 * error for a trigger) to let the statement go on.
+	 */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
 		if (LogChangeAllowed(LOG_CHANGE_UPDATE))
-			PG_RETURN_NULL();
+			return PointerGetDatum(NULL);
 		operation = "UPDATE";
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
 		if (LogChangeAllowed(LOG_CHANGE_DELETE))
-			PG_RETURN_NULL();
+			return PointerGetDatum(NULL);
 		operation = "DELETE";
 	}
 	else
@@ -40,8 +48,8 @@ eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_APPEND_ONLY),
-			 errmsg("the event log is append-only: %s of eventstore.events is not allowed",
-					operation),
+			 errmsg("the event log is append-only: %s of eventstore.%s is not allowed",
+					operation, RelationGetRelationName(trigdata->tg_relation)),
 			 errdetail("Stored events are facts; they are never changed or removed in place."),
 			 errhint("Append a compensating event to the stream instead.")));
 	PG_RETURN_NULL();

@@ -23,6 +23,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "projections/projections.h"
+#include "retention/archival.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -52,7 +53,7 @@ RefillRebuildTokens(void)
  * In a PG_CATCH of the worker: log the error, roll its transaction back
  * and go on, rather than let it turn FATAL.
  */
-static void
+void
 RecoverFromError(void)
 {
 	HOLD_INTERRUPTS();
@@ -201,6 +202,9 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 		if (full)
 			more = true;
 	}
+	/* archival and retention: src/retention/enforce.c */
+	if (RunMaintenanceTurn(a, context))
+		more = true;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return more;
 }

@@ -32,6 +32,7 @@ PGDLLEXPORT void eventstore_launcher_main(Datum arg);
 
 /* worker.c */
 PGDLLEXPORT void eventstore_worker_main(Datum arg);
+extern void RecoverFromError(void);
 
 /* in_flight.c */
 extern void WatchInFlightBatches(void);
