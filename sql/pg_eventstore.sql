@@ -1190,7 +1190,8 @@ COMMENT ON TABLE eventstore.removed_log_places IS 'The log place (transaction_id
 -- Events moved out of the live log by archive_events, with the columns of
 -- eventstore.events in the same order, append-only like it: a cursor or
 -- checkpoint at an archived event resolves its place here (by the primary
--- key), and a rebuild may read it.
+-- key).  Its event ids and stream revisions stay unique; it has no
+-- log-order index (each index is paid for by every event archived).
 CREATE TABLE eventstore.events_archive (
 	global_position	bigint NOT NULL PRIMARY KEY,
 	transaction_id	xid8 NOT NULL,
@@ -1204,8 +1205,6 @@ CREATE TABLE eventstore.events_archive (
 	schema_version	integer,
 	UNIQUE (stream_id, revision)
 );
-CREATE INDEX events_archive_log_order_idx
-	ON eventstore.events_archive (transaction_id, global_position);
 CREATE TRIGGER events_archive_append_only
 	BEFORE UPDATE OR DELETE ON eventstore.events_archive
 	FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_log_change();

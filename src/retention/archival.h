@@ -18,6 +18,9 @@ extern int	MaintenanceBatchSize;
 /* pg_eventstore.retention_interval: seconds between retention passes */
 extern int	RetentionInterval;
 
+/* pg_eventstore.maintenance_throttle: events per second; 0: no limit */
+extern int	MaintenanceThrottle;
+
 /*
  * Where a retention pass over the streams has got to: the last stream done
  * (NULL: none yet) and its row in maintenance_log (0: none written yet, the

@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "catalog/pg_type.h"
 #include "core/args.h"
 #include "core/catalog.h"
@@ -54,6 +56,7 @@ PG_FUNCTION_INFO_V1(eventstore_run_maintenance);
 
 int			MaintenanceBatchSize = 1000;
 int			RetentionInterval = 60;
+int			MaintenanceThrottle = 0;
 
 static SPIPlanPtr holds_plan;
 static SPIPlanPtr job_plan;
@@ -82,6 +85,13 @@ DefineMaintenanceSettings(void)
 							&RetentionInterval,
 							60, 1, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_eventstore.maintenance_throttle",
+							"Most events per second the worker's archival and retention move or remove; 0 is unlimited.",
+							"On a machine whose cores the appends need, a throttle leaves them their share.  A reload applies it.",
+							&MaintenanceThrottle,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 }
 

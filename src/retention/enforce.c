@@ -8,7 +8,8 @@
  * gets the maintenance lock at once (a session's run_maintenance may have
  * it).  Queued archival is looked for every poll_interval, or at once while
  * a batch found more; a retention pass starts retention_interval after the
- * previous one ended.  A batch holds row locks on the events it moves and,
+ * previous one ended; pg_eventstore.maintenance_throttle bounds the events
+ * per second both move or remove (a token bucket, as for rebuilds).  A batch holds row locks on the events it moves and,
  * for its few milliseconds, the log's read horizon; appends are never
  * waited for, and never wait.
  */
@@ -28,6 +29,10 @@
 #include "worker/worker.h"
 
 static TimestampTz next_archival_look = 0;
+
+/* The throttle: events archival and retention may still move now. */
+static double tokens = 0;
+static TimestampTz tokens_at = 0;
 static TimestampTz next_pass = 0;
 static RetentionPass *pass = NULL;
 static bool reconciled = false;
@@ -40,13 +45,35 @@ typedef enum MaintenanceStep
 } MaintenanceStep;
 
 /*
- * One batch in a transaction of its own; an error is logged and rolled
- * back.  Returns true when there is more of it to do at once.
+ * Top the throttle's bucket up for the time passed (it holds one second's
+ * worth), and return how many events the next batch may move: the batch
+ * size, or less while pg_eventstore.maintenance_throttle is set.
+ */
+static int
+BatchLimit(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (MaintenanceThrottle == 0)
+		return MaintenanceBatchSize;
+	if (tokens_at != 0)
+		tokens += (double) (now - tokens_at) / USECS_PER_SEC * MaintenanceThrottle;
+	tokens = Min(tokens, (double) MaintenanceThrottle);
+	tokens_at = now;
+	return (int) Min((double) MaintenanceBatchSize, tokens);
+}
+
+/*
+ * One batch of at most `limit` events in a transaction of its own; an
+ * error is logged and rolled back.  Returns true when there is more of it
+ * to do at once; *done gets the events moved or removed.
  */
 static bool
-RunMaintenanceStep(MaintenanceStep step, MemoryContext context)
+RunMaintenanceStep(MaintenanceStep step, int limit, MemoryContext context,
+				   int64 *done)
 {
 	volatile bool more = false;
+	volatile int64 moved = 0;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -70,7 +97,7 @@ RunMaintenanceStep(MaintenanceStep step, MemoryContext context)
 				bool		found;
 
 				pgstat_report_activity(STATE_RUNNING, "pg_eventstore: archiving events");
-				(void) RunArchivalBatch(MaintenanceBatchSize, &found);
+				moved = RunArchivalBatch(limit, &found);
 				more = found;
 			}
 			else if (pass != NULL || RetentionRulesExist())
@@ -83,7 +110,7 @@ RunMaintenanceStep(MaintenanceStep step, MemoryContext context)
 					pass = MemoryContextAllocZero(TopMemoryContext, sizeof(RetentionPass));
 					pass->context = TopMemoryContext;
 				}
-				(void) RunRetentionBatch(pass, MaintenanceBatchSize, &done);
+				moved = RunRetentionBatch(pass, limit, &done);
 				more = !done;
 			}
 			RestoreRole(saved);
@@ -100,6 +127,9 @@ RunMaintenanceStep(MaintenanceStep step, MemoryContext context)
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
 	pgstat_report_stat(false);
+	*done = moved;
+	if (MaintenanceThrottle > 0)
+		tokens -= moved;
 	return more;
 }
 
@@ -121,14 +151,24 @@ RunMaintenanceTurn(struct WorkerAssignment *a, MemoryContext context)
 
 	if (now >= next_archival_look)
 	{
-		if (RunMaintenanceStep(STEP_ARCHIVAL, context))
+		int			limit = BatchLimit();
+		int64		moved;
+
+		if (limit < 1)
+			return false;		/* throttled: after the next sleep */
+		if (RunMaintenanceStep(STEP_ARCHIVAL, limit, context, &moved))
 			more = true;
 		else
 			next_archival_look = TimestampTzPlusMilliseconds(now, WorkerPollInterval);
 	}
 	if (now >= next_pass)
 	{
-		if (RunMaintenanceStep(STEP_RETENTION, context))
+		int			limit = BatchLimit();
+		int64		removed;
+
+		if (limit < 1)
+			return false;
+		if (RunMaintenanceStep(STEP_RETENTION, limit, context, &removed))
 			more = true;
 		else
 		{

@@ -12,7 +12,8 @@
 # (append_event): the first without archival (the baseline), the second
 # with archive_events(T) called 5 s in, the worker moving the first half
 # to eventstore.events_archive in batches of pg_eventstore.maintenance_batch_size
-# (ARCHIVE_BATCH).  From pgbench's per-transaction logs: the appends per
+# (ARCHIVE_BATCH) at most pg_eventstore.maintenance_throttle events a second
+# (ARCHIVE_THROTTLE).  From pgbench's per-transaction logs: the appends per
 # second and their p99 latency inside the archival's window (from the
 # call to the maintenance_log row's finished_at), and in the same window
 # of the baseline run; the ratio of the two throughputs (target >= 0.8).
@@ -24,8 +25,9 @@
 # ARCHIVE_REFILL events, to show the freed space is reused.  autovacuum is
 # on, as in production; synchronous_commit is on.
 #
-# Environment: ARCHIVE_EVENTS (2000000, even), ARCHIVE_SECONDS (240),
-# ARCHIVE_BATCH (1000), ARCHIVE_REFILL (200000), ARCHIVE_PORT (5497),
+# Environment: ARCHIVE_EVENTS (2000000, even), ARCHIVE_SECONDS (330),
+# ARCHIVE_BATCH (1000), ARCHIVE_THROTTLE (pg_eventstore.maintenance_throttle,
+# 4000 events/s; 0: unlimited), ARCHIVE_REFILL (200000), ARCHIVE_PORT (5497),
 # ARCHIVE_WORKDIR (the root's work copy, /tmp/pg_eventstore-archivebench),
 # ARCHIVE_KEEP=1 (keep the cluster directory), ARCHIVE_TIME_LIMIT (seconds
 # after the build before a watchdog stops the run, 3600).  --quick:
@@ -50,12 +52,14 @@ case ${1:-} in
 esac
 
 EVENTS=${ARCHIVE_EVENTS:-2000000}
-SECONDS_PER_RUN=${ARCHIVE_SECONDS:-240}
+SECONDS_PER_RUN=${ARCHIVE_SECONDS:-330}
 BATCH=${ARCHIVE_BATCH:-1000}
+THROTTLE=${ARCHIVE_THROTTLE:-4000}
 REFILL=${ARCHIVE_REFILL:-200000}
 PORT=${ARCHIVE_PORT:-5497}
 TIME_LIMIT=${ARCHIVE_TIME_LIMIT:-3600}
 STREAMS=10000
+[[ $THROTTLE =~ ^[0-9]+$ ]] || { echo "not a number: $THROTTLE" >&2; exit 2; }
 for v in "$EVENTS" "$SECONDS_PER_RUN" "$BATCH" "$REFILL" "$PORT" "$TIME_LIMIT"; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $v" >&2; exit 2; }
 done
@@ -68,6 +72,7 @@ bench_prepare_cluster archivebench "${ARCHIVE_KEEP:-0}" "${ARCHIVE_WORKDIR:-/tmp
 bench_configure "pg_eventstore archival benchmark" pg_eventstore <<EOF
 pg_eventstore.databases = 'postgres'
 pg_eventstore.maintenance_batch_size = $BATCH
+pg_eventstore.maintenance_throttle = $THROTTLE
 pg_eventstore.poll_interval = 200
 EOF
 bench_start_cluster
@@ -205,7 +210,7 @@ cat <<EOF
 |---|---|
 | events queued / moved | $QUEUED / $MOVED (finished: $FINISHED) |
 | archival window | $WINDOW s |
-| archival rate | $RATE events/s (batches of $BATCH) |
+| archival rate | $RATE events/s (batches of $BATCH, maintenance_throttle $THROTTLE) |
 | appends/s during archival / same window without | $ARCH_TPS / $BASE_TPS = **$RATIO** (target >= 0.8) |
 | p99 append latency during archival / without | $ARCH_P99 ms / $BASE_P99 ms |
 | sizes before (events / archive / removed places) | $SIZE_BEFORE |
