@@ -495,7 +495,9 @@ RunRetentionBatch(RetentionPass *pass, int limit, bool *done)
 		Datum		keep_from = SPI_getbinval(row, streams->tupdesc, 3, &no_count);
 		int64		budget = limit - removed;
 
-		if (!(no_age && no_count))
+		/* under a rule, and (by count) with more events than it keeps */
+		if (!(no_age && no_count) &&
+			!(no_age && DatumGetInt64(keep_from) < 0))
 		{
 			bool		held;
 			int64		n = ExpireStream(stream_id, max_age, no_age, keep_from,
