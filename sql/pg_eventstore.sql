@@ -1572,3 +1572,82 @@ COMMENT ON FUNCTION eventstore.backfill_types() IS 'Inside a projection''s backf
 COMMENT ON FUNCTION eventstore.backfill_upcasts() IS 'Inside a projection''s backfill: whether backfill_events() upcasts (the projection upcasts and some type has a schema)';
 COMMENT ON FUNCTION eventstore.backfill_data(text, integer, jsonb) IS 'Inside a projection''s backfill: an event''s data as its handler would receive it (upcast unless upcast => false)';
 COMMENT ON FUNCTION eventstore.backfill_schema_version(text, integer) IS 'Inside a projection''s backfill: the schema version of the data backfill_data returns';
+--
+-- Archival and retention (README: Retention and erasure)
+--
+
+-- Events moved out of the live log by archive_events, with the columns of
+-- eventstore.events in the same order, append-only like it: a cursor or
+-- checkpoint at an archived event resolves its place here (by the primary
+-- key).  Its event ids and stream revisions stay unique; it has no
+-- log-order index (each index is paid for by every event archived).
+CREATE TABLE eventstore.events_archive (
+	global_position	bigint NOT NULL PRIMARY KEY,
+	transaction_id	xid8 NOT NULL,
+	stream_id		text NOT NULL,
+	revision		bigint NOT NULL,
+	event_id		uuid NOT NULL CONSTRAINT events_archive_event_id_key UNIQUE,
+	event_type		text NOT NULL,
+	data			jsonb NOT NULL,
+	metadata		jsonb NOT NULL,
+	created_at		timestamptz NOT NULL,
+	schema_version	integer,
+	UNIQUE (stream_id, revision)
+);
+CREATE TRIGGER events_archive_append_only
+	BEFORE UPDATE OR DELETE ON eventstore.events_archive
+	FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_log_change();
+CREATE TRIGGER events_archive_no_truncate
+	BEFORE TRUNCATE ON eventstore.events_archive
+	FOR EACH STATEMENT EXECUTE FUNCTION eventstore.refuse_log_change();
+ALTER TABLE eventstore.events_archive ENABLE ALWAYS TRIGGER events_archive_append_only;
+ALTER TABLE eventstore.events_archive ENABLE ALWAYS TRIGGER events_archive_no_truncate;
+SELECT pg_catalog.pg_extension_config_dump('eventstore.events_archive', '');
+COMMENT ON TABLE eventstore.events_archive IS 'Events archive_events moved out of the live log, with the columns of eventstore.events; append-only';
+
+-- The retention rules the worker enforces: a stream keeps at most
+-- max_count events and none older than max_age (NULL: no bound), under the
+-- rule of the longest prefix of its id.
+CREATE TABLE eventstore.retention_rules (
+	stream_prefix	text PRIMARY KEY,
+	max_age			interval CHECK (max_age > interval '0'),
+	max_count		bigint CHECK (max_count >= 0),
+	set_by			text NOT NULL,	-- a role name
+	set_at			timestamptz NOT NULL,
+	CHECK (max_age IS NOT NULL OR max_count IS NOT NULL)
+);
+SELECT pg_catalog.pg_extension_config_dump('eventstore.retention_rules', '');
+COMMENT ON TABLE eventstore.retention_rules IS 'Retention per stream-id prefix: at most max_count events and none older than max_age, enforced by the worker';
+
+CREATE FUNCTION eventstore.archive_events(before timestamptz)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_archive_events';
+
+CREATE FUNCTION eventstore.set_retention(
+	stream_prefix text,
+	max_age interval DEFAULT NULL,
+	max_count bigint DEFAULT NULL)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_set_retention';
+
+CREATE FUNCTION eventstore.run_maintenance(max_events bigint DEFAULT NULL)
+RETURNS bigint
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_run_maintenance';
+
+-- Run as their caller (recorded in maintenance_log), doing the work as the
+-- extension's owner: for the administrators the owner grants them to.
+REVOKE ALL ON FUNCTION
+	eventstore.archive_events(timestamptz),
+	eventstore.set_retention(text, interval, bigint),
+	eventstore.run_maintenance(bigint)
+FROM PUBLIC;
+
+COMMENT ON FUNCTION eventstore.archive_events(timestamptz) IS 'Queue the move of the events created before a time into eventstore.events_archive, done in small transactions by the worker (or run_maintenance); returns how many it queued';
+COMMENT ON FUNCTION eventstore.set_retention(text, interval, bigint) IS 'Set the retention of streams whose id starts with a prefix (NULL max_age and max_count: remove the rule)';
+COMMENT ON FUNCTION eventstore.run_maintenance(bigint) IS 'Do queued archival and a retention pass in the caller''s transaction, as the worker does them in its own; returns the events moved or removed';

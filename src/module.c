@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "projections/projections.h"
+#include "retention/archival.h"
 #include "core/kept_plans.h"
 #include "utility_hook.h"
 #include "utils/guc.h"
@@ -116,6 +117,7 @@ DefineSettings(void)
 							 true,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
+	DefineMaintenanceSettings();
 	MarkGUCPrefixReserved("pg_eventstore");
 }
 

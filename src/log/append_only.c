@@ -9,10 +9,14 @@
 #include "core/errors.h"
 #include "fmgr.h"
 #include "retention/retention.h"
+#include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_log_change);
 
-/* Statement trigger on UPDATE, DELETE and TRUNCATE of eventstore.events. */
+/*
+ * Statement trigger on UPDATE, DELETE and TRUNCATE of eventstore.events and
+ * eventstore.events_archive.
+ */
 Datum
 eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 {
@@ -44,8 +48,8 @@ eventstore_refuse_log_change(PG_FUNCTION_ARGS)
 
 	ereport(ERROR,
 			(errcode(ERRCODE_ES_APPEND_ONLY),
-			 errmsg("the event log is append-only: %s of eventstore.events is not allowed",
-					operation),
+			 errmsg("the event log is append-only: %s of eventstore.%s is not allowed",
+					operation, RelationGetRelationName(trigdata->tg_relation)),
 			 errdetail("Stored events are facts; they are never changed or removed in place."),
 			 errhint("Append a compensating event to the stream instead; events are removed or erased only by eventstore.delete_stream, eventstore.redact_events, eventstore.archive_events and retention (eventstore.set_retention).")));
 	PG_RETURN_NULL();

@@ -55,8 +55,8 @@ LookupPlaceIn(Relation relation, int64 position, Snapshot snapshot,
  * The place of the event at `position`, seen through `snapshot`; false when
  * no event has that position.  Position 0 is the start of the log.  An event
  * removed by archival, retention or hard deletion keeps its place in
- * eventstore.removed_log_places, so that a cursor or checkpoint at it still
- * resumes where it was.
+ * eventstore.events_archive or eventstore.removed_log_places, so that a
+ * cursor or checkpoint at it still resumes where it was.
  */
 static bool
 LookupLogPlace(Relation events, int64 position, Snapshot snapshot,
@@ -74,13 +74,22 @@ LookupLogPlace(Relation events, int64 position, Snapshot snapshot,
 	if (LookupPlaceIn(events, position, snapshot, place))
 		return true;
 
-	/* a 0.2.0 schema, read until ALTER EXTENSION UPDATE, has removed none */
-	removed_relid = OptionalEventstoreRelid("removed_log_places");
-	if (!OidIsValid(removed_relid))
-		return false;
-	removed = table_open(removed_relid, AccessShareLock);
-	found = LookupPlaceIn(removed, position, snapshot, place);
-	table_close(removed, AccessShareLock);
+	/*
+	 * An archived event's row in the archive is its place; an event removed
+	 * for good left its place in removed_log_places.  (A 0.2.0 schema, read
+	 * until ALTER EXTENSION UPDATE, has removed none.)
+	 */
+	found = false;
+	for (int i = 0; i < 2 && !found; i++)
+	{
+		removed_relid = OptionalEventstoreRelid(i == 0 ? "events_archive"
+												: "removed_log_places");
+		if (!OidIsValid(removed_relid))
+			continue;
+		removed = table_open(removed_relid, AccessShareLock);
+		found = LookupPlaceIn(removed, position, snapshot, place);
+		table_close(removed, AccessShareLock);
+	}
 	return found;
 }
 

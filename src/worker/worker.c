@@ -31,6 +31,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "projections/projections.h"
+#include "retention/archival.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -222,6 +223,9 @@ WorkOnce(WorkerAssignment *a, MemoryContext context, bool *retry_soon)
 		if (full)
 			more = true;
 	}
+	/* archival and retention: src/retention/enforce.c */
+	if (RunMaintenanceTurn(a, context))
+		more = true;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	turns++;
 	return more;

@@ -16,3 +16,8 @@ ALTER SYSTEM RESET pg_eventstore.databases;
 ALTER SYSTEM SET pg_eventstore.max_workers = 0;
 SET pg_eventstore.batch_size = 0;
 SET pg_eventstore.poll_interval = '1s';
+-- archival and retention: a batch of at least one event, a pass at most
+-- once a second, no negative throttle
+SET pg_eventstore.maintenance_batch_size = 0;
+ALTER SYSTEM SET pg_eventstore.retention_interval = 0;
+ALTER SYSTEM SET pg_eventstore.maintenance_throttle = -1;
