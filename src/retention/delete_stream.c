@@ -69,8 +69,8 @@ LockStreamForMaintenance(const char *operation, text *stream_id,
 }
 
 /*
- * Remove the locked stream's events from the log, keeping their places;
- * returns how many.  What projections left pending of them (skips to
+ * Remove the locked stream's events from the log and the archive, keeping
+ * their places; returns how many.  What projections left pending of them (skips to
  * drain, dead letters to retry) can never be applied now: the skips are
  * drained as discarded and the dead letters resolved as discarded by
  * `performed_by`, so that no projection waits for them.
@@ -90,9 +90,16 @@ RemoveStreamEvents(text *stream_id, const char *performed_by,
 		removed = ExecKeptPlan(KeptPlan(&remove_events_plan,
 										"WITH removed AS ("
 										" DELETE FROM eventstore.events WHERE stream_id = $1"
+										" RETURNING global_position, transaction_id),"
+										/* and its archived events: their places
+										 * were the archive's */
+										" removed_archived AS ("
+										" DELETE FROM eventstore.events_archive WHERE stream_id = $1"
 										" RETURNING global_position, transaction_id)"
 										" INSERT INTO eventstore.removed_log_places"
-										" SELECT global_position, transaction_id FROM removed",
+										" SELECT global_position, transaction_id FROM removed"
+										" UNION ALL"
+										" SELECT global_position, transaction_id FROM removed_archived",
 										1, argtypes),
 							   values, NULL, false, 0);
 	}

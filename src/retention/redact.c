@@ -33,6 +33,7 @@
 PG_FUNCTION_INFO_V1(eventstore_redact_events);
 
 static SPIPlanPtr redact_plan;
+static SPIPlanPtr redact_archive_plan;
 
 /*
  * The data redacted: the marker, or ($2 given) the data with each of those
@@ -117,8 +118,9 @@ RedactionDetails(ArrayType *keys)
 }
 
 /*
- * Redact the locked stream's events whose data is not redacted already
- * (with `keys` NULL: the whole data); returns how many.
+ * Redact the locked stream's events, in the log and in the archive, whose
+ * data is not redacted already (with `keys` NULL: the whole data); returns
+ * how many.
  */
 static int64
 RedactStreamEvents(text *stream_id, ArrayType *keys)
@@ -138,6 +140,14 @@ RedactStreamEvents(text *stream_id, ArrayType *keys)
 										 " AND data IS DISTINCT FROM " REDACTED_DATA,
 										 2, argtypes),
 								values, nulls, false, 0);
+		/* and its events archived (archive_events): erased there too */
+		redacted += ExecKeptPlan(KeptPlan(&redact_archive_plan,
+										  "UPDATE eventstore.events_archive"
+										  " SET data = " REDACTED_DATA
+										  " WHERE stream_id = $1"
+										  " AND data IS DISTINCT FROM " REDACTED_DATA,
+										  2, argtypes),
+								 values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{

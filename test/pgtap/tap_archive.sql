@@ -156,7 +156,7 @@ SELECT is(eventstore.run_maintenance(), 0::bigint, 'but it stays: its stream''s 
 SELECT is(pg_temp.error_of('DELETE FROM eventstore.events_archive'),
           ARRAY['SE004', 'the event log is append-only: DELETE of eventstore.events_archive is not allowed',
                 'Stored events are facts; they are never changed or removed in place.',
-                'Append a compensating event to the stream instead.'],
+                'Append a compensating event to the stream instead; events are removed or erased only by eventstore.delete_stream, eventstore.redact_events, eventstore.archive_events and retention (eventstore.set_retention).'],
           'DELETE of the archive is refused with SE004');
 SELECT is((pg_temp.error_of($$UPDATE eventstore.events_archive SET data = '{}'$$))[1:2],
           ARRAY['SE004', 'the event log is append-only: UPDATE of eventstore.events_archive is not allowed'],
