@@ -1218,8 +1218,6 @@ BEGIN
 END
 $$;
 
-					   ORDER BY pr.promotion_id DESC LIMIT 1) last_to ON true;
-
 --
 -- Archival and retention (README: Retention and erasure)
 --
