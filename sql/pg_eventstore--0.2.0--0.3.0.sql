@@ -773,6 +773,12 @@ ALTER TABLE eventstore.projections
 	ADD CONSTRAINT projections_parallel_check CHECK (parallel BETWEEN 1 AND 64);
 -- When the current build's backfill committed (see the current schema).
 ALTER TABLE eventstore.projections ADD COLUMN backfilled_at timestamptz;
+-- Whether its build from the start reads the archive too (see the current
+-- schema): not for the existing ones.
+ALTER TABLE eventstore.projections ADD COLUMN replay_archive boolean;
+ALTER TABLE eventstore.projections ALTER COLUMN replay_archive SET DEFAULT false;
+UPDATE eventstore.projections SET replay_archive = false;
+ALTER TABLE eventstore.projections ALTER COLUMN replay_archive SET NOT NULL;
 
 
 -- The schema version of each event: a nullable column without a default,
@@ -1297,6 +1303,22 @@ FROM PUBLIC;
 COMMENT ON FUNCTION eventstore.archive_events(timestamptz) IS 'Queue the move of the events created before a time into eventstore.events_archive, done in small transactions by the worker (or run_maintenance); returns how many it queued';
 COMMENT ON FUNCTION eventstore.set_retention(text, interval, bigint) IS 'Set the retention of streams whose id starts with a prefix (NULL max_age and max_count: remove the rule)';
 COMMENT ON FUNCTION eventstore.run_maintenance(bigint) IS 'Do queued archival and a retention pass in the caller''s transaction, as the worker does them in its own; returns the events moved or removed';
+
+
+-- A rebuild that includes the archive (README: Retention and erasure): its
+-- replay from the start reads eventstore.events_archive and the log merged
+-- in log order, through this index of the archive's.  Without defaults, so
+-- that rebuild_projection(name) and (name, version) stay the other one.
+CREATE INDEX events_archive_log_order_idx
+	ON eventstore.events_archive (transaction_id, global_position);
+CREATE FUNCTION eventstore.rebuild_projection(name text, version integer,
+											  include_archive boolean)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_rebuild_projection';
+REVOKE ALL ON FUNCTION eventstore.rebuild_projection(text, integer, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer, boolean) IS 'Run on_reset and replay the log from the start into a projection, with include_archive the archived events too (version NULL: every version)';
 
 -- projection_status as the current schema has it (last: it reads the
 -- columns and tables added above).

@@ -559,6 +559,9 @@ CREATE TABLE eventstore.projections (
 	-- when the current build's backfill committed; NULL while it is to run
 	-- (or the projection has none); every rebuild clears it
 	backfilled_at	timestamptz,
+	-- rebuild_projection(..., include_archive => true): its replay from the
+	-- start reads eventstore.events_archive too, merged in log order
+	replay_archive	boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (name, version)
 ) WITH (fillfactor = 50);
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projections', '');
@@ -1651,3 +1654,18 @@ FROM PUBLIC;
 COMMENT ON FUNCTION eventstore.archive_events(timestamptz) IS 'Queue the move of the events created before a time into eventstore.events_archive, done in small transactions by the worker (or run_maintenance); returns how many it queued';
 COMMENT ON FUNCTION eventstore.set_retention(text, interval, bigint) IS 'Set the retention of streams whose id starts with a prefix (NULL max_age and max_count: remove the rule)';
 COMMENT ON FUNCTION eventstore.run_maintenance(bigint) IS 'Do queued archival and a retention pass in the caller''s transaction, as the worker does them in its own; returns the events moved or removed';
+
+-- A rebuild that includes the archive (README: Retention and erasure): its
+-- replay from the start reads eventstore.events_archive and the log merged
+-- in log order, through this index of the archive's.  Without defaults, so
+-- that rebuild_projection(name) and (name, version) stay the other one.
+CREATE INDEX events_archive_log_order_idx
+	ON eventstore.events_archive (transaction_id, global_position);
+CREATE FUNCTION eventstore.rebuild_projection(name text, version integer,
+											  include_archive boolean)
+RETURNS void
+	LANGUAGE c VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'eventstore_rebuild_projection';
+REVOKE ALL ON FUNCTION eventstore.rebuild_projection(text, integer, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION eventstore.rebuild_projection(text, integer, boolean) IS 'Run on_reset and replay the log from the start into a projection, with include_archive the archived events too (version NULL: every version)';

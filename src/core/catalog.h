@@ -103,7 +103,8 @@ enum
 	PROJECTIONS_BACKFILL,		/* since 0.3.0 */
 	PROJECTIONS_PARALLEL,		/* since 0.3.0 */
 	PROJECTIONS_BACKFILLED_AT,	/* since 0.3.0 */
-	PROJECTIONS_NATTS = PROJECTIONS_BACKFILLED_AT
+	PROJECTIONS_REPLAY_ARCHIVE,	/* since 0.3.0 */
+	PROJECTIONS_NATTS = PROJECTIONS_REPLAY_ARCHIVE
 };
 
 /*
@@ -111,8 +112,8 @@ enum
  * columns a later version adds (a backend still running an older library
  * after ALTER EXTENSION UPDATE reads the new table).  A 0.2.0 registry, which
  * this library reads until ALTER EXTENSION UPDATE, has no handler_owner,
- * settings, replayed_xid, replayed_position, upcast, backfill, parallel or
- * backfilled_at:
+ * settings, replayed_xid, replayed_position, upcast, backfill, parallel,
+ * backfilled_at or replay_archive:
  * PROJECTIONS_COLUMN_LIST_0_2
  * reads them as NULL (upcast as true: a 0.2.0 log has no schemas anyway).
  */
@@ -124,10 +125,10 @@ enum
 	" rebuild_started_at, caught_up_at, created_at, updated_at"
 #define PROJECTIONS_COLUMN_LIST PROJECTIONS_COMMON_COLUMNS \
 	", handler_owner, settings, replayed_xid, replayed_position, upcast," \
-	" backfill, parallel, backfilled_at"
+	" backfill, parallel, backfilled_at, replay_archive"
 #define PROJECTIONS_COLUMN_LIST_0_2 PROJECTIONS_COMMON_COLUMNS \
 	", NULL::text, NULL::text[], NULL::xid8, NULL::bigint, true," \
-	" NULL::text, 1, NULL::timestamptz"
+	" NULL::text, 1, NULL::timestamptz, false"
 
 /* eventstore.projection_skips */
 enum

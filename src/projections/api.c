@@ -416,11 +416,28 @@ eventstore_drop_projection(PG_FUNCTION_ARGS)
 Datum
 eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 {
-	RoleSwitch	caller = EnterAsOwner();
-	Projection *target = (Projection *) linitial(TargetProjections(fcinfo, true));
+	/* include_archive: only the three-argument form has it */
+	bool		include_archive = false;
+	RoleSwitch	caller;
+	Projection *target;
 	Projection *p;
 
+	if (PG_NARGS() > 2)
+	{
+		RequireArgNotNull(fcinfo, 2, "include_archive",
+						  "Pass true to replay the archived events too, false for the live log only.");
+		include_archive = PG_GETARG_BOOL(2);
+	}
+	caller = EnterAsOwner();
+	target = (Projection *) linitial(TargetProjections(fcinfo, true));
 	RequireOwnership(caller, target, "rebuild");
+	if (include_archive && target->backfill != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projection \"%s\" has a backfill, which does not read the archive",
+						target->name),
+				 errdetail("backfill_events() returns the events of the live log only."),
+				 errhint("Rebuild it without include_archive, or build a version without a backfill to include the archive.")));
 	p = TakeOver(target);
 	if (p == NULL)
 		ereport(ERROR,
@@ -428,6 +445,7 @@ eventstore_rebuild_projection(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" was dropped while waiting to rebuild it",
 						target->name)));
 	ResetProjectionForRebuild(p, LastCommittedXid());
+	SetReplayArchive(p, include_archive);
 	ReturnDeadLettersToReplay(p, GetUserNameFromId(caller.caller, false));
 	RunOnReset(p);
 	LeaveOwner(caller);

@@ -40,6 +40,8 @@ typedef struct Projection
 	char	   *backfill;		/* the set-based first build; NULL: none */
 	bool		backfilled;		/* the current build's backfill is done */
 	int			parallel;		/* stream-hash partitions of a replay */
+	bool		replay_archive;	/* its build from the start also reads
+								 * eventstore.events_archive */
 	char	   *owner_name;		/* as the registry keeps it */
 	Oid			owner;			/* InvalidOid: no such role now */
 	ProjectionStatus status;
@@ -159,6 +161,7 @@ extern char *ProjectionsOwnedBy(const char *owner);
 extern void ReassignProjections(const char *from, const char *to);
 extern void DropProjectionsOwnedBy(const char *owner);
 extern void ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until);
+extern void SetReplayArchive(Projection *p, bool include_archive);
 extern void SaveProjectionProgress(Projection *p, int64 applied);
 extern void SetProjectionStatus(Projection *p, ProjectionStatus status);
 extern void RecordProjectionFailure(Projection *p, ErrorData *error,

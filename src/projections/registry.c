@@ -39,7 +39,8 @@ static SPIPlanPtr load_by_id_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr load_all_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr due_plans[2];
 static SPIPlanPtr insert_plan;
-static SPIPlanPtr insert_by_oid_plan;	/* into a 0.2.0 registry */
+static SPIPlanPtr insert_by_oid_plan;
+static SPIPlanPtr replay_archive_plan;	/* into a 0.2.0 registry */
 static SPIPlanPtr delete_plan;
 static SPIPlanPtr owned_by_plan;
 static SPIPlanPtr reassign_plan;
@@ -164,6 +165,7 @@ ProjectionFromRow(HeapTuple row, TupleDesc desc)
 	p->upcast = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_UPCAST, &isnull));
 	p->backfill = SPI_getvalue(row, desc, PROJECTIONS_BACKFILL);
 	p->parallel = DatumGetInt32(SPI_getbinval(row, desc, PROJECTIONS_PARALLEL, &isnull));
+	p->replay_archive = DatumGetBool(SPI_getbinval(row, desc, PROJECTIONS_REPLAY_ARCHIVE, &isnull));
 	(void) SPI_getbinval(row, desc, PROJECTIONS_BACKFILLED_AT, &isnull);
 	p->backfilled = !isnull;
 	types = SPI_getbinval(row, desc, PROJECTIONS_EVENT_TYPES, &isnull);
@@ -625,6 +627,27 @@ ResetProjectionForRebuild(Projection *p, FullTransactionId replay_until)
 	if (p->parallel > 1)
 		SplitReplay(p->id);
 	NoteProjectionsChanged();
+}
+
+/*
+ * Whether the projection's build from the start, just reset, reads the
+ * archive too (rebuild_projection's include_archive).  A 0.2.0 registry has
+ * no archive.
+ */
+void
+SetReplayArchive(Projection *p, bool include_archive)
+{
+	Oid			argtypes[2] = {INT4OID, BOOLOID};
+	Datum		values[2] = {Int32GetDatum(p->id), BoolGetDatum(include_archive)};
+
+	if (RegistryKeepsOids())
+		return;
+	ExecKeptPlan(KeptPlan(&replay_archive_plan,
+						  "UPDATE eventstore.projections SET replay_archive = $2"
+						  " WHERE projection_id = $1",
+						  2, argtypes),
+				 values, NULL, false, 0);
+	p->replay_archive = include_archive;
 }
 
 /*

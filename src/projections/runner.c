@@ -29,6 +29,7 @@
 
 static LogScanPlans batch_plans;
 static LogScanPlans partition_batch_plans;
+static SPIPlanPtr archive_batch_plans[2];	/* [1]: of a partition */
 static SPIPlanPtr head_plan;
 static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr skipped_events_plan;
@@ -50,6 +51,35 @@ TypesDatum(Projection *p, char *null_flag)
 		elems[i] = CStringGetTextDatum(p->types[i]);
 	return PointerGetDatum(construct_array(elems, p->ntypes, TEXTOID, -1, false,
 										   TYPALIGN_INT));
+}
+
+/* The conditions of a partition's batch, after those of every batch. */
+#define PARTITION_CONDITIONS \
+	" AND (transaction_id, global_position) <= ($6, $7)" \
+	" AND eventstore.stream_partition(stream_id, $8) = $9"
+
+/*
+ * The batch of a build from the start that includes the archive: the log's
+ * and the archive's events after the checkpoint, each read in log order
+ * through its own index and merged.
+ */
+static SPIPlanPtr
+ArchiveBatchPlan(bool of_partition, const Oid *argtypes)
+{
+#define ARCHIVE_BATCH_BRANCH(table, more) \
+	"(SELECT * FROM eventstore." table \
+	" WHERE (transaction_id, global_position) > ($1, $2)" \
+	" AND transaction_id < $3 AND ($4 IS NULL OR event_type = ANY ($4))" more \
+	" ORDER BY transaction_id, global_position LIMIT $5)"
+#define ARCHIVE_BATCH(more) \
+	"SELECT * FROM (" ARCHIVE_BATCH_BRANCH("events", more) \
+	" UNION ALL " ARCHIVE_BATCH_BRANCH("events_archive", more) \
+	") e ORDER BY transaction_id, global_position LIMIT $5"
+
+	if (of_partition)
+		return KeptPlan(&archive_batch_plans[1], ARCHIVE_BATCH(PARTITION_CONDITIONS),
+						9, argtypes);
+	return KeptPlan(&archive_batch_plans[0], ARCHIVE_BATCH(""), 5, argtypes);
 }
 
 /*
@@ -75,13 +105,7 @@ FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
 	SPIPlanPtr	plan;
 	DestReceiver *dest = EventRowsDest(rows);
 
-	/* a few types: merged scans of each type's events (type_scan.c) */
-	if (part == NULL)
-		plan = LogScanPlan(&batch_plans, &values[3], types_null == 'n',
-						   "(transaction_id, global_position) > ($1, $2)"
-						   " AND transaction_id < $3",
-						   "$4", "$5", 5, argtypes);
-	else
+	if (part != NULL)
 	{
 		LogPlace	through = part->through;
 
@@ -94,13 +118,24 @@ FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
 		values[6] = Int64GetDatum(through.position);
 		values[7] = Int32GetDatum(part->count);
 		values[8] = Int32GetDatum(part->index);
+	}
+	/*
+	 * A build from the start asked to include the archive reads it merged
+	 * with the log; otherwise, for a few types, merged scans of each type's
+	 * events (type_scan.c).
+	 */
+	if (p->replay_archive && !p->caught_up)
+		plan = ArchiveBatchPlan(part != NULL, argtypes);
+	else if (part == NULL)
+		plan = LogScanPlan(&batch_plans, &values[3], types_null == 'n',
+						   "(transaction_id, global_position) > ($1, $2)"
+						   " AND transaction_id < $3",
+						   "$4", "$5", 5, argtypes);
+	else
 		plan = LogScanPlan(&partition_batch_plans, &values[3], types_null == 'n',
 						   "(transaction_id, global_position) > ($1, $2)"
-						   " AND transaction_id < $3"
-						   " AND (transaction_id, global_position) <= ($6, $7)"
-						   " AND eventstore.stream_partition(stream_id, $8) = $9",
+						   " AND transaction_id < $3" PARTITION_CONDITIONS,
 						   "$4", "$5", 9, argtypes);
-	}
 
 	/* read-only SPI runs in the active snapshot: the batch's own */
 	PushActiveSnapshot(snapshot);
