@@ -71,6 +71,8 @@ extern LogPlace RequireLogPlace(int64 position, Snapshot snapshot,
 								const char *argname, const char *hint);
 extern int	CompareLogPlaces(LogPlace a, LogPlace b);
 extern LogPlace LogPlaceOfRow(HeapTuple row, TupleDesc desc);
+extern bool LastPlaceBelow(FullTransactionId horizon, Snapshot snapshot,
+						   LogPlace *place);
 extern FullTransactionId LastCommittedXid(void);
 extern FullTransactionId StreamEventKey(Relation events, text *stream_id,
 										int64 revision);

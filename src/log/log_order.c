@@ -20,6 +20,7 @@
 #include "utils/xid8.h"
 
 static SPIPlanPtr last_xid_plan;
+static SPIPlanPtr last_below_plan;
 
 /* The place before every event: where position 0 (or none) stands. */
 const LogPlace LogStart = {{0}, 0};
@@ -142,6 +143,33 @@ LogPlaceOfRow(HeapTuple row, TupleDesc desc)
 	place.xid = DatumGetFullTransactionId(heap_getattr(row, EVENTS_TRANSACTION_ID,
 													   desc, &isnull));
 	return place;
+}
+
+/*
+ * The place of the last event below `horizon` in log order, seen through
+ * `snapshot`: the head a reader at that horizon has reached (read_all's
+ * readable head); false when there is none.  The ORDER BY makes it a
+ * backward scan of the log-order index, whatever the horizon.  The caller
+ * is connected to SPI.
+ */
+bool
+LastPlaceBelow(FullTransactionId horizon, Snapshot snapshot, LogPlace *place)
+{
+	Oid			argtypes[1] = {XID8OID};
+	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
+
+	/* the events table's first two columns, so LogPlaceOfRow reads them */
+	QueryKeptPlanThrough(KeptPlan(&last_below_plan,
+								  "SELECT global_position, transaction_id"
+								  " FROM eventstore.events WHERE transaction_id < $1"
+								  " ORDER BY transaction_id DESC, global_position DESC"
+								  " LIMIT 1",
+								  1, argtypes),
+						 values, NULL, snapshot, 1);
+	if (SPI_processed == 0)
+		return false;
+	*place = LogPlaceOfRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	return true;
 }
 
 /*

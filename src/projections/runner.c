@@ -30,7 +30,6 @@
 static LogScanPlans batch_plans;
 static LogScanPlans partition_batch_plans;
 static SPIPlanPtr archive_batch_plans[2];	/* [1]: of a partition */
-static SPIPlanPtr head_plan;
 static SPIPlanPtr pending_skips_plans[2];	/* [1]: of a 0.2.0 registry */
 static SPIPlanPtr skipped_events_plan;
 static SPIPlanPtr dead_letters_plan;
@@ -153,21 +152,10 @@ FetchBatch(Projection *p, ReplayPartition *part, EventRows *rows, int limit,
 void
 AdvanceToHead(Projection *p, Snapshot snapshot, FullTransactionId horizon)
 {
-	Oid			argtypes[1] = {XID8OID};
-	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
 	LogPlace	head;
 
-	/* the events table's first two columns, so LogPlaceOfRow reads them */
-	QueryKeptPlanThrough(KeptPlan(&head_plan,
-								  "SELECT global_position, transaction_id"
-								  " FROM eventstore.events WHERE transaction_id < $1"
-								  " ORDER BY transaction_id DESC, global_position DESC"
-								  " LIMIT 1",
-								  1, argtypes),
-						 values, NULL, snapshot, 1);
-	if (SPI_processed == 0)
+	if (!LastPlaceBelow(horizon, snapshot, &head))
 		return;
-	head = LogPlaceOfRow(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	if (CompareLogPlaces(head, p->checkpoint) > 0)
 		p->checkpoint = head;
 }

@@ -56,7 +56,6 @@ static int64 head_position;
 /* The transaction that holds committed events back; invalid: none. */
 static TransactionId holder = InvalidTransactionId;
 
-static SPIPlanPtr head_plan;
 static SPIPlanPtr held_plan;
 
 /*
@@ -72,25 +71,13 @@ FindReadableHead(FullTransactionId horizon, FullTransactionId *xid,
 {
 	Oid			argtypes[1] = {XID8OID};
 	Datum		values[1] = {FullTransactionIdGetDatum(horizon)};
-	bool		found = false;
-	bool		isnull;
+	LogPlace	head;
+	bool		found = LastPlaceBelow(horizon, GetActiveSnapshot(), &head);
 
-	ExecKeptPlan(KeptPlan(&head_plan,
-						  "SELECT transaction_id, global_position"
-						  " FROM eventstore.events WHERE transaction_id < $1"
-						  " ORDER BY transaction_id DESC, global_position DESC"
-						  " LIMIT 1",
-						  1, argtypes),
-				 values, NULL, true, 1);
-	if (SPI_processed == 1)
+	if (found)
 	{
-		*xid = DatumGetFullTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc,
-													   1, &isnull));
-		*position = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc,
-												2, &isnull));
-		found = true;
+		*xid = head.xid;
+		*position = head.position;
 	}
 	ExecKeptPlan(KeptPlan(&held_plan,
 						  "SELECT FROM eventstore.events WHERE transaction_id >= $1"
