@@ -361,8 +361,12 @@ RETURNS bigint
 -- starts its positions at a new block of 2^40: a plain difference would
 -- count the gap), at the share of the types among the entries read.
 -- oldest is when the oldest of them was appended (of the oldest entry
--- read, when none of them is of the types and the window is full).  No
--- JIT: a read must stay cheap.  Run as the extension's owner, by
+-- read, when none of them is of the types and the window is full).  A
+-- backlog of every type whose positions span more than the window is
+-- estimated at once, from the first sample_size entries (its count needs
+-- no share, only its oldest does): processors read every type, and a read
+-- of the processors view must not cost 10,000 entries per lagging
+-- processor.  No JIT: a read must stay cheap.  Run as the extension's owner, by
 -- projection_progress_of and processor_progress_of.
 CREATE FUNCTION eventstore.log_backlog(after_xid xid8, after_position bigint,
 	event_types text[],
@@ -373,6 +377,8 @@ CREATE FUNCTION eventstore.log_backlog(after_xid xid8, after_position bigint,
 	AS $$
 DECLARE
 	window_size CONSTANT integer := 10000;
+	sample_size CONSTANT integer := 1000;
+	read_size integer := window_size;
 	seen bigint;
 	window_first timestamptz;
 	window_last bigint;
@@ -380,6 +386,13 @@ DECLARE
 	ranks bigint[];
 BEGIN
 	lag_exact := true;
+	IF event_types IS NULL THEN
+		SELECT max(e.global_position) INTO head FROM eventstore.events e;
+		ranks := eventstore.log_ranks(ARRAY[after_position, head]);
+		IF ranks[2] - ranks[1] > window_size THEN
+			read_size := sample_size;
+		END IF;
+	END IF;
 	SELECT count(*),
 		   count(*) FILTER (WHERE log_backlog.event_types IS NULL
 								  OR w.event_type = ANY (log_backlog.event_types)),
@@ -391,10 +404,12 @@ BEGIN
 		  FROM eventstore.events e
 		  WHERE (e.transaction_id, e.global_position) > (after_xid, after_position)
 		  ORDER BY e.transaction_id, e.global_position
-		  LIMIT window_size + 1) w;
-	IF seen > window_size THEN
+		  LIMIT read_size + 1) w;
+	IF seen > read_size THEN
 		lag_exact := false;
-		SELECT max(e.global_position) INTO head FROM eventstore.events e;
+		IF head IS NULL THEN
+			SELECT max(e.global_position) INTO head FROM eventstore.events e;
+		END IF;
 		ranks := eventstore.log_ranks(ARRAY[window_last, head]);
 		lag_events := lag_events +
 			round(GREATEST(ranks[2] - ranks[1], 0) * lag_events::double precision
