@@ -183,13 +183,13 @@ RETURNS text
 CREATE FUNCTION eventstore.create_log_publication(
 	publication_name name DEFAULT 'eventstore_log')
 RETURNS void
-	LANGUAGE c VOLATILE STRICT
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_create_log_publication';
 
 CREATE FUNCTION eventstore.set_subscriber_mode(enabled boolean)
 RETURNS void
-	LANGUAGE c VOLATILE STRICT
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_set_subscriber_mode';
 
@@ -686,7 +686,7 @@ COMMENT ON FUNCTION eventstore.retry_dead_letters(text, integer, text) IS 'Apply
 COMMENT ON FUNCTION eventstore.discard_dead_letters(text, integer, text) IS 'Give up a projection''s unresolved dead letters and apply the events they parked; returns how many were discarded';
 COMMENT ON FUNCTION eventstore.replaying() IS 'True while the event being applied is applied again by a rebuild, a backfill or a new version''s first build';
 
--- create_projection gains promote and upcast, last.  A new signature is a new
+-- create_projection gains promote, upcast, backfill and parallel, last.  A new signature is a new
 -- function: the EXECUTE grants users made on the old one are given to the
 -- new one, and kept out of pg_init_privs (where grants made by this script
 -- would land), so that pg_dump still dumps them as the users' own.

@@ -241,13 +241,13 @@ RETURNS text
 CREATE FUNCTION eventstore.create_log_publication(
 	publication_name name DEFAULT 'eventstore_log')
 RETURNS void
-	LANGUAGE c VOLATILE STRICT
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_create_log_publication';
 
 CREATE FUNCTION eventstore.set_subscriber_mode(enabled boolean)
 RETURNS void
-	LANGUAGE c VOLATILE STRICT
+	LANGUAGE c VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	AS 'MODULE_PATHNAME', 'eventstore_set_subscriber_mode';
 

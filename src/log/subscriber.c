@@ -19,6 +19,7 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "core/args.h"
 #include "core/catalog.h"
 #include "core/errors.h"
 #include "core/kept_plans.h"
@@ -154,7 +155,11 @@ RunUtility(const char *sql)
 Datum
 eventstore_create_log_publication(PG_FUNCTION_ARGS)
 {
-	const char *name = NameStr(*PG_GETARG_NAME(0));
+	const char *name;
+
+	RequireArgNotNull(fcinfo, 0, "publication_name",
+					  "Name the publication the subscribers will subscribe to.");
+	name = NameStr(*PG_GETARG_NAME(0));
 
 	/*
 	 * Only the events, and only their inserts: a subscriber keeps its own
@@ -207,10 +212,13 @@ RefuseWhileSubscribed(void)
 Datum
 eventstore_set_subscriber_mode(PG_FUNCTION_ARGS)
 {
-	bool		enabled = PG_GETARG_BOOL(0);
+	bool		enabled;
 	bool		was_on;
 	Relation	events;
 
+	RequireArgNotNull(fcinfo, 0, "enabled",
+					  "Pass true to make this database a subscriber of the log, false to end it.");
+	enabled = PG_GETARG_BOOL(0);
 	PreventCommandDuringRecovery("set_subscriber_mode");
 	events = table_open(EventstoreRelid("events"), AccessShareLock);
 	was_on = SubscriberModeOn(events);

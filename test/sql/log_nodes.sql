@@ -60,6 +60,9 @@ DELETE FROM eventstore.log_incarnations WHERE system_identifier = 42;
 
 -- Subscriber mode: appends are refused, a missing position may still
 -- arrive (SE008), and the node says what it is.
+SELECT eventstore.set_subscriber_mode(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT eventstore.node_role();
 SELECT eventstore.set_subscriber_mode(true);
 SELECT eventstore.node_role();
 SELECT eventstore.append_event('a', 'A3', '{}');
@@ -79,6 +82,8 @@ SELECT eventstore.create_log_publication();
 SELECT pubname, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication;
 SELECT pubname, schemaname, tablename FROM pg_publication_tables;
 SELECT eventstore.create_log_publication('log copy');
+SELECT eventstore.create_log_publication(NULL);
+\echo :LAST_ERROR_SQLSTATE
 SELECT pubname FROM pg_publication ORDER BY 1;
 DROP PUBLICATION eventstore_log;
 DROP PUBLICATION "log copy";
