@@ -5,7 +5,7 @@
 -- it by the positions aborted appends took, near it for one type.  0 and
 -- exact when caught up.  While rebuilding, the share of the replay done
 -- and a time left; NULL otherwise.  No JIT inside.  (Across a block of
--- positions, after a restore: TAP 014.)
+-- positions, after a restore: TAP 015.)
 \ir setup.psql
 DROP SCHEMA IF EXISTS es_tap_st CASCADE;
 CREATE SCHEMA es_tap_st;

@@ -1,7 +1,9 @@
 # The README is the reference: every function, view and table of the
 # schema eventstore, every setting pg_eventstore.*, every column of the
 # views users read, and every SQLSTATE of the extension's own class is
-# named in it, and every SQL object has a COMMENT.
+# named in it, and every SQL object has a COMMENT.  And test/README.md is
+# the catalogue of the tests: every test file has its entry there (a
+# heading naming the file), and every entry names a test file that exists.
 use strict;
 use warnings;
 use EventstoreTest;
@@ -68,6 +70,22 @@ is( sql(q{
 		WHERE c.relnamespace = 'eventstore'::regnamespace AND c.relkind IN ('r', 'v')
 		  AND obj_description(c.oid, 'pg_class') IS NULL) u}),
 	'', 'every function, table and view of the extension has a COMMENT');
+
+# The catalogue of the tests, test/README.md: one entry ("### `name`") per
+# file of test/sql, test/pgtap, test/specs and test/t.
+my $catalogue = slurp_file('test/README.md');
+my %entries;
+$entries{$_}++ for $catalogue =~ /^### `([^`]+)`$/mg;
+is(join(', ', grep { $entries{$_} > 1 } sort keys %entries),
+	'', 'no test file has two entries in test/README.md');
+my @test_files = map { s{.*/}{}r }
+  map { glob($_) } qw(test/sql/*.sql test/pgtap/*.sql test/specs/*.spec test/t/*.pl);
+ok(@test_files >= 90, 'the test files are found (' . scalar(@test_files) . ')');
+is(join(', ', grep { !$entries{$_} } @test_files),
+	'', 'every test file has its entry in test/README.md');
+my %is_test_file = map { $_ => 1 } @test_files;
+is(join(', ', grep { !$is_test_file{$_} } sort keys %entries),
+	'', 'every entry of test/README.md names a test file');
 
 $node->stop;
 done_testing();
