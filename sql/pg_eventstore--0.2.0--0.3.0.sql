@@ -448,10 +448,10 @@ ALTER FUNCTION eventstore.release_processor(text, text, text) SECURITY INVOKER;
 -- oldest is when the oldest of them was appended (of the oldest entry
 -- read, when none of them is of the types and the window is full).  A
 -- backlog of every type whose positions span more than the window is
--- estimated at once, from the first sample_size entries (its count needs
--- no share, only its oldest does): processors read every type, and a read
--- of the processors view must not cost 10,000 entries per lagging
--- processor.  No JIT: a read must stay cheap.  Run as the extension's owner, by
+-- estimated at once from those positions, and its oldest looked for among
+-- its first sample_size entries: processors read every type, and a read of
+-- the processors view must not cost 10,000 entries per lagging processor.
+-- No JIT: a read must stay cheap.  Run as the extension's owner, by
 -- projection_progress_of and processor_progress_of.
 CREATE FUNCTION eventstore.log_backlog(after_xid xid8, after_position bigint,
 	event_types text[],
@@ -462,22 +462,29 @@ CREATE FUNCTION eventstore.log_backlog(after_xid xid8, after_position bigint,
 	AS $$
 DECLARE
 	window_size CONSTANT integer := 10000;
-	sample_size CONSTANT integer := 1000;
-	read_size integer := window_size;
+	sample_size CONSTANT integer := 100;
 	seen bigint;
 	window_first timestamptz;
 	window_last bigint;
 	head bigint;
 	ranks bigint[];
 BEGIN
-	lag_exact := true;
 	IF event_types IS NULL THEN
 		SELECT max(e.global_position) INTO head FROM eventstore.events e;
 		ranks := eventstore.log_ranks(ARRAY[after_position, head]);
 		IF ranks[2] - ranks[1] > window_size THEN
-			read_size := sample_size;
+			lag_exact := false;
+			lag_events := ranks[2] - ranks[1];
+			SELECT min(w.created_at) INTO oldest
+			FROM (SELECT e.created_at
+				  FROM eventstore.events e
+				  WHERE (e.transaction_id, e.global_position) > (after_xid, after_position)
+				  ORDER BY e.transaction_id, e.global_position
+				  LIMIT sample_size) w;
+			RETURN;
 		END IF;
 	END IF;
+	lag_exact := true;
 	SELECT count(*),
 		   count(*) FILTER (WHERE log_backlog.event_types IS NULL
 								  OR w.event_type = ANY (log_backlog.event_types)),
@@ -489,8 +496,8 @@ BEGIN
 		  FROM eventstore.events e
 		  WHERE (e.transaction_id, e.global_position) > (after_xid, after_position)
 		  ORDER BY e.transaction_id, e.global_position
-		  LIMIT read_size + 1) w;
-	IF seen > read_size THEN
+		  LIMIT window_size + 1) w;
+	IF seen > window_size THEN
 		lag_exact := false;
 		IF head IS NULL THEN
 			SELECT max(e.global_position) INTO head FROM eventstore.events e;

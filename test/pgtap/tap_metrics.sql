@@ -45,7 +45,7 @@ CREATE FUNCTION pg_temp.after(checkpoint bigint) RETURNS bigint LANGUAGE sql AS 
 $$;
 RESET client_min_messages;
 
-SELECT plan(36);
+SELECT plan(37);
 
 -- The counters: committed appends and their events
 SELECT pg_temp.metric('eventstore_appends_total') AS appends0,
@@ -172,6 +172,12 @@ SELECT is((SELECT ARRAY[lag_events::text, lag_exact::text] FROM eventstore.proce
 	ARRAY['10010', 'false'], 'beyond 10,000 log entries: estimated, never counted');
 SELECT is(pg_temp.metric('eventstore_processor_lag_events', pg_temp.of_processor('mx-proc')), 10010::double precision,
 	'the metric likewise');
+-- estimated from positions, its oldest found among the first entries after
+-- the checkpoint: the age of the first of them
+SELECT is((SELECT lag_seconds FROM eventstore.processors WHERE processor_id = 'mx-proc'),
+	(SELECT EXTRACT(epoch FROM now() - min(created_at))::double precision FROM eventstore.events
+	 WHERE stream_id LIKE 'mx-big-%'),
+	'beyond 10,000 log entries: lag_seconds is the age of the oldest event after the checkpoint');
 
 -- Who sees what
 SELECT is(pg_temp.error_of('SET ROLE es_tap_mx_monitor; SELECT * FROM eventstore.metrics'),
