@@ -52,9 +52,11 @@ demo_test() {
 	fi
 }
 echo "== running the demo, short"
+# PG_EVENTSTORE_DEMO_PORT: another port for runs side by side on one machine
+demo_port=${PG_EVENTSTORE_DEMO_PORT:-5499}
 demo_test demo.log "closing report says PASS" \
-	env DEMO_PORT=5499 DEMO_SECONDS=6 scripts/demo.sh
-env DEMO_PORT=5499 scripts/demo.sh stop >/dev/null
+	env DEMO_PORT="$demo_port" DEMO_SECONDS=6 scripts/demo.sh
+env DEMO_PORT="$demo_port" scripts/demo.sh stop >/dev/null
 if [ "${PG_EVENTSTORE_SKIP_BROWSER:-0}" != 1 ]; then
 	demo_test demo-browser.log "HTML report in headless chromium" \
 		scripts/check_demo_report.sh
