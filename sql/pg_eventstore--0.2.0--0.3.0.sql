@@ -449,8 +449,9 @@ ALTER FUNCTION eventstore.release_processor(text, text, text) SECURITY INVOKER;
 -- read, when none of them is of the types and the window is full).  A
 -- backlog of every type whose positions span more than the window is
 -- estimated at once from those positions, and its oldest looked for among
--- its first sample_size entries: processors read every type, and a read of
--- the processors view must not cost 10,000 entries per lagging processor.
+-- its first sample_size entries: processors (and projections without
+-- event types) take every type, and a read of the processors view must not
+-- cost 10,000 entries per lagging processor.
 -- No JIT: a read must stay cheap.  Run as the extension's owner, by
 -- projection_progress_of and processor_progress_of.
 CREATE FUNCTION eventstore.log_backlog(after_xid xid8, after_position bigint,
